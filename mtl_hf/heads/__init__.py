@@ -1,0 +1,24 @@
+"""Task heads: the interface, its registry (entry-point group ``mtl_hf.heads``) and the built-in heads."""
+
+from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
+from .binary_classification import BinaryClassificationHead, BinaryClassificationOptions
+from .mim import MaskedImageModelingHead, MaskedImageModelingOptions
+from .multiclass_classification import MulticlassClassificationHead, MulticlassClassificationOptions
+from .multilabel_classification import MultilabelClassificationHead, MultilabelClassificationOptions
+
+__all__ = [
+    "HEADS",
+    "BackboneFeatures",
+    "BackboneSpec",
+    "BinaryClassificationHead",
+    "BinaryClassificationOptions",
+    "HeadOptions",
+    "HeadOutput",
+    "MaskedImageModelingHead",
+    "MaskedImageModelingOptions",
+    "MulticlassClassificationHead",
+    "MulticlassClassificationOptions",
+    "MultilabelClassificationHead",
+    "MultilabelClassificationOptions",
+    "TaskHead",
+]

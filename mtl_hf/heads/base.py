@@ -1,0 +1,148 @@
+"""The task-head interface and its registry.
+
+A head is a small ``nn.Module`` that reads the shared backbone's features, produces its task's
+output (logits, a reconstruction, a segmentation map) and, given labels, its loss. The model knows
+heads only through this interface; it never branches on a head's name.
+
+What a head declares about itself (class attributes):
+
+* ``Options``: a dataclass of its hyperparameters (validated by :func:`mtl_hf.options.from_dict`);
+* ``view``: ``"clean"`` (the unmasked image) or ``"masked"`` (the image with ``bool_masked_pos``
+  applied, for masked image modeling);
+* ``requires_labels``: ``False`` for self-supervised heads, which then run without labels;
+* ``requires_hidden_states``: ``True`` if it reads intermediate layers (e.g. a UNETR-style decoder).
+
+Third-party heads register through the ``mtl_hf.heads`` entry-point group (see the README's plugin
+guide) or, in a script, with ``@HEADS.register("name")``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from ..options import from_dict
+from ..registry import Registry
+
+View = Literal["clean", "masked"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a head may know about the backbone it sits on."""
+
+    hidden_size: int
+    patch_size: int
+    num_channels: int
+    num_hidden_layers: int
+    image_size: tuple[int, int]
+
+
+@dataclass
+class BackboneFeatures:
+    """One backbone pass, as heads see it.
+
+    Attributes:
+        last_hidden_state: ``(B, P + N, D)`` final-layer tokens after the backbone's last layer norm,
+            ``P`` prefix tokens (CLS, registers) then ``N`` patch tokens in row-major grid order.
+        num_prefix_tokens: ``P``; the CLS token is always index 0.
+        grid_size: ``(h, w)`` patch grid, ``h * w == N``.
+        pixel_values: ``(B, C, H, W)`` the normalised input of this view (unmasked pixels even for
+            the masked view: they are the reconstruction target).
+        bool_masked_pos: ``(B, N)`` masked patches of this view, or ``None`` for the clean view.
+        hidden_states: every layer's tokens (embeddings first) when asked for, else ``None``.
+    """
+
+    last_hidden_state: torch.Tensor
+    num_prefix_tokens: int
+    grid_size: tuple[int, int]
+    pixel_values: torch.Tensor
+    bool_masked_pos: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+    @property
+    def cls_token(self) -> torch.Tensor:
+        return self.last_hidden_state[:, 0]
+
+    @property
+    def patch_tokens(self) -> torch.Tensor:
+        return self.last_hidden_state[:, self.num_prefix_tokens :]
+
+    def patch_map(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch tokens (of the last layer, or ``tokens`` with prefix) as a ``(B, D, h, w)`` map."""
+        x = self.patch_tokens if tokens is None else tokens[:, self.num_prefix_tokens :]
+        b, _n, d = x.shape
+        h, w = self.grid_size
+        return x.transpose(1, 2).reshape(b, d, h, w)
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns: its loss when labels (or self-supervision) allow, and its prediction."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+
+
+@dataclass
+class HeadOptions:
+    """Base of every head's options dataclass (no options)."""
+
+
+class TaskHead(nn.Module, ABC):
+    """Base class of task heads.
+
+    Args:
+        task_name: The user's name for the task (used in error messages and outputs).
+        options: An instance of the head's ``Options`` dataclass.
+        backbone: Facts about the shared backbone.
+    """
+
+    Options: ClassVar[type[HeadOptions]] = HeadOptions
+    view: ClassVar[View] = "clean"
+    requires_labels: ClassVar[bool] = True
+    requires_hidden_states: ClassVar[bool] = False
+    registered_name: ClassVar[str]
+
+    def __init__(self, task_name: str, options: HeadOptions, backbone: BackboneSpec) -> None:
+        super().__init__()
+        self.task_name = task_name
+        self.options = options
+        self.backbone = backbone
+
+    @classmethod
+    def parse_options(cls, task_name: str, raw: Mapping[str, Any]) -> HeadOptions:
+        """Validate a task's options (everything but ``type``); errors name ``tasks.<task_name>.<key>``."""
+        return from_dict(cls.Options, raw, f"tasks.{task_name}")
+
+    def init_parameters(self) -> None:
+        """Initialise parameters the model's generic scheme does not cover (plain ``nn.Parameter``s).
+
+        The model initialises every ``nn.Linear``, ``nn.Conv2d`` and norm layer of a head itself. Use the
+        ``transformers.initialization`` functions here: they leave weights loaded from a checkpoint alone.
+        """
+
+    def check_labels(self, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Validate and normalise this task's labels; raise ``ValueError`` naming the task otherwise."""
+        return labels
+
+    def sample_mask(self, batch_size: int, grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """Draw ``bool_masked_pos`` ``(B, h*w)`` for a masked-view head; clean-view heads need none."""
+        raise NotImplementedError(f"head {type(self).__name__} does not draw masks")
+
+    @abstractmethod
+    def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:
+        """Compute the prediction and, when ``labels`` are given (or not required), the loss."""
+
+    def _label_error(self, message: str) -> ValueError:
+        return ValueError(f"labels for task {self.task_name!r} ({self.registered_name}): {message}")
+
+
+HEADS: Registry[type[TaskHead]] = Registry("head", "mtl_hf.heads")
+"""Registry of task-head classes, extensible through the ``mtl_hf.heads`` entry-point group."""

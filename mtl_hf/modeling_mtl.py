@@ -1,0 +1,426 @@
+"""``MTLModel``: a transformers ``PreTrainedModel`` whose ViT / DINOv2 backbone is shared by task heads.
+
+One forward call runs the backbone on up to two views of the batch and every active head on its view:
+
+* the **clean view** (the image as given) feeds classification heads and any head with ``view="clean"``;
+* the **masked view** (patch embeddings at ``bool_masked_pos`` replaced by the backbone's mask token)
+  feeds masked-image-modeling heads.
+
+``config.view_layout`` decides how: ``"two_pass"`` calls the backbone once per view; ``"concat"`` calls
+it once on both views stacked along the batch. Both give the same outputs (up to float rounding); which
+is faster depends on the device (see ``benchmarks/``).
+
+The per-task losses are combined by the model's weighter (``config.weighting``) into ``loss``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+from torch import nn
+from transformers import AutoConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbone import (
+    attention_implementation,
+    build_backbone,
+    image_size_of,
+    load_backbone,
+    num_prefix_tokens,
+    patch_size_of,
+)
+from .configuration_mtl import MTLConfig
+from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, TaskHead
+from .weighting import WEIGHTERS, LossWeighter
+
+
+@dataclass
+class MTLModelOutput(ModelOutput):
+    """Output of :class:`MTLModel`.
+
+    Attributes:
+        loss: The weighted total over tasks that had a loss in this call (``None`` if none had).
+        task_losses: ``{task: scalar loss}`` for the tasks whose loss was computed.
+        task_weights: ``{task: weight}`` the weighter gave each of those tasks (detached).
+        logits: ``{task: logits}`` for every classification-type head that ran; binary heads give ``(B,)``.
+        reconstructions: ``{task: (B, C, H, W)}`` for masked-image-modeling heads that ran.
+        bool_masked_pos: ``(B, num_patches)`` the mask of the masked view, if one ran.
+        last_hidden_state: ``(B, P + N, D)`` final tokens of the clean view, if it ran.
+        hidden_states: Per-layer tokens of the clean view, when ``output_hidden_states=True``.
+        attentions: Per-layer attention maps of the clean view, when ``output_attentions=True``.
+    """
+
+    loss: torch.Tensor | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    task_weights: dict[str, torch.Tensor] | None = None
+    logits: dict[str, torch.Tensor] | None = None
+    reconstructions: dict[str, torch.Tensor] | None = None
+    bool_masked_pos: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class MTLPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading conventions shared by mtl-hf models."""
+
+    config_class = MTLConfig
+    config: MTLConfig
+    base_model_prefix = "mtl"
+    main_input_name = "pixel_values"
+    input_modalities = "image"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer", "Dinov2Embeddings", "Dinov2Layer"]  # noqa: RUF012
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Heads: truncated normal (std ``initializer_range``) for linear and conv weights, zero biases,
+        unit layer norms; weighters initialise their own parameters. The backbone keeps its own scheme."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (LossWeighter, TaskHead)):
+            module.init_parameters()
+
+
+class MTLModel(MTLPreTrainedModel):
+    """A DINO ViT backbone shared by named task heads, trained with a weighted sum of task losses.
+
+    Example::
+
+        >>> import torch
+        >>> from mtl_hf import MTLConfig, MTLModel
+        >>> config = MTLConfig(
+        ...     backbone_config={"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2,
+        ...                      "num_attention_heads": 2, "intermediate_size": 64, "image_size": 64},
+        ...     tasks={"tumour": {"type": "binary_classification"}, "mim": {"type": "mim"}},
+        ...     weighting={"type": "fixed", "weights": {"mim": 0.5}},
+        ... )
+        >>> model = MTLModel(config)
+        >>> out = model(torch.randn(2, 3, 64, 64), labels={"tumour": torch.tensor([0, 1])})
+        >>> sorted(out.task_losses)  # training mode: MIM runs on its own masked view
+        ['mim', 'tumour']
+        >>> _ = model.eval()
+        >>> model(torch.randn(2, 3, 64, 64)).logits["tumour"].shape  # inference: one clean pass
+        torch.Size([2])
+    """
+
+    def __init__(self, config: MTLConfig) -> None:
+        super().__init__(config)
+        backbone_config: Any = config.backbone_config
+        self.backbone = build_backbone(backbone_config)
+        self.patch_size = patch_size_of(backbone_config)
+        self.num_prefix_tokens = num_prefix_tokens(backbone_config)
+        self.spec = BackboneSpec(
+            hidden_size=backbone_config.hidden_size,
+            patch_size=self.patch_size,
+            num_channels=backbone_config.num_channels,
+            num_hidden_layers=backbone_config.num_hidden_layers,
+            image_size=image_size_of(backbone_config),
+        )
+        heads = {}
+        for name, spec in (config.tasks or {}).items():
+            options = {k: v for k, v in spec.items() if k != "type"}
+            head_cls = HEADS.get(spec["type"])
+            heads[name] = head_cls(name, head_cls.parse_options(name, options), self.spec)
+        self.heads = nn.ModuleDict(heads)
+        weighting = dict(config.weighting or {"type": "fixed"})
+        weighter_cls = WEIGHTERS.get(weighting.pop("type"))
+        self.weighter = weighter_cls(
+            config.task_names, weighter_cls.parse_options(weighting, config.task_names)
+        )
+        self.post_init()
+
+    # -- construction from a pretrained backbone -------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        name_or_path: str,
+        tasks: Mapping[str, Mapping[str, Any]] | None = None,
+        weighting: Mapping[str, Any] | None = None,
+        *,
+        backbone_overrides: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> MTLModel:
+        """A model whose backbone weights come from a pretrained checkpoint and whose heads are new.
+
+        Args:
+            name_or_path: Hub id (e.g. ``"facebook/dino-vits16"``) or local folder of a ViT or DINOv2
+                checkpoint (safetensors).
+            tasks, weighting: As in :class:`MTLConfig`.
+            backbone_overrides: Backbone config values to change (e.g. ``{"hidden_dropout_prob": 0.1}``);
+                shape-changing values make the checkpoint unloadable.
+            **kwargs: Other :class:`MTLConfig` arguments (``view_layout``) and Hub arguments
+                (``revision``, ``cache_dir``, ``token``, ``local_files_only``).
+        """
+        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+        hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
+        backbone_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+        for key, value in (backbone_overrides or {}).items():
+            setattr(backbone_config, key, value)
+        config = MTLConfig(
+            backbone_config=backbone_config,
+            tasks=dict(tasks) if tasks is not None else None,
+            weighting=dict(weighting) if weighting is not None else None,
+            **kwargs,
+        )
+        model = cls(config)
+        pretrained = load_backbone(name_or_path, backbone_config, **hub_kwargs)
+        result = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
+        # The mask token is ours to learn (DINO checkpoints have none); anything else must match.
+        missing = [k for k in result.missing_keys if not k.endswith("mask_token")]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"backbone checkpoint {name_or_path!r} does not match its config: "
+                f"missing {missing}, unexpected {result.unexpected_keys}"
+            )
+        backbone_config._name_or_path = str(name_or_path)
+        return model
+
+    # -- conveniences --------------------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters every task shares: the backbone's (for gradient-based weighters)."""
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def head(self, name: str) -> TaskHead:
+        """The head of task ``name``."""
+        return cast(TaskHead, self.heads[name])
+
+    def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
+        return pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Mapping[str, torch.Tensor] | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        tasks: Sequence[str] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> MTLModelOutput:
+        r"""Run the backbone and the active heads; combine the task losses.
+
+        Args:
+            pixel_values: ``(B, C, H, W)`` normalised images (see :class:`~mtl_hf.MTLImageProcessor`);
+                ``C`` must equal the backbone's channels and ``H``, ``W`` be multiples of its patch size.
+            labels: ``{task: labels}``. Binary: ``(B,)`` or ``(B, 1)`` of 0/1; multi-class: ``(B,)``
+                class indices; multi-label: ``(B, L)`` of 0/1. A supervised task whose name is absent
+                is skipped; with ``labels=None`` every clean-view head runs and returns logits only.
+            bool_masked_pos: ``(B, num_patches)`` bool, True = masked, for the masked view. If not given
+                and a masked-view head runs, its head draws one per sample (SimMIM block masking).
+            tasks: Names of the tasks to run, overriding the default choice: by default supervised heads
+                run as described under ``labels`` and masked-view heads run in training mode or when
+                ``bool_masked_pos`` is given. So in eval mode ``model(pixel_values)`` costs one backbone
+                pass and returns every classification head's logits.
+            output_attentions: Return the clean view's attention maps (the backbone switches to eager
+                attention for this call only: SDPA does not expose them).
+            output_hidden_states: Return the clean view's per-layer tokens.
+        """
+        self._check_pixel_values(pixel_values)
+        batch_size = pixel_values.shape[0]
+        grid = self.grid_size(pixel_values)
+        active = self._active_tasks(labels, tasks, bool_masked_pos)
+        checked_labels = {}
+        for name in active:
+            if labels is not None and name in labels:
+                checked_labels[name] = self.head(name).check_labels(labels[name], batch_size)
+
+        clean = [n for n in active if self.head(n).view == "clean"]
+        masked = [n for n in active if self.head(n).view == "masked"]
+        if masked:
+            if bool_masked_pos is None:
+                bool_masked_pos = self.head(masked[0]).sample_mask(batch_size, grid, pixel_values.device)
+            else:
+                bool_masked_pos = self._check_mask(bool_masked_pos, batch_size, grid)
+        want_clean = bool(clean) or not masked or bool(output_attentions) or bool(output_hidden_states)
+        heads_need_hidden = any(self.head(n).requires_hidden_states for n in active)
+
+        clean_features, masked_features, attentions = self._encode(
+            pixel_values,
+            bool_masked_pos if masked else None,
+            want_clean=want_clean,
+            output_attentions=bool(output_attentions),
+            output_hidden_states=bool(output_hidden_states) or heads_need_hidden,
+        )
+
+        outputs: dict[str, HeadOutput] = {}
+        for name in active:
+            features = clean_features if self.head(name).view == "clean" else masked_features
+            assert features is not None
+            outputs[name] = self.head(name)(features, checked_labels.get(name))
+
+        task_losses = {n: o.loss for n, o in outputs.items() if o.loss is not None}
+        loss = task_weights = None
+        if task_losses:
+            weighted = self.weighter(task_losses)
+            loss, task_weights = weighted.loss, weighted.weights
+        logits = {n: o.logits for n, o in outputs.items() if o.logits is not None}
+        reconstructions = {n: o.reconstruction for n, o in outputs.items() if o.reconstruction is not None}
+        return MTLModelOutput(
+            loss=loss,
+            task_losses=task_losses or None,
+            task_weights=task_weights,
+            logits=logits or None,
+            reconstructions=reconstructions or None,
+            bool_masked_pos=bool_masked_pos if masked else None,
+            last_hidden_state=clean_features.last_hidden_state if clean_features is not None else None,
+            hidden_states=clean_features.hidden_states if (clean_features and output_hidden_states) else None,
+            attentions=attentions,
+        )
+
+    # -- pieces of forward -------------------------------------------------------------------------
+    def _active_tasks(
+        self,
+        labels: Mapping[str, torch.Tensor] | None,
+        tasks: Sequence[str] | None,
+        bool_masked_pos: torch.Tensor | None,
+    ) -> list[str]:
+        if labels is not None:
+            if not isinstance(labels, Mapping):
+                raise TypeError(
+                    f"labels must be a mapping {{task name: tensor}}, got {type(labels).__name__}; "
+                    f"tasks are {', '.join(self.heads)}"
+                )
+            unknown = [k for k in labels if k not in self.heads]
+            if unknown:
+                raise ValueError(f"labels: no task named {unknown[0]!r}; tasks are {', '.join(self.heads)}")
+        if tasks is not None:
+            if isinstance(tasks, str):
+                tasks = [tasks]
+            unknown = [t for t in tasks if t not in self.heads]
+            if unknown:
+                raise ValueError(f"tasks: no task named {unknown[0]!r}; tasks are {', '.join(self.heads)}")
+            return [n for n in self.heads if n in tasks]
+        active = []
+        for name, head in self.heads.items():
+            if head.view == "masked":
+                if self.training or bool_masked_pos is not None:
+                    active.append(name)
+            elif labels is None or not head.requires_labels or name in labels:
+                active.append(name)
+        return active
+
+    def _encode(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None,
+        *,
+        want_clean: bool,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> tuple[BackboneFeatures | None, BackboneFeatures | None, tuple[torch.Tensor, ...] | None]:
+        """Backbone passes for the views needed; returns (clean, masked, clean attentions)."""
+        clean: BackboneFeatures | None = None
+        masked: BackboneFeatures | None = None
+        attentions: tuple[torch.Tensor, ...] | None = None
+        if want_clean and bool_masked_pos is not None and self.config.view_layout == "concat":
+            both = torch.cat([pixel_values, pixel_values])
+            mask = torch.cat([torch.zeros_like(bool_masked_pos), bool_masked_pos])
+            out = self._backbone(both, mask, output_attentions, output_hidden_states)
+            b = pixel_values.shape[0]
+            hidden = out.hidden_states
+            clean = self._features(
+                out.last_hidden_state[:b], pixel_values, None, hidden and tuple(h[:b] for h in hidden)
+            )
+            masked = self._features(
+                out.last_hidden_state[b:],
+                pixel_values,
+                bool_masked_pos,
+                hidden and tuple(h[b:] for h in hidden),
+            )
+            attentions = (
+                tuple(a[:b] for a in out.attentions) if output_attentions and out.attentions else None
+            )
+            return clean, masked, attentions
+        if want_clean:
+            out = self._backbone(pixel_values, None, output_attentions, output_hidden_states)
+            clean = self._features(out.last_hidden_state, pixel_values, None, out.hidden_states)
+            attentions = out.attentions if output_attentions else None
+        if bool_masked_pos is not None:
+            out = self._backbone(pixel_values, bool_masked_pos, False, output_hidden_states)
+            masked = self._features(out.last_hidden_state, pixel_values, bool_masked_pos, out.hidden_states)
+        return clean, masked, attentions
+
+    def _backbone(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> Any:
+        kwargs: dict[str, Any] = {}
+        if self.backbone.config.model_type == "vit":
+            kwargs["interpolate_pos_encoding"] = tuple(pixel_values.shape[-2:]) != self.spec.image_size
+        with attention_implementation(self.backbone, "eager" if output_attentions else None):
+            return self.backbone(
+                pixel_values=pixel_values,
+                bool_masked_pos=bool_masked_pos,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                **kwargs,
+            )
+
+    def _features(
+        self,
+        last_hidden_state: torch.Tensor,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None,
+        hidden_states: tuple[torch.Tensor, ...] | None,
+    ) -> BackboneFeatures:
+        return BackboneFeatures(
+            last_hidden_state=last_hidden_state,
+            num_prefix_tokens=self.num_prefix_tokens,
+            grid_size=self.grid_size(pixel_values),
+            pixel_values=pixel_values,
+            bool_masked_pos=bool_masked_pos,
+            hidden_states=hidden_states,
+        )
+
+    # -- input validation --------------------------------------------------------------------------
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must have shape (B, C, H, W), got {tuple(pixel_values.shape)}")
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be floating point, got {pixel_values.dtype}")
+        _b, c, h, w = pixel_values.shape
+        if c != self.spec.num_channels:
+            raise ValueError(
+                f"pixel_values has {c} channel(s) but the backbone expects {self.spec.num_channels}; "
+                "MTLImageProcessor converts grey and colour images to the backbone's channels"
+            )
+        p = self.patch_size
+        if h % p or w % p or h == 0 or w == 0:
+            raise ValueError(f"pixel_values size {h}x{w} is not a positive multiple of the patch size {p}")
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or inf")
+
+    def _check_mask(self, mask: torch.Tensor, batch_size: int, grid: tuple[int, int]) -> torch.Tensor:
+        expected = (batch_size, grid[0] * grid[1])
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != expected:
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"bool_masked_pos must have shape {expected} (batch, patches), got {shape}")
+        if mask.dtype != torch.bool:
+            raise ValueError(f"bool_masked_pos must be a bool tensor (True = masked), got {mask.dtype}")
+        return mask
