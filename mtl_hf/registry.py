@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,7 +104,8 @@ class Registry(Generic[T]):
             return None
         if ep.name not in self._classes:
             self._classes[ep.name] = cls
-            cls.registered_name = ep.name
+            with contextlib.suppress(AttributeError, TypeError):  # immutable (builtin) types
+                cls.registered_name = ep.name
         # A plugin module may register itself with the decorator on import; the entry point's
         # distribution is the better provenance either way.
         self._entries[ep.name] = RegistryEntry(ep.name, source, dist, version)
