@@ -108,6 +108,8 @@ class TaskHead(nn.Module, ABC):
     view: ClassVar[View] = "clean"
     requires_labels: ClassVar[bool] = True
     requires_hidden_states: ClassVar[bool] = False
+    prediction_kind: ClassVar[Literal["binary", "multiclass", "multilabel"] | None] = None
+    """How to score this head's logits (ROC AUC, probabilities); ``None`` for non-classification heads."""
     registered_name: ClassVar[str]
 
     def __init__(self, task_name: str, options: HeadOptions, backbone: BackboneSpec) -> None:
@@ -132,9 +134,24 @@ class TaskHead(nn.Module, ABC):
         """Validate and normalise this task's labels; raise ``ValueError`` naming the task otherwise."""
         return labels
 
-    def sample_mask(self, batch_size: int, grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
-        """Draw ``bool_masked_pos`` ``(B, h*w)`` for a masked-view head; clean-view heads need none."""
+    def sample_mask(
+        self,
+        batch_size: int,
+        grid_size: tuple[int, int],
+        device: torch.device,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw ``bool_masked_pos`` ``(B, h*w)`` for a masked-view head (from ``generator`` or torch's
+        global RNG); clean-view heads need none."""
         raise NotImplementedError(f"head {type(self).__name__} does not draw masks")
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Turn this head's logits into probabilities (sigmoid or softmax by ``prediction_kind``)."""
+        if self.prediction_kind == "multiclass":
+            return logits.float().softmax(dim=-1)
+        if self.prediction_kind in ("binary", "multilabel"):
+            return logits.float().sigmoid()
+        raise NotImplementedError(f"head {type(self).__name__} does not produce class probabilities")
 
     @abstractmethod
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:

@@ -39,6 +39,7 @@ class BinaryClassificationHead(LinearClassificationHead):
 
     Options = BinaryClassificationOptions
     options: BinaryClassificationOptions
+    prediction_kind = "binary"
 
     def __init__(self, task_name: str, options: BinaryClassificationOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone, num_outputs=1)

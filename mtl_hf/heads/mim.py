@@ -68,7 +68,13 @@ class MaskedImageModelingHead(TaskHead):
             nn.PixelShuffle(p),
         )
 
-    def sample_mask(self, batch_size: int, grid_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    def sample_mask(
+        self,
+        batch_size: int,
+        grid_size: tuple[int, int],
+        device: torch.device,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         return random_block_mask(
             batch_size,
             grid_size,
@@ -76,6 +82,7 @@ class MaskedImageModelingHead(TaskHead):
             self.options.mask_patch_size,
             self.options.mask_ratio,
             device=device,
+            generator=generator,
         )
 
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:

@@ -46,6 +46,7 @@ class MulticlassClassificationHead(LinearClassificationHead):
 
     Options = MulticlassClassificationOptions
     options: MulticlassClassificationOptions
+    prediction_kind = "multiclass"
 
     def __init__(
         self, task_name: str, options: MulticlassClassificationOptions, backbone: BackboneSpec

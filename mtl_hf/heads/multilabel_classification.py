@@ -47,6 +47,7 @@ class MultilabelClassificationHead(LinearClassificationHead):
 
     Options = MultilabelClassificationOptions
     options: MultilabelClassificationOptions
+    prediction_kind = "multilabel"
 
     def __init__(
         self, task_name: str, options: MultilabelClassificationOptions, backbone: BackboneSpec

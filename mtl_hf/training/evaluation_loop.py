@@ -1,0 +1,162 @@
+"""Validation and test passes under Accelerate: every sample counted exactly once across processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from ..heads.mim import reconstruction_loss
+
+if TYPE_CHECKING:
+    from ..modeling_mtl import MTLModel
+    from .config import TrainingSection
+
+
+@torch.no_grad()
+def collect_predictions(
+    model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
+) -> dict[str, Any]:
+    """Run ``tasks`` over ``loader``; gather probabilities, labels, per-sample losses and patient ids.
+
+    Masked-view tasks use masks drawn from a generator seeded with ``seed``, so every evaluation of a
+    run hides the same patches and their reconstruction errors are comparable across epochs.
+    """
+    model.eval()
+    unwrapped: MTLModel = accelerator.unwrap_model(model)
+    heads = {t: unwrapped.head(t) for t in tasks}
+    scored = [t for t, h in heads.items() if h.prediction_kind is not None]
+    masked = [t for t, h in heads.items() if h.view == "masked"]
+    generator = torch.Generator().manual_seed(seed)
+    probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
+    labels: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
+    losses: dict[str, list[torch.Tensor]] = {}
+    mse: dict[str, list[torch.Tensor]] = {t: [] for t in masked}
+    patients: list[Any] = []
+    for batch in loader:
+        pixel_values = batch["pixel_values"]
+        b = pixel_values.shape[0]
+        batch_labels = {k: v for k, v in batch["labels"].items() if k in heads}
+        mask = None
+        if masked:
+            grid = unwrapped.grid_size(pixel_values)
+            mask = heads[masked[0]].sample_mask(b, grid, torch.device("cpu"), generator=generator)
+            mask = mask.to(pixel_values.device)
+        out = model(pixel_values=pixel_values, labels=batch_labels, tasks=list(tasks), bool_masked_pos=mask)
+        for t in scored:
+            if t in batch_labels:
+                probs[t].append(accelerator.gather_for_metrics(heads[t].probabilities(out.logits[t])).cpu())
+                labels[t].append(accelerator.gather_for_metrics(batch_labels[t]).cpu())
+        for t, loss in (out.task_losses or {}).items():
+            losses.setdefault(t, []).append(
+                accelerator.gather_for_metrics(loss.detach().float().expand(b)).cpu()
+            )
+        for t in masked:
+            pixel_mask = heads[t].pixel_mask(mask, unwrapped.grid_size(pixel_values))  # type: ignore[operator]
+            per_sample = torch.stack(
+                [
+                    reconstruction_loss(
+                        out.reconstructions[t][i : i + 1], pixel_values[i : i + 1], pixel_mask[i : i + 1]
+                    )
+                    for i in range(b)
+                ]
+            )
+            mse[t].append(accelerator.gather_for_metrics(per_sample).cpu())
+        if "patient_id" in batch:
+            patients.extend(accelerator.gather_for_metrics(list(batch["patient_id"]), use_gather_object=True))
+    return {
+        "probs": {t: torch.cat(v).numpy() for t, v in probs.items() if v},
+        "labels": {t: torch.cat(v).numpy() for t, v in labels.items() if v},
+        "losses": {t: float(torch.cat(v).mean()) for t, v in losses.items()},
+        "mse": {t: float(torch.cat(v).mean()) for t, v in mse.items() if v},
+        "patients": patients,
+        "kinds": {t: heads[t].prediction_kind for t in scored},
+    }
+
+
+def roc_auc(probs: np.ndarray, labels: np.ndarray, kind: str | None) -> float:
+    """ROC AUC (binary; one-vs-rest macro for multi-class; macro over labels for multi-label); NaN if undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    try:
+        if kind == "multiclass":
+            return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+        return float(roc_auc_score(labels, probs, average="macro"))
+    except ValueError:  # one class only in this split
+        return float("nan")
+
+
+def evaluate(
+    model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
+) -> dict[str, float]:
+    """Validation metrics: ``loss/<task>``, ``roc_auc/<task>`` for classifiers, ``mse/<task>`` for MIM."""
+    pred = collect_predictions(model, loader, accelerator, tasks, seed)
+    metrics: dict[str, float] = {f"loss/{t}": v for t, v in pred["losses"].items()}
+    for t, p in pred["probs"].items():
+        metrics[f"roc_auc/{t}"] = roc_auc(p, pred["labels"][t], pred["kinds"][t])
+        metrics[f"n/{t}"] = len(p)
+    metrics |= {f"mse/{t}": v for t, v in pred["mse"].items()}
+    model.train()
+    return metrics
+
+
+def write_test_outputs(
+    model: torch.nn.Module,
+    loader: Any,
+    accelerator: Accelerator,
+    out: Path,
+    monitor: str,
+    cfg: TrainingSection,
+) -> dict[str, Any]:
+    """Evaluate the best model once on the test split: ``test_metrics.json`` and ``test_predictions.csv``."""
+    unwrapped: MTLModel = accelerator.unwrap_model(model)
+    tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).prediction_kind is not None]
+    pred = collect_predictions(model, loader, accelerator, tasks, cfg.seed)
+    results: dict[str, Any] = {}
+    for t, p in pred["probs"].items():
+        results[t] = {"roc_auc": roc_auc(p, pred["labels"][t], pred["kinds"][t]), "n": len(p)}
+    results["_monitor"] = monitor
+    if accelerator.is_main_process:
+        (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
+        _write_predictions(out / "test_predictions.csv", pred)
+    return results
+
+
+def _write_predictions(path: Path, pred: dict[str, Any]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "patient_id", "task", "output", "label", "probability"])
+        for t, probs in pred["probs"].items():
+            labels = pred["labels"][t]
+            for i in range(len(probs)):
+                patient = pred["patients"][i] if pred["patients"] else ""
+                p_row = np.atleast_1d(probs[i])
+                l_row = np.atleast_1d(labels[i])
+                for j, value in enumerate(p_row):
+                    label = (
+                        l_row[j]
+                        if l_row.size == p_row.size
+                        else (int(l_row[0] == j) if p_row.size > 1 else l_row[0])
+                    )
+                    writer.writerow([i, patient, t, j, _plain(label), f"{float(value):.6g}"])
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,37 @@
+"""Run under two processes: train on generated data, then record what each rank ended with.
+
+Launched by ``test_two_processes.py`` with ``accelerate launch --multi_gpu --num_processes 2 ...``.
+Writes ``rank<i>.json`` with a checksum of every parameter, for the test to compare across ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from accelerate import PartialState
+
+from mtl_hf.options import from_dict
+from mtl_hf.train import train
+from mtl_hf.training.config import RunConfig
+from tests.training.synthetic import base_config, make_data
+
+
+def main(out: str) -> None:
+    torch.set_num_threads(1)
+    config = from_dict(RunConfig, base_config(out, epochs=2, strategy="mtl"))
+    result = train(config, make_data(n_train=24, n_val=7, n_test=9))
+    state = PartialState()
+    sums = {name: float(p.detach().double().sum()) for name, p in result.model.named_parameters()}
+    Path(out, f"rank{state.process_index}.json").write_text(
+        json.dumps({"world": state.num_processes, "sums": sums})
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

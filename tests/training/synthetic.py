@@ -1,0 +1,94 @@
+"""A tiny learnable image task for training tests: positives carry a bright square; 4 images per patient.
+
+Run as a script to train in a separate process (used by the kill-and-resume and two-process tests):
+``python -m tests.training.synthetic CONFIG.yaml [overrides] [--resume]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from mtl_hf import MTLImageProcessor
+from mtl_hf.training.inputs import TrainingData
+
+TINY_BACKBONE = {
+    "model_type": "vit",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "image_size": 32,
+    "patch_size": 8,
+    "encoder_stride": 8,
+    "num_channels": 1,
+}
+
+
+class SquaresDataset(Dataset):
+    def __init__(self, n: int, seed: int, offset: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(n, 1, 32, 32, generator=g) * 0.5
+        self.labels = torch.arange(n) % 2
+        for i in range(n):
+            if self.labels[i]:
+                r, c = torch.randint(0, 24, (2,), generator=g).tolist()
+                self.images[i, 0, r : r + 8, c : c + 8] += 1.5
+        self.patients = [f"p{offset + i // 4:03d}" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"pixel_values": self.images[i], "label": self.labels[i], "patient_id": self.patients[i]}
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+        "labels": {"tumour": torch.stack([e["label"] for e in examples]).float()},
+        "patient_id": [e["patient_id"] for e in examples],
+    }
+
+
+def make_data(n_train: int = 24, n_val: int = 10, n_test: int = 12) -> TrainingData:
+    return TrainingData(
+        train=SquaresDataset(n_train, 0),
+        validation=SquaresDataset(n_val, 1, offset=100),
+        test=SquaresDataset(n_test, 2, offset=200),
+        collate_fn=collate,
+        processor=MTLImageProcessor(size=32, num_channels=1),
+        split_manifest_hash="synthetic",
+    )
+
+
+def base_config(output_dir: str, **training: Any) -> dict[str, Any]:
+    return {
+        "output_dir": output_dir,
+        "model": {
+            "backbone_config": TINY_BACKBONE,
+            "tasks": {
+                "tumour": {"type": "binary_classification"},
+                "mim": {"type": "mim", "mask_patch_size": 16},
+            },
+        },
+        "training": {"epochs": 2, "pretrain_epochs": 1, "batch_size": 8, "log_every_steps": 1, **training},
+        "optimizer": {"lr": 1e-3},
+    }
+
+
+def main(argv: list[str]) -> int:
+    from mtl_hf.train import build_parser, load_config, train
+
+    torch.set_num_threads(1)
+    args, overrides = build_parser().parse_known_args(argv)
+    config = load_config(args.config, overrides)
+    train(config, make_data(), resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

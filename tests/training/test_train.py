@@ -1,0 +1,170 @@
+"""End-to-end training on generated data: strategies, outputs, resume, config errors, non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModel
+
+from mtl_hf.options import OptionsError, from_dict
+from mtl_hf.train import main as train_main
+from mtl_hf.train import train
+from mtl_hf.training.checkpointing import RunFolderError, list_checkpoints
+from mtl_hf.training.config import RunConfig, load_config
+from mtl_hf.training.metrics_log import read_metrics
+from tests.training.synthetic import base_config, make_data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_config(tmp_path: Path, **training) -> RunConfig:
+    return from_dict(RunConfig, base_config(str(tmp_path / "run"), **training))
+
+
+@pytest.mark.parametrize("strategy", ["stl", "pretrain", "mtl"])
+def test_each_strategy_trains_and_writes_its_outputs(tmp_path: Path, strategy: str) -> None:
+    torch.set_num_threads(1)
+    out = train(run_config(tmp_path, strategy=strategy), make_data()).output_dir
+    model = AutoModel.from_pretrained(out / "best_model")
+    assert AutoImageProcessor.from_pretrained(out / "best_model").num_channels == 1
+    expected_tasks = {"tumour"} if strategy == "stl" else {"tumour", "mim"}
+    assert set(model.config.tasks) == expected_tasks
+    rows = list(read_metrics(out / "metrics.jsonl"))
+    train_rows = [r for r in rows if r["split"] == "train"]
+    val_rows = [r for r in rows if r["split"] == "val"]
+    phases = [r["phase"] for r in val_rows]
+    if strategy == "pretrain":
+        assert phases == ["pretrain", "finetune", "finetune"]
+        assert "loss/tumour" not in train_rows[0] and "loss/mim" in train_rows[0]
+        assert "mse/mim" in val_rows[0] and "roc_auc/tumour" not in val_rows[0]
+    else:
+        assert phases == ["joint", "joint"] if strategy == "mtl" else ["finetune", "finetune"]
+        assert all("roc_auc/tumour" in r for r in val_rows)
+    assert [r["step"] for r in train_rows] == list(range(1, len(train_rows) + 1))  # 3 steps per epoch
+    selection = json.loads((out / "best_model" / "selection.json").read_text())
+    best_val = max(r["roc_auc/tumour"] for r in val_rows if "roc_auc/tumour" in r)
+    assert selection["val_roc_auc"] == pytest.approx(best_val)
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert 0.0 <= test["tumour"]["roc_auc"] <= 1.0 and test["tumour"]["n"] == 12
+    preds = (out / "test_predictions.csv").read_text().splitlines()
+    assert len(preds) == 1 + 12
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["seed"] == 0 and info["packages"]["torch"] and info["split_manifest_hash"] == "synthetic"
+    assert yaml.safe_load((out / "config.yaml").read_text())["training"]["strategy"] == strategy
+    assert json.loads((out / "trainer_state.json").read_text())["finished"] is True
+    assert len(list_checkpoints(out)) == 2  # keep_checkpoints
+
+
+def test_pretrain_starts_finetuning_from_the_pretrained_backbone(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = train(
+        run_config(tmp_path, strategy="pretrain", epochs=1, pretrain_epochs=2), make_data()
+    ).output_dir
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
+    lrs = [r["lr"] for r in rows]
+    # the schedule restarts: warm-up at the first fine-tuning step again
+    assert lrs[6] < lrs[5] or lrs[6] == pytest.approx(lrs[0])
+
+
+def test_finished_runs_are_not_overwritten_and_locks_are_honoured(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = run_config(tmp_path, epochs=1, strategy="stl")
+    train(config, make_data())
+    with pytest.raises(RunFolderError, match="holds a finished run; pass --overwrite"):
+        train(config, make_data())
+    lock = Path(config.output_dir) / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid}))
+        with pytest.raises(RunFolderError, match=f"in use by another run .*pid {holder.pid}"):
+            train(config, make_data(), overwrite=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and taken over
+    train(config, make_data(), overwrite=True)
+    assert not lock.exists()
+
+
+def test_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base_config(str(tmp_path / "run"))))
+    with pytest.raises(OptionsError, match=r"c\.yaml: training\.epochz: unknown key"):
+        load_config(path, ["training.epochz=3"])
+    with pytest.raises(OptionsError, match="optimizer.lr: expected a number, got str 'fast'"):
+        load_config(path, ["--optimizer.lr", "fast"])
+    with pytest.raises(OptionsError, match="training.strategy: must be one of 'stl', 'pretrain', 'mtl'"):
+        load_config(path, ["training.strategy=joint"])
+    config = load_config(path, ["--optimizer.lr", "3e-4", "training.batch_size=4"])
+    assert config.optimizer.lr == 3e-4 and config.training.batch_size == 4
+    assert train_main([str(path), "--training.batch_size", "0"]) == 2
+    assert "training: batch_size must be at least 1, got 0" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("training: [1, 2\n")
+    with pytest.raises(OptionsError, match=r"bad\.yaml: not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def _synthetic_cmd(config_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tests.training.synthetic", str(config_path), *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def test_killed_run_resumes_to_identical_losses_and_weights(tmp_path: Path) -> None:
+    cfg = base_config(str(tmp_path / "full"), epochs=3, save_every_steps=2, keep_checkpoints=10)
+    full_yaml = tmp_path / "full.yaml"
+    full_yaml.write_text(yaml.safe_dump(cfg))
+    subprocess.run(_synthetic_cmd(full_yaml), check=True, cwd=REPO, env=_env(), capture_output=True)
+
+    cfg["output_dir"] = str(tmp_path / "killed")
+    killed_yaml = tmp_path / "killed.yaml"
+    killed_yaml.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen(
+        _synthetic_cmd(killed_yaml),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list_checkpoints(tmp_path / "killed"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list_checkpoints(tmp_path / "killed")
+    assert done and not (tmp_path / "killed" / "trainer_state.json").exists(), "killed too late"
+    resumed = subprocess.run(
+        _synthetic_cmd(killed_yaml, "--resume"), cwd=REPO, env=_env(), capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def losses(run: str) -> list[tuple[int, float]]:
+        return [
+            (r["step"], r["loss"])
+            for r in read_metrics(tmp_path / run / "metrics.jsonl")
+            if r["split"] == "train"
+        ]
+
+    assert losses("killed") == losses("full")
+    last_full = list_checkpoints(tmp_path / "full")[-1]
+    last_resumed = list_checkpoints(tmp_path / "killed")[-1]
+    assert last_full.name == last_resumed.name
+    a, b = load_file(last_full / "model.safetensors"), load_file(last_resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert json.loads((tmp_path / "killed" / "test_metrics.json").read_text()) == json.loads(
+        (tmp_path / "full" / "test_metrics.json").read_text()
+    )

@@ -1,0 +1,55 @@
+"""A real two-process DDP run on the CPU (gloo): same weights on both ranks, each validation sample once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from mtl_hf import MTLConfig, MTLModel
+from mtl_hf.training.checkpointing import list_checkpoints
+from mtl_hf.training.evaluation_loop import roc_auc
+from mtl_hf.training.metrics_log import read_metrics
+from tests.training.synthetic import TINY_BACKBONE, SquaresDataset, collate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "tests" / "training" / "ddp_check.py"), str(out),
+    ]  # fmt: skip
+    # Without ACCELERATE_USE_CPU, a GPU-less machine starts two independent single-process runs.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    assert ranks[0]["sums"] == ranks[1]["sums"]
+
+    # 7 validation samples over 2 processes: 4 per rank with one padded duplicate, counted once.
+    val = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "val"]
+    assert [r["n/tumour"] for r in val] == [7, 7]
+    # The logged ROC AUC is that of the epoch-end weights on exactly those 7 samples.
+    model = MTLModel(MTLConfig(
+        backbone_config=TINY_BACKBONE,
+        tasks={"tumour": {"type": "binary_classification"}, "mim": {"type": "mim", "mask_patch_size": 16}},
+    )).eval()  # fmt: skip
+    model.load_state_dict(load_file(list_checkpoints(out)[-1] / "model.safetensors"))
+    batch = collate([SquaresDataset(7, 1, offset=100)[i] for i in range(7)])
+    with torch.no_grad():
+        probs = model(batch["pixel_values"]).logits["tumour"].sigmoid().numpy()
+    expected = roc_auc(probs, batch["labels"]["tumour"].numpy(), "binary")
+    assert abs(val[-1]["roc_auc/tumour"] - expected) < 1e-6
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert test["tumour"]["n"] == 9
