@@ -10,6 +10,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .heads import HEADS
 from .options import to_dict
+from .registry import UnknownNameError
 from .weighting import WEIGHTERS
 
 # DINO ViT-S/16 (Caron et al. 2021; ``facebook/dino-vits16``), the paper's backbone.
@@ -63,6 +64,8 @@ class MTLConfig(PreTrainedConfig):
         head_sources (`dict[str, str]`, *optional*):
             Filled in automatically: ``{head_type: "distribution version"}`` for heads that come from
             plugins, so a model loaded without its plugin can say which package to install.
+        weighter_source (`str`, *optional*):
+            Filled in automatically: ``"distribution version"`` when the weighter comes from a plugin.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation of head weights.
     """
@@ -77,6 +80,7 @@ class MTLConfig(PreTrainedConfig):
     weighting: dict | None = None
     view_layout: str = "two_pass"
     head_sources: dict | None = None
+    weighter_source: str | None = None
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -116,14 +120,15 @@ class MTLConfig(PreTrainedConfig):
                 raise ValueError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
             spec = copy.deepcopy(spec)
             head_type = spec.pop("type")
-            if head_type not in HEADS:
+            try:
+                head_cls = HEADS.get(head_type)
+            except UnknownNameError as exc:
                 hint = (
                     f" It was provided by {recorded[head_type]!r}: install that distribution."
                     if head_type in recorded
                     else ""
                 )
-                raise ValueError(f"tasks.{name}.type: {HEADS.unknown_message(head_type)}{hint}")
-            head_cls = HEADS.get(head_type)
+                raise ValueError(f"tasks.{name}.type: {exc}{hint}") from None
             options = head_cls.parse_options(name, spec)
             resolved[name] = {"type": head_type, **to_dict(options)}
             source = HEADS.source_of(head_type)
@@ -137,8 +142,16 @@ class MTLConfig(PreTrainedConfig):
             raise ValueError(f"weighting: expected a mapping with a 'type' key, got {weighting!r}")
         spec = copy.deepcopy(weighting)
         kind = spec.pop("type")
-        weighter_cls = WEIGHTERS.get(kind)
+        try:
+            weighter_cls = WEIGHTERS.get(kind)
+        except UnknownNameError as exc:
+            recorded = self.weighter_source
+            hint = f" It was provided by {recorded!r}: install that distribution." if recorded else ""
+            raise ValueError(f"weighting.type: {exc}{hint}") from None
         options = weighter_cls.parse_options(spec, list(self.tasks or {}))
+        source = WEIGHTERS.source_of(kind)
+        if source.distribution is not None:
+            self.weighter_source = f"{source.distribution} {source.version}"
         return {"type": kind, **to_dict(options)}
 
     # -- conveniences ----------------------------------------------------------------------------

@@ -131,8 +131,11 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Sorted registered names (in-process and entry points, without importing plugins) matching ``pattern``."""
-        all_names = set(self._classes) | set(self._entry_points())
+        """Sorted registered names (in-process and entry points, without importing plugins) matching
+        ``pattern``; plugins known to have failed to import are left out."""
+        all_names = (set(self._classes) | set(self._entry_points())) - (
+            set(self._failures) - set(self._classes)
+        )
         return sorted(n for n in all_names if fnmatch.fnmatchcase(n, pattern))
 
     def entries(self) -> list[RegistryEntry]:

@@ -355,7 +355,7 @@ def _train(
                 data.test, data, eval_batch, shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers
             )
         )
-        write_test_outputs(model, test_loader, accelerator, out, monitor, cfg)
+        write_test_outputs(model, test_loader, val_loader, accelerator, out, monitor, cfg)
     state.finished = True
     if accelerator.is_main_process:
         (out / "trainer_state.json").write_text(state.to_json())

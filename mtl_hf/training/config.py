@@ -169,14 +169,26 @@ class RunConfig:
         output_dir: Where checkpoints, the best model, logs and results go.
         model, training, optimizer, schedule: See their sections.
         data: The data source, validated by ``mtl_hf.data`` (see its documentation).
+        task_columns: ``{task: data column}`` feeding each supervised task its labels, e.g.
+            ``{tumour: tumour}`` for BraTS slices.
+        cache_dir: Where the Arrow cache of the data source goes (default: ``$MTL_HF_CACHE`` or
+            ``~/.cache/mtl_hf``).
     """
 
     output_dir: str
     model: ModelSection = field(default_factory=ModelSection)
     data: dict[str, Any] = field(default_factory=dict)
+    task_columns: dict[str, str] = field(default_factory=dict)
+    cache_dir: str = field(default_factory=lambda: default_cache_dir())
     training: TrainingSection = field(default_factory=TrainingSection)
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
+
+
+def default_cache_dir() -> str:
+    import os
+
+    return os.environ.get("MTL_HF_CACHE") or str(Path.home() / ".cache" / "mtl_hf")
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -81,16 +82,26 @@ def collect_predictions(
     }
 
 
-def roc_auc(probs: np.ndarray, labels: np.ndarray, kind: str | None) -> float:
-    """ROC AUC (binary; one-vs-rest macro for multi-class; macro over labels for multi-label); NaN if undefined."""
-    from sklearn.metrics import roc_auc_score
+@functools.cache
+def _metric(kind: str) -> Any:
+    from ..evaluation import load_metric
 
-    try:
-        if kind == "multiclass":
-            return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
-        return float(roc_auc_score(labels, probs, average="macro"))
-    except ValueError:  # one class only in this split
+    return load_metric(kind)
+
+
+def roc_auc(probs: np.ndarray, labels: np.ndarray, kind: str | None) -> float:
+    """ROC AUC through the package's evaluate metric (binary; one-vs-rest macro for multi-class; macro
+    over labels for multi-label); NaN when the split holds a single class."""
+    if kind is None:
+        raise ValueError("roc_auc needs a classification task")
+    labels = np.asarray(labels)
+    flat = labels if kind != "multilabel" else labels.reshape(-1)
+    if len(np.unique(flat)) < 2:
         return float("nan")
+    result = _metric(kind).compute(
+        predictions=probs.tolist(), references=labels.astype(int).tolist(), n_resamples=0, delong=False
+    )
+    return float(result["roc_auc"])
 
 
 def evaluate(
@@ -109,19 +120,48 @@ def evaluate(
 
 def write_test_outputs(
     model: torch.nn.Module,
-    loader: Any,
+    test_loader: Any,
+    val_loader: Any,
     accelerator: Accelerator,
     out: Path,
     monitor: str,
     cfg: TrainingSection,
 ) -> dict[str, Any]:
-    """Evaluate the best model once on the test split: ``test_metrics.json`` and ``test_predictions.csv``."""
+    """Evaluate the best model once on the test split: ``test_metrics.json`` and ``test_predictions.csv``.
+
+    Per classification task: ROC AUC with a patient-level bootstrap interval (patients resampled, not
+    slices) and DeLong's interval, PR AUC, and accuracy, sensitivity and specificity at the threshold
+    chosen on the validation split (Youden's J) - the test split chooses nothing.
+    """
+    from ..evaluation import evaluate_scores
+
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).prediction_kind is not None]
-    pred = collect_predictions(model, loader, accelerator, tasks, cfg.seed)
+    pred = collect_predictions(model, test_loader, accelerator, tasks, cfg.seed)
+    val = collect_predictions(model, val_loader, accelerator, tasks, cfg.seed)
     results: dict[str, Any] = {}
     for t, p in pred["probs"].items():
-        results[t] = {"roc_auc": roc_auc(p, pred["labels"][t], pred["kinds"][t]), "n": len(p)}
+        kind = pred["kinds"][t]
+        threshold_args: dict[str, Any] = {}
+        if kind == "binary" and t in val["probs"] and len(np.unique(val["labels"][t])) == 2:
+            threshold_args = {
+                "validation_references": val["labels"][t],
+                "validation_predictions": val["probs"][t],
+            }
+        try:
+            report = evaluate_scores(
+                pred["labels"][t],
+                p,
+                task=kind,
+                groups=pred["patients"] or None,
+                confidence_level=cfg.confidence_level,
+                n_resamples=cfg.bootstrap_resamples,
+                seed=cfg.seed,
+                **threshold_args,
+            )
+            results[t] = report.to_dict()
+        except ValueError as exc:  # e.g. a single class in a tiny test split
+            results[t] = {"roc_auc": None, "error": str(exc), "n_samples": len(p)}
     results["_monitor"] = monitor
     if accelerator.is_main_process:
         (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))

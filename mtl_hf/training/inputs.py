@@ -66,8 +66,75 @@ def make_loader(
     )
 
 
-def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
-    """Build the splits described by ``config.data`` for ``model`` (its tasks and image size)."""
-    from ..data.training_data import training_data_from_config
+class EpochSeeded(Dataset):
+    """Give every sample its own random stream, fixed by (seed, epoch, index).
 
-    return training_data_from_config(config, model)
+    Augmentations draw from torch's global generator; inside this wrapper that generator is reseeded
+    for each sample and restored afterwards. A sample is then augmented the same way whichever worker
+    loads it and whether or not the run was resumed in the middle of the epoch, and the training
+    process's own random stream (masks, dropout) is left untouched. Accelerate's dataloader calls
+    :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
+            return self.dataset[index]
+
+
+def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
+    """Build the splits described by ``config.data`` for ``model`` (its tasks and image size).
+
+    The data source is cached under ``config.cache_dir``; labels reach the tasks through
+    ``config.task_columns`` (``{task: dataset column}``).
+    """
+    from ..data import DataConfig, MTLDataCollator, apply_transforms, prepare_datasets
+    from ..options import OptionsError, from_dict
+    from .phases import supervised_tasks
+
+    data_config = from_dict(DataConfig, config.data, "data")
+    processor = MTLImageProcessor.for_backbone(model.config.backbone_config)
+    prepared = prepare_datasets(data_config, cache_dir=config.cache_dir)
+    columns = prepared.datasets["train"].column_names
+    task_columns = dict(config.task_columns)
+    for task in supervised_tasks(model.config):
+        if task not in task_columns:
+            raise OptionsError(
+                f"task_columns: no data column given for task {task!r}; columns are {', '.join(columns)}"
+            )
+    for task, column in task_columns.items():
+        if column not in columns:
+            raise OptionsError(
+                f"task_columns.{task}: no column {column!r} in the data; columns are {', '.join(columns)}"
+            )
+    task_columns = {t: c for t, c in task_columns.items() if t in model.config.task_names}
+    splits = apply_transforms(prepared.datasets, data_config, processor)
+    collate = MTLDataCollator.for_dataset(prepared.datasets["train"], task_columns)
+    summary = {
+        "sizes": {name: len(ds) for name, ds in prepared.datasets.items()},
+        "split_manifest": prepared.split_manifest_path,
+        "target_kinds": prepared.target_kinds,
+        "label_names": prepared.label_names,
+        "task_columns": task_columns,
+        "files_skipped": len(getattr(prepared.summary, "skipped", []) or []),
+    }
+    return TrainingData(
+        train=EpochSeeded(splits["train"], config.training.seed),
+        validation=splits["validation"],
+        test=splits["test"] if len(splits["test"]) else None,
+        collate_fn=collate,
+        processor=processor,
+        split_manifest_hash=prepared.split_manifest_sha256,
+        summary=summary,
+    )

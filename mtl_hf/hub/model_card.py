@@ -1,0 +1,353 @@
+"""Model cards for mtl-hf models: Hub metadata from the model's config and the run's results, rendered
+from a Jinja template with ``huggingface_hub.ModelCard.from_template``.
+
+The metadata (the README's YAML block) is a ``huggingface_hub.ModelCardData``: ``library_name: mtl-hf``
+(the Hub accepts any library name; the ``transformers`` name would promise a loading snippet that
+needs ``import mtl_hf`` first), tags, license, data sets, ``base_model`` (the DINO checkpoint the
+backbone started from, when it is a Hub id) and a ``model-index`` with each task's test ROC AUC as an
+``EvalResult`` whose name carries the confidence interval.
+
+The body says what the model does (tasks, heads, loss weighting), how it was trained, its results and
+plots, how to load it, its limitations, and that it is a research model, not a medical device. The
+default template is ``mtl_hf/hub/templates/model_card.md``; pass ``template_path`` for your own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from .. import __version__
+from .folders import ShareableFolder, resolve_shareable
+
+DEFAULT_TEMPLATE = "model_card.md"
+LIBRARY_NAME = "mtl-hf"
+BASE_TAGS = ("mtl-hf", "medical-imaging", "multi-task-learning", "vision-transformer", "dino")
+CLASSIFICATION_HEADS = ("binary_classification", "multiclass_classification", "multilabel_classification")
+HEAD_TAGS = {"mim": "masked-image-modeling", **{h: "image-classification" for h in CLASSIFICATION_HEADS}}
+BACKBONE_NAMES = {"vit": "ViT", "dinov2": "DINOv2", "dinov2_with_registers": "DINOv2 with registers"}
+
+
+@dataclass
+class ModelCardOptions:
+    """What the card cannot read from the model or the run (all optional).
+
+    Attributes:
+        license: License of the weights, a Hub license id (default ``"apache-2.0"``, DINO's and
+            mtl-hf's). Check the terms of your training data before sharing.
+        datasets: Hub ids of the data sets the model was trained on (``datasets`` metadata); the first
+            is also the evaluation data set of the ``model-index``.
+        dataset_name: A readable name of the evaluation data set (default: the first data set id, or
+            ``"private data set"``).
+        base_model: Hub id of the backbone checkpoint; default: the backbone config's
+            ``_name_or_path`` when it is a Hub id (``MTLModel.from_backbone`` records it).
+        tags: More Hub tags (added to mtl-hf's).
+        model_name: The card's title and the ``model-index`` name (default: the repo's name).
+        description: A paragraph on what the model is for, placed under the title.
+    """
+
+    license: str = "apache-2.0"
+    datasets: list[str] = field(default_factory=list)
+    dataset_name: str | None = None
+    base_model: str | None = None
+    tags: list[str] = field(default_factory=list)
+    model_name: str | None = None
+    description: str | None = None
+
+
+@dataclass
+class TaskRow:
+    """One task of the model, as the card lists it."""
+
+    name: str
+    head: str
+    options: str
+    source: str
+
+
+@dataclass
+class ResultRow:
+    """One task's test results, as the card's table shows them."""
+
+    task: str
+    roc_auc: str
+    interval: str
+    others: str
+
+
+def render_model_card(
+    path: str | Path | ShareableFolder,
+    repo_id: str | None = None,
+    options: ModelCardOptions | None = None,
+    *,
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """The model card of a model folder or training run folder.
+
+    Args:
+        path: A ``save_pretrained`` folder, a training run folder (its ``best_model/``, results and
+            plots are described) or an already resolved :class:`~mtl_hf.hub.folders.ShareableFolder`.
+        repo_id: The Hub repository the card is for (used in the loading example); default: a
+            placeholder ``<user>/<model>``.
+        options: Metadata the folder cannot provide (license, data sets...).
+        template_path: A Jinja template to use instead of mtl-hf's (it receives the same variables;
+            see ``mtl_hf/hub/templates/model_card.md``).
+
+    Returns:
+        A ``huggingface_hub.ModelCard``: ``str(card)`` is the README, ``card.save(path)`` writes it.
+    """
+    folder = path if isinstance(path, ShareableFolder) else resolve_shareable(path)
+    options = options or ModelCardOptions()
+    repo_id = repo_id or "<user>/<model>"
+    model_name = options.model_name or repo_id.split("/")[-1]
+    card_data = build_card_data(folder, model_name, options)
+    context = _template_context(folder, repo_id, model_name, options)
+    if template_path is None:
+        template = resources.files("mtl_hf.hub").joinpath("templates").joinpath(DEFAULT_TEMPLATE)
+        return ModelCard.from_template(
+            card_data, template_str=template.read_text(encoding="utf-8"), **context
+        )
+    return ModelCard.from_template(card_data, template_path=str(template_path), **context)
+
+
+def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCardOptions) -> ModelCardData:
+    """The card's YAML metadata: library, tags, license, data sets, base model and evaluation results."""
+    tasks = folder.config.get("tasks") or {}
+    head_tags = [HEAD_TAGS[spec["type"]] for spec in tasks.values() if spec.get("type") in HEAD_TAGS]
+    eval_results = roc_auc_eval_results(folder, options)
+    has_classification = any(spec.get("type") in CLASSIFICATION_HEADS for spec in tasks.values())
+    return ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=options.license,
+        tags=list(dict.fromkeys([*BASE_TAGS, *head_tags, *options.tags])),
+        datasets=list(options.datasets) or None,
+        base_model=options.base_model or hub_base_model(folder.config),
+        pipeline_tag="image-classification" if has_classification else None,
+        metrics=["roc_auc"] if eval_results else None,
+        model_name=model_name if eval_results else None,  # only the model-index uses it
+        eval_results=eval_results or None,
+    )
+
+
+def roc_auc_eval_results(folder: ShareableFolder, options: ModelCardOptions) -> list[EvalResult]:
+    """One ``EvalResult`` per task with a test ROC AUC in the run's ``test_metrics.json``."""
+    metrics = _test_metrics(folder)
+    dataset_type = options.datasets[0] if options.datasets else "custom"
+    dataset_name = options.dataset_name or (options.datasets[0] if options.datasets else "private data set")
+    tasks = folder.config.get("tasks") or {}
+    results = []
+    for task, values in metrics.items():
+        if not _is_number(values.get("roc_auc")):
+            continue
+        head = tasks.get(task, {}).get("type", "unknown head")
+        interval = _interval(values)
+        results.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name=f"{task} ({head})",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split="test",
+                metric_type="roc_auc",
+                metric_value=round(float(values["roc_auc"]), 4),
+                metric_name=f"ROC AUC ({task})" + (f", {interval}" if interval else ""),
+            )
+        )
+    return results
+
+
+def hub_base_model(config: dict[str, Any]) -> str | None:
+    """The backbone checkpoint's Hub id, if the backbone config recorded one (not a local path)."""
+    name = (config.get("backbone_config") or {}).get("_name_or_path")
+    return name if _is_hub_id(name) else None
+
+
+# -- template context ----------------------------------------------------------------------------
+def _template_context(
+    folder: ShareableFolder,
+    repo_id: str,
+    model_name: str,
+    options: ModelCardOptions,
+) -> dict[str, Any]:
+    config = folder.config
+    tasks = config.get("tasks") or {}
+    head_sources = config.get("head_sources") or {}
+    weighting = dict(config.get("weighting") or {"type": "fixed"})
+    plugin_packages = sorted({source.split(" ")[0] for source in head_sources.values()})
+    return {
+        "model_name": model_name,
+        "repo_id": repo_id,
+        "description": options.description,
+        "mtl_hf_version": __version__,
+        "backbone": _backbone_summary(config, options.base_model or hub_base_model(config)),
+        "tasks": [
+            TaskRow(
+                name=name,
+                head=spec.get("type", "?"),
+                options=_format_options({k: v for k, v in spec.items() if k != "type"}),
+                source=head_sources.get(spec.get("type"), "mtl-hf (built in)"),
+            )
+            for name, spec in tasks.items()
+        ],
+        "classification_tasks": [n for n, s in tasks.items() if s.get("type") in CLASSIFICATION_HEADS],
+        "weighting": weighting.pop("type"),
+        "weighting_options": _format_options(weighting),
+        "view_layout": config.get("view_layout", "two_pass"),
+        "plugin_packages": plugin_packages,
+        "head_sources": head_sources,
+        "has_image_processor": folder.has_image_processor,
+        "is_run": folder.run_dir is not None,
+        "training": _training_summary(folder),
+        "training_config": _read_text(folder.run_file("config.yaml")),
+        "run_info": _run_info(folder),
+        "results": _result_rows(folder),
+        "plots": folder.plots,
+        "dataset_name": options.dataset_name or (options.datasets[0] if options.datasets else None),
+    }
+
+
+def _backbone_summary(config: dict[str, Any], base_model: str | None) -> dict[str, Any]:
+    backbone = config.get("backbone_config") or {}
+    model_type = backbone.get("model_type", "?")
+    image_size = backbone.get("image_size")
+    local_start = base_model is None and bool(backbone.get("_name_or_path"))
+    return {
+        "kind": BACKBONE_NAMES.get(model_type, model_type),
+        "model_type": model_type,
+        "hidden_size": backbone.get("hidden_size"),
+        "num_hidden_layers": backbone.get("num_hidden_layers"),
+        "num_attention_heads": backbone.get("num_attention_heads"),
+        "patch_size": backbone.get("patch_size"),
+        "image_size": image_size,
+        "num_channels": backbone.get("num_channels"),
+        "base_model": base_model,
+        "from_local_checkpoint": local_start,
+    }
+
+
+def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
+    """Steps, last epoch, final training loss and best validation ROC AUC per task, from ``metrics.jsonl``."""
+    path = folder.run_file("metrics.jsonl")
+    if path is None:
+        return None
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON object ({exc})") from exc
+    train = [r for r in records if r.get("split") == "train"]
+    best_val: dict[str, str] = {}
+    for record in records:
+        if record.get("split") != "val":
+            continue
+        for key, value in record.items():
+            if key.startswith("roc_auc/") and _is_number(value):
+                task = key.split("/", 1)[1]
+                if task not in best_val or float(value) > float(best_val[task]):
+                    best_val[task] = f"{float(value):.3f}"
+    return {
+        "steps": max((int(r["step"]) for r in records if _is_number(r.get("step"))), default=None),
+        "last_epoch": max((int(r["epoch"]) for r in records if _is_number(r.get("epoch"))), default=None),
+        "final_train_loss": _fmt(train[-1].get("loss")) if train else None,
+        "best_val_roc_auc": best_val,
+    }
+
+
+def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
+    """``run_info.json`` flattened one level into (key, value) pairs for a table."""
+    path = folder.run_file("run_info.json")
+    if path is None:
+        return []
+    info = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", _scalar(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _scalar(value)))
+    return rows
+
+
+def _result_rows(folder: ShareableFolder) -> list[ResultRow]:
+    rows = []
+    for task, values in _test_metrics(folder).items():
+        others = {
+            k: v
+            for k, v in values.items()
+            if k not in ("roc_auc", "roc_auc_low", "roc_auc_high", "confidence_level") and _is_number(v)
+        }
+        rows.append(
+            ResultRow(
+                task=task,
+                roc_auc=_fmt(values.get("roc_auc")) or "–",
+                interval=_interval(values) or "–",
+                others=", ".join(f"{k} {_fmt(v)}" for k, v in others.items()) or "–",
+            )
+        )
+    return rows
+
+
+def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
+    path = folder.run_file("test_metrics.json")
+    if path is None:
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected {{task: {{metric: value}}}}")
+    return data
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def _interval(values: dict[str, Any]) -> str | None:
+    low, high = values.get("roc_auc_low"), values.get("roc_auc_high")
+    if not (_is_number(low) and _is_number(high)):
+        return None
+    level = values.get("confidence_level")
+    prefix = f"{round(float(level) * 100):g}% CI" if _is_number(level) else "CI"
+    return f"{prefix} {float(low):.3f}–{float(high):.3f}"
+
+
+def _format_options(options: dict[str, Any]) -> str:
+    shown = {k: v for k, v in options.items() if v is not None and v != {} and v != []}
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in shown.items()) or "defaults"
+
+
+def _fmt(value: Any) -> str | None:
+    return f"{float(value):.3f}" if _is_number(value) else None
+
+
+def _scalar(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_hub_id(name: Any) -> bool:
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _read_text(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8")
+    yaml.safe_load(text)  # a broken config.yaml is an error, not a silently garbled card
+    return text.rstrip()
