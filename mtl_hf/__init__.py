@@ -23,6 +23,16 @@ AutoImageProcessor.register(
     exist_ok=True,
 )
 
+
+def _register_pipeline() -> None:
+    # The "mtl-image-classification" pipeline, so `pipeline(..., model=...)` works after `import mtl_hf`.
+    from .inference.pipeline import register_pipeline
+
+    register_pipeline()
+
+
+_register_pipeline()
+
 __all__ = [
     "HEADS",
     "WEIGHTERS",

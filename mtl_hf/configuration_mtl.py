@@ -66,6 +66,8 @@ class MTLConfig(PreTrainedConfig):
             plugins, so a model loaded without its plugin can say which package to install.
         weighter_source (`str`, *optional*):
             Filled in automatically: ``"distribution version"`` when the weighter comes from a plugin.
+        task_order (`list[str]`, *optional*):
+            Filled in automatically: the order of ``tasks`` (kept across ``save_pretrained``).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation of head weights.
     """
@@ -81,6 +83,7 @@ class MTLConfig(PreTrainedConfig):
     view_layout: str = "two_pass"
     head_sources: dict | None = None
     weighter_source: str | None = None
+    task_order: list | None = None
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -101,6 +104,11 @@ class MTLConfig(PreTrainedConfig):
         if self.view_layout not in ("two_pass", "concat"):
             raise ValueError(f"view_layout: must be 'two_pass' or 'concat', got {self.view_layout!r}")
         self.tasks = self._resolve_tasks(DEFAULT_TASKS if self.tasks is None else self.tasks)
+        # config.json is written with sorted keys: the recorded order keeps heads and outputs in the
+        # order the user gave.
+        if self.task_order is not None and sorted(self.task_order) == sorted(self.tasks):
+            self.tasks = {name: self.tasks[name] for name in self.task_order}
+        self.task_order = list(self.tasks)
         self.weighting = self._resolve_weighting(
             {"type": "fixed"} if self.weighting is None else self.weighting
         )

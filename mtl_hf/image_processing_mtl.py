@@ -172,7 +172,7 @@ def to_chw_tensor(image: Any, index: int = 0) -> torch.Tensor:
         and hasattr(image, "size")
         and not isinstance(image, (np.ndarray, torch.Tensor))
     ):
-        image = np.asarray(image)  # PIL image: (H, W) or (H, W, C)
+        image = np.array(image)  # PIL image: (H, W) or (H, W, C); a writable copy
     if isinstance(image, np.ndarray):
         if image.dtype == np.bool_:
             image = image.astype(np.uint8)

@@ -4,7 +4,14 @@ One forward call runs the backbone on up to two views of the batch and every act
 
 * the **clean view** (the image as given) feeds classification heads and any head with ``view="clean"``;
 * the **masked view** (patch embeddings at ``bool_masked_pos`` replaced by the backbone's mask token)
-  feeds masked-image-modeling heads.
+  feeds masked-image-modeling heads;
+* the **visible view** (MAE, He et al. 2022) feeds heads with ``view="visible"``: the backbone's
+  embeddings are computed for the whole image, then only the prefix tokens and the patches that
+  ``bool_masked_pos`` leaves visible go through the encoder layers and final norm, so the pass costs
+  about the visible share of a full one (a quarter at MAE's 75 % masking).
+
+One ``bool_masked_pos`` per call serves the masked and the visible views (drawn by the first active
+head that needs one, when not given).
 
 ``config.view_layout`` decides how: ``"two_pass"`` calls the backbone once per view; ``"concat"`` calls
 it once on both views stacked along the batch. Both give the same outputs (up to float rounding); which
@@ -35,6 +42,7 @@ from .backbone import (
 )
 from .configuration_mtl import MTLConfig
 from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, TaskHead
+from .heads import mae as _mae  # noqa: F401  (registers the built-in "mae" head)
 from .weighting import WEIGHTERS, LossWeighter
 
 
@@ -247,12 +255,14 @@ class MTLModel(MTLPreTrainedModel):
 
         clean = [n for n in active if self.head(n).view == "clean"]
         masked = [n for n in active if self.head(n).view == "masked"]
-        if masked:
+        visible = [n for n in active if self.head(n).view == "visible"]
+        need_mask = [n for n in active if self.head(n).view != "clean"]
+        if need_mask:
             if bool_masked_pos is None:
-                bool_masked_pos = self.head(masked[0]).sample_mask(batch_size, grid, pixel_values.device)
+                bool_masked_pos = self.head(need_mask[0]).sample_mask(batch_size, grid, pixel_values.device)
             else:
                 bool_masked_pos = self._check_mask(bool_masked_pos, batch_size, grid)
-        want_clean = bool(clean) or not masked or bool(output_attentions) or bool(output_hidden_states)
+        want_clean = bool(clean) or not need_mask or bool(output_attentions) or bool(output_hidden_states)
         heads_need_hidden = any(self.head(n).requires_hidden_states for n in active)
 
         clean_features, masked_features, attentions = self._encode(
@@ -262,10 +272,15 @@ class MTLModel(MTLPreTrainedModel):
             output_attentions=bool(output_attentions),
             output_hidden_states=bool(output_hidden_states) or heads_need_hidden,
         )
+        visible_features = None
+        if visible:
+            assert bool_masked_pos is not None
+            visible_features = self._encode_visible(pixel_values, bool_masked_pos, heads_need_hidden)
+        views = {"clean": clean_features, "masked": masked_features, "visible": visible_features}
 
         outputs: dict[str, HeadOutput] = {}
         for name in active:
-            features = clean_features if self.head(name).view == "clean" else masked_features
+            features = views[self.head(name).view]
             assert features is not None
             outputs[name] = self.head(name)(features, checked_labels.get(name))
 
@@ -282,7 +297,7 @@ class MTLModel(MTLPreTrainedModel):
             task_weights=task_weights,
             logits=logits or None,
             reconstructions=reconstructions or None,
-            bool_masked_pos=bool_masked_pos if masked else None,
+            bool_masked_pos=bool_masked_pos if need_mask else None,
             last_hidden_state=clean_features.last_hidden_state if clean_features is not None else None,
             hidden_states=clean_features.hidden_states if (clean_features and output_hidden_states) else None,
             attentions=attentions,
@@ -313,7 +328,7 @@ class MTLModel(MTLPreTrainedModel):
             return [n for n in self.heads if n in tasks]
         active = []
         for name, head in self.heads.items():
-            if head.view == "masked":
+            if head.view != "clean":
                 if self.training or bool_masked_pos is not None:
                     active.append(name)
             elif labels is None or not head.requires_labels or name in labels:
@@ -380,6 +395,44 @@ class MTLModel(MTLPreTrainedModel):
                 **kwargs,
             )
 
+    def _encode_visible(
+        self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor, output_hidden_states: bool
+    ) -> BackboneFeatures:
+        """The visible view: embeddings (patch, position, CLS and registers) of the whole image, then the
+        encoder layers and final layer norm on the prefix tokens and the visible patch tokens only."""
+        backbone: Any = self.backbone
+        layers = getattr(backbone, "layers", None)
+        if layers is None:
+            layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+        if layers is None or not hasattr(backbone, "embeddings") or not hasattr(backbone, "layernorm"):
+            raise ValueError(
+                f"backbone {type(backbone).__name__} does not expose embeddings, layers and layernorm; "
+                "heads with view='visible' support ViT, DINOv2 and DINOv2 with registers"
+            )
+        kwargs: dict[str, Any] = {}
+        if backbone.config.model_type == "vit":
+            kwargs["interpolate_pos_encoding"] = tuple(pixel_values.shape[-2:]) != self.spec.image_size
+        weight = backbone.embeddings.patch_embeddings.projection.weight
+        embeddings = backbone.embeddings(pixel_values.to(weight.dtype), **kwargs)
+        keep = visible_indices(bool_masked_pos)
+        p = self.num_prefix_tokens
+        index = keep.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1])
+        hidden = torch.cat([embeddings[:, :p], embeddings[:, p:].gather(1, index)], dim=1)
+        states = [hidden] if output_hidden_states else None
+        for layer in layers:
+            hidden = layer(hidden, None)
+            if states is not None:
+                states.append(hidden)
+        return BackboneFeatures(
+            last_hidden_state=backbone.layernorm(hidden),
+            num_prefix_tokens=p,
+            grid_size=self.grid_size(pixel_values),
+            pixel_values=pixel_values,
+            bool_masked_pos=bool_masked_pos,
+            hidden_states=tuple(states) if states is not None else None,
+            visible_indices=keep,
+        )
+
     def _features(
         self,
         last_hidden_state: torch.Tensor,
@@ -424,3 +477,21 @@ class MTLModel(MTLPreTrainedModel):
         if mask.dtype != torch.bool:
             raise ValueError(f"bool_masked_pos must be a bool tensor (True = masked), got {mask.dtype}")
         return mask
+
+
+def visible_indices(bool_masked_pos: torch.Tensor) -> torch.Tensor:
+    """``(B, V)`` grid positions, ascending, of the patches ``bool_masked_pos`` leaves visible.
+
+    Raises:
+        ValueError: if samples keep different numbers of visible patches (the visible view is one
+            dense batch) or a sample keeps none.
+    """
+    counts = (~bool_masked_pos).sum(dim=1)
+    kept = int(counts[0])
+    if kept == 0 or not bool((counts == kept).all()):
+        raise ValueError(
+            "bool_masked_pos: the visible view needs the same positive number of visible patches in "
+            f"every sample, got {sorted(set(counts.tolist()))}"
+        )
+    order = torch.argsort(bool_masked_pos.to(torch.int32), dim=1, stable=True)
+    return order[:, :kept]

@@ -12,6 +12,7 @@ launch configuration (``accelerate config``) or flags (``--mixed_precision bf16`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .configuration_mtl import MTLConfig
 from .modeling_mtl import MTLModel
-from .options import OptionsError
+from .options import OptionsError, from_dict
 from .training.checkpointing import (
     RunFolderError,
     RunLock,
@@ -43,9 +44,10 @@ from .training.inputs import TrainingData, build_training_data, make_loader
 from .training.metrics_log import MetricsLog
 from .training.optim import build_optimizer, phase_lr_factor, set_learning_rates
 from .training.phases import plan_phases, supervised_tasks, tasks_for_strategy
+from .training.plots import plot_training_curves
 from .training.run_info import write_run_info
 from .training.state import TrainerState
-from .weighting import BackwardContext
+from .weighting import BackwardContext, SharedFeatureRecorder, plot_weights
 
 BEST_MODEL = "best_model"
 
@@ -139,6 +141,11 @@ def _train(
 ) -> TrainResult:
     cfg = config.training
     log = MetricsLog(out, enabled=accelerator.is_main_process)
+
+    if config.hub.repo_id is not None:  # fail now, not after training, on a bad card option
+        from .hub import ModelCardOptions
+
+        from_dict(ModelCardOptions, config.hub.card, "hub.card")
 
     # -- data and model --------------------------------------------------------------------------
     model = build_model(config)
@@ -237,8 +244,11 @@ def _train(
         desc=cfg.strategy,
         disable=not accelerator.is_local_main_process,
     )
+    # The weighter's calling protocol is the same for every method (see mtl_hf/weighting/base.py).
     weighter = unwrapped.weighter
-    context = BackwardContext(backward=accelerator.backward, shared_parameters=unwrapped.shared_parameters())
+    context = BackwardContext.from_accelerator(accelerator, model)
+    recorder = SharedFeatureRecorder(unwrapped.heads.values(), owner=unwrapped)
+    window: dict[str, list[torch.Tensor]] = {}
     window_finite = True
     while state.phase_index < len(phases) and not state.stopped_early:
         current = state.phase_index
@@ -255,23 +265,27 @@ def _train(
                 if state.batches_in_epoch
                 else train_loader
             )
-            sums: dict[str, float] = {}
-            count = 0
             for batch in loader:
-                with accelerator.accumulate(model):
+                with accelerator.accumulate(model), weighter.forward_context(context):
                     labels = {k: v for k, v in batch["labels"].items() if k in phase.tasks}
                     output = model(pixel_values=batch["pixel_values"], labels=labels, tasks=list(phase.tasks))
-                    finite = torch.isfinite(output.loss.detach()).float()
-                    if accelerator.num_processes > 1:
-                        finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
-                    if finite.item() == 1.0:
-                        weighter.backward(output.task_losses, output.loss, context)
-                    else:
+                    step_context = context.step(
+                        sync_gradients=accelerator.sync_gradients, shared_features=recorder.features
+                    )
+                    # Called on every micro-batch, finite or not: gradient methods combine on the last one.
+                    weights = weighter.backward(output.task_losses, output.loss, step_context)
+                    if not bool(torch.isfinite(output.loss.detach())):
                         window_finite = False
+                    for name, value in {"": output.loss, **(output.task_losses or {})}.items():
+                        window.setdefault(name, []).append(value.detach().float())
                     state.batches_in_epoch += 1
                     if not accelerator.sync_gradients:
                         continue
-                    if window_finite:
+                    # Every process must agree on skipping, or DDP ranks would diverge.
+                    finite = accelerator.reduce(
+                        torch.tensor(float(window_finite), device=accelerator.device), "mean"
+                    )
+                    if finite.item() == 1.0:
                         if cfg.max_grad_norm is not None:
                             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                         factor = phase_lr_factor(
@@ -289,23 +303,31 @@ def _train(
                         )
                     optimizer.zero_grad(set_to_none=True)
                     window_finite = True
+                # One optimizer step done: losses averaged over its micro-batches and over processes.
+                names = list(window)
+                means = accelerator.reduce(
+                    torch.stack([torch.stack(window[n]).mean() for n in names]), "mean"
+                )
+                step_losses = dict(zip(names, means.tolist(), strict=True))
+                window = {}
                 state.global_step += 1
                 progress.update(1)
-                losses = {f"loss/{k}": v.item() for k, v in (output.task_losses or {}).items()}
-                weighter.on_step_end({k[5:]: v for k, v in losses.items()})
-                for key, value in {"loss": output.loss.item(), **losses}.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
+                task_losses = {k: v for k, v in step_losses.items() if k}
+                if all(math.isfinite(v) for v in task_losses.values()):
+                    weighter.on_step_end(task_losses)
+                    state.add_epoch_losses(task_losses)
+                state.add_log_values(
+                    {"loss": step_losses[""], **{f"loss/{k}": v for k, v in task_losses.items()}}
+                )
                 if state.global_step % cfg.log_every_steps == 0:
                     row = {"step": state.global_step, "epoch": epoch, "split": "train", "phase": phase.name}
-                    row |= {k: v / count for k, v in sums.items()}
-                    row |= {f"weight/{k}": v.item() for k, v in (output.task_weights or {}).items()}
+                    row |= state.pop_log_means()
+                    row |= {f"weight/{k}": float(v) for k, v in weights.items()}
                     row["lr"] = optimizer.param_groups[-1]["lr"]
                     log.write(row)
                     accelerator.log(
                         {k: v for k, v in row.items() if isinstance(v, float)}, step=state.global_step
                     )
-                    sums, count = {}, 0
                 if state.nonfinite_streak > cfg.max_nonfinite_steps:
                     save_checkpoint()
                     raise TrainingError(
@@ -317,8 +339,8 @@ def _train(
                     save_checkpoint()
 
             # -- end of epoch: validate, select, checkpoint --------------------------------------------
+            weighter.on_epoch_end(epoch, state.pop_epoch_means())  # training losses of the epoch
             metrics = evaluate(model, val_loader, accelerator, phase.tasks, seed=cfg.seed)
-            weighter.on_epoch_end(epoch, {k[5:]: v for k, v in metrics.items() if k.startswith("loss/")})
             log.write(
                 {"step": state.global_step, "epoch": epoch, "split": "val", "phase": phase.name, **metrics}
             )
@@ -358,9 +380,30 @@ def _train(
         write_test_outputs(model, test_loader, val_loader, accelerator, out, monitor, cfg)
     state.finished = True
     if accelerator.is_main_process:
+        plot_training_curves(log.path, out / "plots" / "training_curves.png")
+        with contextlib.suppress(ValueError):  # a run too short to log any training row
+            plot_weights(log.path, out / "plots" / "task_weights.png")
         (out / "trainer_state.json").write_text(state.to_json())
+        if config.hub.repo_id is not None:
+            _push(config, out, accelerator)
     accelerator.wait_for_everyone()
     return TrainResult(output_dir=out, model=unwrapped, state=state)
+
+
+def _push(config: RunConfig, out: Path, accelerator: Accelerator) -> None:
+    from .hub import ModelCardOptions, push_to_hub
+
+    hub = config.hub
+    assert hub.repo_id is not None
+    result = push_to_hub(
+        out,
+        hub.repo_id,
+        private=hub.private or None,
+        revision=hub.revision,
+        commit_message=hub.commit_message,
+        card=from_dict(ModelCardOptions, hub.card, "hub.card"),
+    )
+    accelerator.print(f"Pushed the run to {result.repo_id}@{result.revision}: {result.commit_url}")
 
 
 def _check_output_dir(out: Path, resume: str | bool, overwrite: bool) -> None:

@@ -40,6 +40,8 @@ def test_auto_classes_round_trip_is_bit_identical(tmp_path: Path) -> None:
     ra = model(x, bool_masked_pos=mask).reconstructions["mim"]
     rb = reloaded(x, bool_masked_pos=mask).reconstructions["mim"]
     assert torch.equal(ra, rb)
+    assert list(reloaded.config.tasks) == list(model.config.tasks) == ["tumour", "mim"]
+    assert list(reloaded.heads) == ["tumour", "mim"]
     saved = load_file(tmp_path / "model.safetensors")
     assert len(saved) == len(model.state_dict())  # every tensor stored (under transformers' checkpoint names)
 

@@ -7,8 +7,10 @@ heads only through this interface; it never branches on a head's name.
 What a head declares about itself (class attributes):
 
 * ``Options``: a dataclass of its hyperparameters (validated by :func:`mtl_hf.options.from_dict`);
-* ``view``: ``"clean"`` (the unmasked image) or ``"masked"`` (the image with ``bool_masked_pos``
-  applied, for masked image modeling);
+* ``view``: ``"clean"`` (the unmasked image), ``"masked"`` (the image with ``bool_masked_pos``
+  applied, for masked image modeling) or ``"visible"`` (only the prefix tokens and the patches that
+  ``bool_masked_pos`` leaves visible go through the encoder layers, for MAE-style heads; every sample
+  must keep the same number of visible patches);
 * ``requires_labels``: ``False`` for self-supervised heads, which then run without labels;
 * ``requires_hidden_states``: ``True`` if it reads intermediate layers (e.g. a UNETR-style decoder).
 
@@ -29,7 +31,7 @@ from torch import nn
 from ..options import from_dict
 from ..registry import Registry
 
-View = Literal["clean", "masked"]
+View = Literal["clean", "masked", "visible"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class BackboneFeatures:
             the masked view: they are the reconstruction target).
         bool_masked_pos: ``(B, N)`` masked patches of this view, or ``None`` for the clean view.
         hidden_states: every layer's tokens (embeddings first) when asked for, else ``None``.
+        visible_indices: ``(B, V)`` for the visible view only: the grid positions (ascending) of the
+            ``V`` patch tokens that follow the prefix in ``last_hidden_state``; ``None`` for the other
+            views, whose patch tokens cover the whole grid (so :meth:`patch_map` needs a full view).
     """
 
     last_hidden_state: torch.Tensor
@@ -64,6 +69,7 @@ class BackboneFeatures:
     pixel_values: torch.Tensor
     bool_masked_pos: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    visible_indices: torch.Tensor | None = None
 
     @property
     def cls_token(self) -> torch.Tensor:
@@ -75,6 +81,10 @@ class BackboneFeatures:
 
     def patch_map(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Patch tokens (of the last layer, or ``tokens`` with prefix) as a ``(B, D, h, w)`` map."""
+        if self.visible_indices is not None:
+            raise ValueError(
+                "patch_map needs every patch token; the visible view holds only the visible ones"
+            )
         x = self.patch_tokens if tokens is None else tokens[:, self.num_prefix_tokens :]
         b, _n, d = x.shape
         h, w = self.grid_size

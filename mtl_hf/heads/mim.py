@@ -100,6 +100,15 @@ class MaskedImageModelingHead(TaskHead):
         )
         return HeadOutput(loss=loss, reconstruction=reconstruction)
 
+    def reconstruction_to_pixels(
+        self, reconstruction: torch.Tensor, pixel_values: torch.Tensor
+    ) -> torch.Tensor:
+        """The reconstruction in the space of ``pixel_values`` (for figures): with ``norm_target`` the head
+        predicts each patch normalised by its own statistics, so those of ``pixel_values`` are put back."""
+        if not self.options.norm_target:
+            return reconstruction
+        return denormalize_patches(reconstruction, pixel_values, self.backbone.patch_size)
+
     def pixel_mask(self, bool_masked_pos: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         """``(B, 1, H, W)`` float mask, 1 on pixels of masked patches."""
         p = self.backbone.patch_size
@@ -134,3 +143,15 @@ def normalize_patches(x: torch.Tensor, patch_size: int, eps: float = 1e-6) -> to
     mean = patches.mean(dim=(3, 5), keepdim=True)
     var = patches.var(dim=(3, 5), keepdim=True, unbiased=False)
     return ((patches - mean) / (var + eps).sqrt()).reshape(b, c, h, w)
+
+
+def denormalize_patches(
+    x: torch.Tensor, reference: torch.Tensor, patch_size: int, eps: float = 1e-6
+) -> torch.Tensor:
+    """Inverse of :func:`normalize_patches` using the per-patch, per-channel statistics of ``reference``."""
+    b, c, h, w = reference.shape
+    p = patch_size
+    ref = reference.float().reshape(b, c, h // p, p, w // p, p)
+    mean = ref.mean(dim=(3, 5), keepdim=True)
+    std = (ref.var(dim=(3, 5), keepdim=True, unbiased=False) + eps).sqrt()
+    return (x.float().reshape(b, c, h // p, p, w // p, p) * std + mean).reshape(b, c, h, w)

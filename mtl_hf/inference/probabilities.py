@@ -1,15 +1,10 @@
 """From a head's logits to probabilities, and the names of the resulting output columns.
 
-Which function turns logits into probabilities is a property of the head type, so it lives in one
-place here:
-
-* ``binary_classification``: ``sigmoid`` of the single logit, the probability of the positive class;
-* ``multilabel_classification``: ``sigmoid`` per label (labels are independent);
-* ``multiclass_classification``: ``softmax`` over the classes (they are exclusive).
-
-A head class (for example from a plugin) may define ``probabilities(logits) -> Tensor`` itself; that
-method is used first, so new head types need no change here. Heads that produce no logits (masked
-image modeling) have no probabilities.
+The head decides: :meth:`mtl_hf.heads.TaskHead.probabilities` applies the sigmoid for binary and
+multi-label heads and the softmax over classes for multi-class heads (by the head's
+``prediction_kind``); a head class of another kind (from a plugin, say) gives probabilities by
+overriding that method. Heads that neither declare a ``prediction_kind`` nor override it (masked image
+modeling) give no probabilities.
 """
 
 from __future__ import annotations
@@ -19,30 +14,21 @@ from typing import Any
 
 import torch
 
-ProbabilityFunction = Callable[[torch.Tensor], torch.Tensor]
+from ..heads import TaskHead
 
-PROBABILITY_FUNCTIONS: dict[str, ProbabilityFunction] = {
-    "binary_classification": torch.sigmoid,
-    "multilabel_classification": torch.sigmoid,
-    "multiclass_classification": lambda logits: torch.softmax(logits, dim=-1),
-}
-"""Head type -> logits-to-probabilities function, for the built-in classification heads."""
+ProbabilityFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
 def probability_function(model: Any, task: str) -> ProbabilityFunction | None:
-    """The function turning task ``task``'s logits into probabilities, or ``None`` if it has none.
-
-    Looks first for a ``probabilities`` method on the task's head, then at the head type in
-    ``model.config.tasks[task]["type"]``.
-    """
+    """The function turning task ``task``'s logits into probabilities, or ``None`` if it has none."""
     tasks = model.config.tasks or {}
     if task not in tasks:
         raise ValueError(f"no task named {task!r}; the model's tasks are {', '.join(tasks)}")
-    head = model.heads[task] if hasattr(model, "heads") and task in model.heads else None
-    method = getattr(head, "probabilities", None)
-    if callable(method):
-        return method
-    return PROBABILITY_FUNCTIONS.get(tasks[task]["type"])
+    head = model.heads[task]
+    overridden = getattr(type(head), "probabilities", None) is not TaskHead.probabilities
+    if getattr(head, "prediction_kind", None) is not None or overridden:
+        return head.probabilities
+    return None
 
 
 def classification_tasks(model: Any, tasks: Sequence[str] | None = None) -> list[str]:

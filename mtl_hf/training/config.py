@@ -162,6 +162,28 @@ class ScheduleSection:
 
 
 @dataclass
+class HubSection:
+    """Push the run to the Hugging Face Hub when it finishes (``mtl-hf push`` does the same later).
+
+    Attributes:
+        repo_id: Repository to create or update, e.g. ``my-lab/brats-mtl``; ``None`` pushes nothing.
+        private: Create the repository as private.
+        revision: Branch to push to (created if missing).
+        commit_message: Commit message (default: generated).
+        card: Model-card options (``license``, ``datasets``, ``dataset_name``, ``base_model``, ``tags``,
+            ``model_name``, ``description``; see ``mtl_hf.hub.ModelCardOptions``).
+
+    The token comes from ``HF_TOKEN`` or ``hf auth login``, never from this file.
+    """
+
+    repo_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     """A whole training run.
 
@@ -171,6 +193,7 @@ class RunConfig:
         data: The data source, validated by ``mtl_hf.data`` (see its documentation).
         task_columns: ``{task: data column}`` feeding each supervised task its labels, e.g.
             ``{tumour: tumour}`` for BraTS slices.
+        hub: Optional push of the finished run to the Hub (see :class:`HubSection`).
         cache_dir: Where the Arrow cache of the data source goes (default: ``$MTL_HF_CACHE`` or
             ``~/.cache/mtl_hf``).
     """
@@ -183,6 +206,7 @@ class RunConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    hub: HubSection = field(default_factory=HubSection)
 
 
 def default_cache_dir() -> str:

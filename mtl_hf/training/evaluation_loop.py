@@ -41,6 +41,7 @@ def collect_predictions(
     losses: dict[str, list[torch.Tensor]] = {}
     mse: dict[str, list[torch.Tensor]] = {t: [] for t in masked}
     patients: list[Any] = []
+    samples: list[Any] = []
     for batch in loader:
         pixel_values = batch["pixel_values"]
         b = pixel_values.shape[0]
@@ -72,12 +73,15 @@ def collect_predictions(
             mse[t].append(accelerator.gather_for_metrics(per_sample).cpu())
         if "patient_id" in batch:
             patients.extend(accelerator.gather_for_metrics(list(batch["patient_id"]), use_gather_object=True))
+        if "sample_id" in batch:
+            samples.extend(accelerator.gather_for_metrics(list(batch["sample_id"]), use_gather_object=True))
     return {
         "probs": {t: torch.cat(v).numpy() for t, v in probs.items() if v},
         "labels": {t: torch.cat(v).numpy() for t, v in labels.items() if v},
         "losses": {t: float(torch.cat(v).mean()) for t, v in losses.items()},
         "mse": {t: float(torch.cat(v).mean()) for t, v in mse.items() if v},
         "patients": patients,
+        "samples": samples,
         "kinds": {t: heads[t].prediction_kind for t in scored},
     }
 
@@ -159,10 +163,9 @@ def write_test_outputs(
                 seed=cfg.seed,
                 **threshold_args,
             )
-            results[t] = report.to_dict()
+            results[t] = {"kind": kind, **report.to_dict()}
         except ValueError as exc:  # e.g. a single class in a tiny test split
             results[t] = {"roc_auc": None, "error": str(exc), "n_samples": len(p)}
-    results["_monitor"] = monitor
     if accelerator.is_main_process:
         (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
         _write_predictions(out / "test_predictions.csv", pred)
@@ -172,11 +175,12 @@ def write_test_outputs(
 def _write_predictions(path: Path, pred: dict[str, Any]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "patient_id", "task", "output", "label", "probability"])
+        writer.writerow(["sample_id", "patient_id", "task", "output", "label", "probability"])
         for t, probs in pred["probs"].items():
             labels = pred["labels"][t]
             for i in range(len(probs)):
                 patient = pred["patients"][i] if pred["patients"] else ""
+                sample = pred["samples"][i] if pred["samples"] else str(i)
                 p_row = np.atleast_1d(probs[i])
                 l_row = np.atleast_1d(labels[i])
                 for j, value in enumerate(p_row):
@@ -185,7 +189,7 @@ def _write_predictions(path: Path, pred: dict[str, Any]) -> None:
                         if l_row.size == p_row.size
                         else (int(l_row[0] == j) if p_row.size > 1 else l_row[0])
                     )
-                    writer.writerow([i, patient, t, j, _plain(label), f"{float(value):.6g}"])
+                    writer.writerow([sample, patient, t, j, _plain(label), f"{float(value):.9g}"])
 
 
 def _plain(value: Any) -> Any:

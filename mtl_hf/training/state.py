@@ -25,6 +25,8 @@ class TrainerState:
         nonfinite_total: All steps skipped for a NaN / inf loss.
         stopped_early: Early stopping ended training.
         finished: The run completed (test set evaluated, outputs written).
+        epoch_loss_sums, epoch_steps: Training losses of the current epoch so far (for the weighter).
+        log_sums, log_steps: Values accumulated since the last ``metrics.jsonl`` row.
     """
 
     global_step: int = 0
@@ -38,6 +40,32 @@ class TrainerState:
     nonfinite_total: int = 0
     stopped_early: bool = False
     finished: bool = False
+    epoch_loss_sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    epoch_steps: int = 0
+    log_sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    log_steps: int = 0
+
+    def add_epoch_losses(self, losses: dict[str, float]) -> None:
+        """Accumulate a step's task losses for the weighter's end-of-epoch hook (kept across resume)."""
+        for name, value in losses.items():
+            self.epoch_loss_sums[name] = self.epoch_loss_sums.get(name, 0.0) + value
+        self.epoch_steps += 1
+
+    def pop_epoch_means(self) -> dict[str, float]:
+        means = {k: v / max(1, self.epoch_steps) for k, v in self.epoch_loss_sums.items()}
+        self.epoch_loss_sums, self.epoch_steps = {}, 0
+        return means
+
+    def add_log_values(self, values: dict[str, float]) -> None:
+        """Accumulate a step's logged values until the next log row (kept across resume)."""
+        for name, value in values.items():
+            self.log_sums[name] = self.log_sums.get(name, 0.0) + value
+        self.log_steps += 1
+
+    def pop_log_means(self) -> dict[str, float]:
+        means = {k: v / max(1, self.log_steps) for k, v in self.log_sums.items()}
+        self.log_sums, self.log_steps = {}, 0
+        return means
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -15,6 +15,7 @@ POST     ``/api/models/{repo}/preupload/{rev}``          upload mode of each fil
                                                          (files go base64 in the commit; no LFS, no Xet)
 POST     ``/api/models/{repo}/commit/{rev}``             NDJSON commit: a header line, then ``file`` lines
 GET      ``/api/models/{repo}[/revision/{rev}]``         repo info (id, sha, private, siblings)
+GET      ``/api/agent-harnesses``                      the client's harness registry (served empty)
 HEAD/GET ``/{repo}/resolve/{rev}/{path}``                file metadata / content, with ``ETag`` (git blob
                                                          id), ``X-Repo-Commit`` and ``Content-Length``
 =======  ==============================================  ===================================================
@@ -49,6 +50,7 @@ REPO_PART = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/api/repos/create$"), "create_repo"),
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
+    ("GET", re.compile(r"^/api/agent-harnesses$"), "agent_harnesses"),
     ("POST", re.compile(rf"^/api/models/{REPO_PART}/branch/(?P<branch>[^/]+)$"), "create_branch"),
     ("POST", re.compile(rf"^/api/models/{REPO_PART}/preupload/(?P<rev>[^/]+)$"), "preupload"),
     ("POST", re.compile(rf"^/api/models/{REPO_PART}/commit/(?P<rev>[^/]+)$"), "commit"),
@@ -225,6 +227,11 @@ class HubServer:
         repo.branches["main"] = initial.oid
         self.repos[repo_id] = repo
         return _json_response(200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def _agent_harnesses(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
+        # Fetched by the client's user-agent code when the environment suggests a harness; an empty
+        # registry (the client's own offline fallback) detects nothing.
+        return _json_response(200, {"standardEnvVars": [], "harnesses": {}})
 
     def _validate_yaml(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         payload = request.json()

@@ -75,7 +75,14 @@ def base_config(output_dir: str, **training: Any) -> dict[str, Any]:
                 "mim": {"type": "mim", "mask_patch_size": 16},
             },
         },
-        "training": {"epochs": 2, "pretrain_epochs": 1, "batch_size": 8, "log_every_steps": 1, **training},
+        "training": {
+            "epochs": 2,
+            "pretrain_epochs": 1,
+            "batch_size": 8,
+            "log_every_steps": 1,
+            "bootstrap_resamples": 200,
+            **training,
+        },
         "optimizer": {"lr": 1e-3},
     }
 

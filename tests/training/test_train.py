@@ -55,7 +55,11 @@ def test_each_strategy_trains_and_writes_its_outputs(tmp_path: Path, strategy: s
     best_val = max(r["roc_auc/tumour"] for r in val_rows if "roc_auc/tumour" in r)
     assert selection["val_roc_auc"] == pytest.approx(best_val)
     test = json.loads((out / "test_metrics.json").read_text())
-    assert 0.0 <= test["tumour"]["roc_auc"] <= 1.0 and test["tumour"]["n"] == 12
+    t = test["tumour"]
+    assert (
+        t["roc_auc_low"] <= t["roc_auc"] <= t["roc_auc_high"] and t["n_samples"] == 12 and t["n_groups"] == 3
+    )
+    assert {"roc_auc_delong_low", "pr_auc", "sensitivity", "specificity", "threshold"} <= set(t)
     preds = (out / "test_predictions.csv").read_text().splitlines()
     assert len(preds) == 1 + 12
     info = json.loads((out / "run_info.json").read_text())
@@ -63,6 +67,11 @@ def test_each_strategy_trains_and_writes_its_outputs(tmp_path: Path, strategy: s
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["strategy"] == strategy
     assert json.loads((out / "trainer_state.json").read_text())["finished"] is True
     assert len(list_checkpoints(out)) == 2  # keep_checkpoints
+    from mtl_hf.training.plots import curves
+
+    plotted = curves(out / "metrics.jsonl")
+    assert plotted["train"]["loss"][1] == [r["loss"] for r in train_rows]
+    assert (out / "plots" / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_pretrain_starts_finetuning_from_the_pretrained_backbone(tmp_path: Path) -> None:
@@ -168,3 +177,22 @@ def test_killed_run_resumes_to_identical_losses_and_weights(tmp_path: Path) -> N
     assert json.loads((tmp_path / "killed" / "test_metrics.json").read_text()) == json.loads(
         (tmp_path / "full" / "test_metrics.json").read_text()
     )
+
+
+@pytest.mark.parametrize(
+    "weighting",
+    [{"type": "uncertainty"}, {"type": "pcgrad"}, {"type": "mgda", "gradients": "features"}, {"type": "dwa"}],
+)
+def test_adaptive_weighters_train_through_the_same_loop(tmp_path: Path, weighting: dict) -> None:
+    torch.set_num_threads(1)
+    raw = base_config(str(tmp_path / "run"), strategy="mtl", epochs=3)
+    raw["model"]["weighting"] = weighting
+    result = train(from_dict(RunConfig, raw), make_data())
+    rows = [r for r in read_metrics(result.output_dir / "metrics.jsonl") if r["split"] == "train"]
+    weights = [(r["weight/tumour"], r["weight/mim"]) for r in rows]
+    assert all(w > 0 for pair in weights for w in pair)
+    if weighting["type"] != "dwa":  # DWA keeps equal weights until it has two epochs of history
+        assert len(set(weights)) > 1, "the weights should adapt during training"
+    assert (result.output_dir / "plots" / "task_weights.png").stat().st_size > 1000
+    reloaded = AutoModel.from_pretrained(result.output_dir / "best_model")
+    assert reloaded.config.weighting["type"] == weighting["type"]

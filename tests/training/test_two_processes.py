@@ -52,4 +52,4 @@ def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> N
     expected = roc_auc(probs, batch["labels"]["tumour"].numpy(), "binary")
     assert abs(val[-1]["roc_auc/tumour"] - expected) < 1e-6
     test = json.loads((out / "test_metrics.json").read_text())
-    assert test["tumour"]["n"] == 9
+    assert test["tumour"]["n_samples"] == 9

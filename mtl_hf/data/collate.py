@@ -1,0 +1,119 @@
+"""Collate transformed rows into the batch :class:`~mtl_hf.MTLModel` and the training loop consume.
+
+Batch format::
+
+    {
+        "pixel_values": float (B, C, H, W),        # normalised by the model's image processor
+        "labels": {task_name: tensor},             # binary: float (B,); multiclass: long (B,);
+                                                   # multilabel: float (B, L) multi-hot
+        "patient_id": list[str],
+        "sample_id": list[str],
+        "lesion_mask": bool (B, H, W),             # only when some row has a mask
+        "has_lesion_mask": bool (B,),              # which rows had one (others are all False)
+    }
+
+Tasks are tied to dataset columns by a mapping ``{task_name: column}``; tasks without labels (masked
+image modeling) are simply not in it. The MIM mask is not drawn here: the model draws one per sample
+(:func:`mtl_hf.masking.random_block_mask`) when the batch has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .config import TargetKind
+from .statistics import target_kind
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+class MTLDataCollator:
+    """Stack rows from :class:`~mtl_hf.data.MTLTransform` into a batch (see module docstring).
+
+    Args:
+        task_columns: ``{task_name: dataset column}``, e.g. ``{"classification": "tumour"}``.
+        target_kinds: ``{column: "binary" | "multiclass" | "multilabel"}``; read from ``features``
+            when not given.
+        num_labels: ``{column: L}`` for multilabel columns (from ``features`` when not given).
+        features: The data set's ``datasets.Features`` (``ClassLabel`` -> multiclass,
+            ``List(ClassLabel)`` -> multilabel, integer ``Value`` -> binary).
+    """
+
+    def __init__(
+        self,
+        task_columns: Mapping[str, str],
+        *,
+        target_kinds: Mapping[str, TargetKind] | None = None,
+        num_labels: Mapping[str, int] | None = None,
+        features: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.task_columns = dict(task_columns)
+        kinds: dict[str, TargetKind] = dict(target_kinds or {})
+        sizes = dict(num_labels or {})
+        for column in self.task_columns.values():
+            if column in kinds and (kinds[column] != "multilabel" or column in sizes):
+                continue
+            if features is None or column not in features:
+                raise ValueError(
+                    f"column {column!r}: its target kind is unknown; pass target_kinds (and num_labels for "
+                    "multilabel) or the data set's features"
+                )
+            kinds.setdefault(column, target_kind(features[column]))
+            if kinds[column] == "multilabel":
+                sizes.setdefault(column, len(features[column].feature.names))
+        self.target_kinds = kinds
+        self.num_labels = sizes
+
+    @classmethod
+    def for_dataset(cls, dataset: Dataset, task_columns: Mapping[str, str]) -> MTLDataCollator:
+        """A collator reading target kinds from ``dataset.features``."""
+        return cls(task_columns, features=dataset.features)
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not rows:
+            raise ValueError("cannot collate an empty batch")
+        batch: dict[str, Any] = {
+            "pixel_values": torch.stack([torch.as_tensor(r["pixel_values"]) for r in rows]).float(),
+            "labels": {task: self._labels(rows, column) for task, column in self.task_columns.items()},
+            "patient_id": [str(r["patient_id"]) for r in rows],
+            "sample_id": [str(r["sample_id"]) for r in rows],
+        }
+        if "has_lesion_mask" in rows[0]:
+            has = torch.tensor([bool(r["has_lesion_mask"]) for r in rows])
+            if has.any():
+                batch["lesion_mask"] = torch.stack([torch.as_tensor(r["lesion_mask"]) for r in rows]).bool()
+                batch["has_lesion_mask"] = has
+        return batch
+
+    def _labels(self, rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+        kind = self.target_kinds[column]
+        values = [r[column] for r in rows]
+        if kind == "binary":
+            return torch.tensor([float(v) for v in values], dtype=torch.float32)
+        if kind == "multiclass":
+            return torch.tensor([int(v) for v in values], dtype=torch.long)
+        out = torch.zeros(len(values), self.num_labels[column], dtype=torch.float32)
+        for i, present in enumerate(values):
+            if len(present):
+                out[i, torch.as_tensor(list(present), dtype=torch.long)] = 1.0
+        return out
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """``DataLoader(worker_init_fn=...)``: one thread per data-loader worker, so workers decoding and
+    augmenting never compete with the training step's threads (on a CPU the step uses them all).
+
+    PyTorch already sets torch's own thread count to 1 in its workers; this also limits the BLAS and
+    OpenMP pools that NumPy and SciPy use (through ``threadpoolctl``, installed with scikit-learn),
+    which a worker would otherwise inherit from the training process.
+    """
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return
+    threadpool_limits(limits=1)

@@ -1,0 +1,358 @@
+"""Typed configuration of a data source: where the files are, how to read, label, split and augment them.
+
+Every class here is a dataclass that :func:`mtl_hf.options.from_dict` builds from YAML/JSON, so a
+training config can embed a ``data:`` section and a mistyped key fails with its dotted path::
+
+    from mtl_hf.options import from_dict
+    from mtl_hf.data import DataConfig
+
+    config = from_dict(DataConfig, {
+        "kind": "brats",
+        "root": "demo/brats",
+        "brats": {"modalities": ["flair"], "min_tumour_pixels": 10},
+        "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
+        "sampling": {"undersample": True, "train_fraction": 0.25},
+        "seed": 0,
+    }, path="data")
+
+Which fields decide the cached Arrow data (and so its fingerprint) and which only act after the cache
+(splits, sampling, augmentation, image size) is stated per field; changing the latter never rebuilds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+Axis = Literal["axial", "coronal", "sagittal"]
+TargetKind = Literal["binary", "multiclass", "multilabel"]
+
+AXIS_INDEX: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+"""Array axis of each anatomical plane once a volume is in RAS+ orientation (``nibabel.as_closest_canonical``)."""
+
+BRATS_TUMOUR_LABEL = "tumour"
+"""Name of the slice-level target column of BraTS data sets (1 = tumour present)."""
+
+
+@dataclass
+class NormalizationConfig:
+    """Per-volume intensity normalisation over brain voxels (cached).
+
+    Attributes:
+        method: ``"minmax"`` (default): clip to the percentiles, then scale the brain to [0, 1], which
+            is what the image processor's ImageNet/DINO normalisation expects of a float image;
+            ``"zscore"``: clip, then subtract the brain mean and divide by its standard deviation
+            (background set to 0); ``"none"``: raw intensities as float32.
+        percentiles: Lower and upper percentile of the brain voxels to clip to (``[0, 100]`` disables).
+    """
+
+    method: Literal["minmax", "zscore", "none"] = "minmax"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"percentiles: need 0 <= low < high <= 100, got {list(self.percentiles)}")
+
+
+@dataclass
+class BratsConfig:
+    """How to read a BraTS-layout folder and turn its volumes into labelled 2-D slices (cached).
+
+    Attributes:
+        modalities: One modality (a single channel, which the image processor replicates to the
+            backbone's 3 channels) or three stacked as channels. Names of either BraTS convention:
+            ``flair``/``t2f``, ``t1``/``t1n``, ``t1ce``/``t1c``, ``t2``/``t2w``.
+        axis: Plane of the 2-D slices: ``"axial"`` (default), ``"coronal"`` or ``"sagittal"``, taken
+            from the volume in RAS+ orientation (slices are rotated with ``np.rot90`` so anterior or
+            superior is up, as nilearn and :mod:`mtl_hf.inference` show them).
+        min_tumour_pixels: A slice is labelled tumour-present when at least this many of its pixels
+            carry a tumour label.
+        tumour_labels: Segmentation labels that count as tumour; ``None`` (default) means every
+            non-zero label (whole tumour: necrosis, oedema, enhancing). For example ``[1, 4]`` (2020/21)
+            or ``[1, 3]`` (2023) for the tumour core only.
+        segmentation_labels: The declared label set; a segmentation with any other value is bad input.
+        min_brain_fraction: Slices whose brain (non-zero voxels in any selected modality) covers less
+            than this fraction of the slice are dropped.
+        normalization: Per-volume intensity normalisation, see :class:`NormalizationConfig`.
+        storage_dtype: ``"float32"`` (default) or ``"float16"`` (half the cache on disk).
+    """
+
+    modalities: list[str] = field(default_factory=lambda: ["flair"])
+    axis: Axis = "axial"
+    min_tumour_pixels: int = 1
+    tumour_labels: list[int] | None = None
+    segmentation_labels: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    min_brain_fraction: float = 0.05
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    storage_dtype: Literal["float32", "float16"] = "float32"
+
+    def __post_init__(self) -> None:
+        from .brats import canonical_modality  # local: brats imports this module
+
+        if len(self.modalities) not in (1, 3):
+            raise ValueError(
+                f"modalities: give 1 modality (replicated to the backbone's channels by the image "
+                f"processor) or 3 stacked as channels, got {len(self.modalities)}: {self.modalities}"
+            )
+        canon = [canonical_modality(m) for m in self.modalities]
+        if len(set(canon)) != len(canon):
+            raise ValueError(f"modalities: duplicates in {self.modalities}")
+        if self.min_tumour_pixels < 1:
+            raise ValueError(f"min_tumour_pixels: must be at least 1, got {self.min_tumour_pixels}")
+        if 0 not in self.segmentation_labels:
+            raise ValueError("segmentation_labels: must contain 0 (background)")
+        if any(not 0 <= label <= 255 for label in self.segmentation_labels):
+            raise ValueError(f"segmentation_labels: must be in [0, 255], got {self.segmentation_labels}")
+        if self.tumour_labels is not None:
+            bad = [t for t in self.tumour_labels if t == 0 or t not in self.segmentation_labels]
+            if bad or not self.tumour_labels:
+                raise ValueError(
+                    f"tumour_labels: must be non-zero values of segmentation_labels "
+                    f"{self.segmentation_labels}, got {self.tumour_labels}"
+                )
+        if not 0.0 <= self.min_brain_fraction < 1.0:
+            raise ValueError(f"min_brain_fraction: must be in [0, 1), got {self.min_brain_fraction}")
+
+
+@dataclass
+class TargetConfig:
+    """One prediction target of a 2-D image set, stored as a dataset column named after the target.
+
+    Where the values come from: ``columns`` of the manifest, or, when empty, the class sub-folder of
+    an ``imagefolder`` layout.
+
+    * ``binary``: one column of 0/1 (also ``true``/``false``, ``yes``/``no``); or one class column with
+      ``positive`` or ``negative`` naming the classes (e.g. ``negative: [healthy]`` makes "pathology vs
+      healthy"); or several 0/1 columns, positive when any is 1. Stored as ``int64`` 0/1.
+    * ``multiclass``: one class column; ``classes`` declares the set and its order (default: the sorted
+      values found). Stored as a ``ClassLabel``.
+    * ``multilabel``: several 0/1 columns (one per label, named by the columns); or one column of
+      names joined by ``;`` (or a JSON list) with ``classes`` declaring them. Stored as the indices
+      of the labels present (``List(ClassLabel)``, the Hub's multi-label convention).
+
+    A value outside the declared set is bad input (:class:`~mtl_hf.data.DataError` naming the row).
+    """
+
+    kind: TargetKind = "binary"
+    columns: list[str] = field(default_factory=list)
+    classes: list[str] | None = None
+    positive: list[str] | None = None
+    negative: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.positive is not None and self.negative is not None:
+            raise ValueError("give either positive or negative classes, not both")
+        if (self.positive is not None or self.negative is not None) and self.kind != "binary":
+            raise ValueError(f"positive/negative apply to binary targets, not {self.kind}")
+        if self.kind == "multiclass" and len(self.columns) > 1:
+            raise ValueError(f"a multiclass target reads one column, got {self.columns}")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes: duplicates in {self.classes}")
+        if self.kind == "multilabel" and len(self.columns) <= 1 and not self.classes:
+            raise ValueError("a multilabel target needs several 0/1 columns, or one column and its classes")
+
+
+@dataclass
+class ImagesConfig:
+    """How to read a 2-D image set: ``imagefolder`` layout or a CSV/JSON manifest (cached).
+
+    Attributes:
+        manifest: CSV or JSON (a list of objects, or JSON lines) with one row per image; relative paths
+            are resolved against the manifest's folder. ``None``: ``root`` is an ``imagefolder`` layout
+            (one sub-folder per class, images anywhere below it).
+        path_column, patient_column, mask_column: Manifest column names. ``patient_column`` may be
+            ``None`` (each image its own patient); ``mask_column`` names an optional lesion-mask image
+            (empty cell: no mask).
+        patient_id_pattern: For an imagefolder (or a manifest without patient column): a regular
+            expression searched in the file name whose first group (or whole match) is the patient id.
+        targets: ``{name: TargetConfig}``, at least one (checked by :class:`DataConfig`). Each becomes a
+            dataset column ``name``.
+        grayscale: Convert colour images to grey when reading (grey images always stay grey).
+    """
+
+    manifest: str | None = None
+    path_column: str = "path"
+    patient_column: str | None = "patient_id"
+    mask_column: str | None = None
+    patient_id_pattern: str | None = None
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
+    grayscale: bool = False
+
+    def __post_init__(self) -> None:
+        for name, target in self.targets.items():
+            if not name.isidentifier():
+                raise ValueError(f"targets: name {name!r} must be a Python identifier")
+            if self.manifest is None and target.columns:
+                raise ValueError(
+                    f"targets.{name}.columns: an imagefolder layout has no columns (the class is the folder)"
+                )
+            if self.manifest is not None and not target.columns:
+                raise ValueError(f"targets.{name}.columns: name the manifest column(s) of this target")
+        reserved = {"image", "mask", "patient_id", "sample_id", "source", "slice_index"}
+        clash = reserved & set(self.targets)
+        if clash:
+            raise ValueError(f"targets: {sorted(clash)} are reserved column names")
+
+
+@dataclass
+class SplitConfig:
+    """Patient-level, stratified, seeded train / validation / test split (after the cache).
+
+    Attributes:
+        train, validation, test: Fractions of patients; they must sum to 1. ``validation`` or ``test``
+            may be 0.
+        stratify_by: Target to stratify on (default: the first target; BraTS: ``tumour``). A patient's
+            stratum is its most frequent class (binary: positive when any of its samples is; multilabel:
+            any label positive).
+        manifest: Path of the split manifest (JSON). Default: ``<root>/splits-seed<seed>.json``. When it
+            exists it is reused as is, so every run of a study sees the same patients in each split.
+    """
+
+    train: float = 0.7
+    validation: float = 0.15
+    test: float = 0.15
+    stratify_by: str | None = None
+    manifest: str | None = None
+
+    def __post_init__(self) -> None:
+        values = (self.train, self.validation, self.test)
+        if any(v < 0 for v in values) or self.train <= 0:
+            raise ValueError(f"fractions must be >= 0 and train > 0, got {list(values)}")
+        if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + validation + test must be 1, got {sum(values):.6g}")
+
+
+@dataclass
+class SamplingConfig:
+    """What the training split keeps (after the split; validation and test are never touched).
+
+    Attributes:
+        train_fraction: Fraction of training *patients* kept, in (0, 1], for low-data experiments. The
+            subsets are nested (the 10 % subset contains the 5 % subset for the same seed) and
+            stratified.
+        undersample: Drop samples of the larger classes at random until every class of the
+            stratification target has as many as the smallest (the paper's "under sampled" setting).
+    """
+
+    train_fraction: float = 1.0
+    undersample: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction: must be in (0, 1], got {self.train_fraction}")
+
+
+@dataclass
+class AugmentationConfig:
+    """Train-time augmentation, drawn per sample on the fly (never cached).
+
+    Geometry (applied identically to the lesion mask, nearest neighbour): flips, rotation, scale,
+    translation and shear in one affine warp. Intensity (image only): brightness, contrast, gamma and
+    Gaussian noise, relative to each image's own range.
+
+    Attributes:
+        enabled: Master switch; ``False`` makes the train transform equal to the eval transform.
+        horizontal_flip, vertical_flip: Probabilities.
+        rotation_degrees: Maximum absolute rotation.
+        scale: Zoom range.
+        translate: Maximum shift as a fraction of the image size.
+        shear_degrees: Maximum absolute shear.
+        brightness: Maximum shift, as a fraction of the image's intensity range.
+        contrast: Maximum relative change of contrast around the image mean.
+        gamma: Range of the gamma exponent applied to the image's range-normalised intensities.
+        noise_std: Standard deviation of additive Gaussian noise, as a fraction of the intensity range.
+    """
+
+    enabled: bool = True
+    horizontal_flip: float = 0.5
+    vertical_flip: float = 0.0
+    rotation_degrees: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.05
+    shear_degrees: float = 5.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    gamma: tuple[float, float] = (0.8, 1.25)
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizontal_flip", "vertical_flip"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: probability must be in [0, 1], got {getattr(self, name)}")
+        for name in ("rotation_degrees", "translate", "shear_degrees", "brightness", "contrast", "noise_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale: need 0 < low <= high, got {list(self.scale)}")
+        if not 0 < self.gamma[0] <= self.gamma[1]:
+            raise ValueError(f"gamma: need 0 < low <= high, got {list(self.gamma)}")
+
+
+@dataclass
+class DataConfig:
+    """A data source and everything between its files and a training batch.
+
+    Attributes:
+        kind: ``"brats"`` (a BraTS-layout folder of NIfTI volumes) or ``"images"`` (2-D images).
+        root: The data folder.
+        brats: Reading options for ``kind: brats`` (defaults if omitted; must be omitted for images).
+        images: Reading options for ``kind: images`` (required there: it declares the targets; must be
+            omitted for ``kind: brats``).
+        skip_bad: Skip bad files with a warning (counted in the build summary) instead of failing.
+        allow_outside_root: For ``kind: images``: let the manifest name files outside ``root``
+            (``../`` paths, absolute paths, symbolic links leading out). Off by default, so that a
+            manifest received with a data copy cannot make the cache read other files of the machine.
+        seed: Seeds the split, the training fraction and undersampling.
+        split: See :class:`SplitConfig`.
+        sampling: See :class:`SamplingConfig`.
+        image_size: Side of the square the transforms resize to; ``None`` (default): the image
+            processor's size.
+        augmentation: See :class:`AugmentationConfig`.
+    """
+
+    kind: Literal["brats", "images"]
+    root: str
+    brats: BratsConfig = field(default_factory=BratsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    skip_bad: bool = False
+    allow_outside_root: bool = False
+    seed: int = 0
+    split: SplitConfig = field(default_factory=SplitConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    image_size: int | None = None
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind == "brats":
+            if self.images != ImagesConfig():
+                raise ValueError("images: only for kind 'images'")
+        elif self.kind == "images":
+            if self.brats != BratsConfig():
+                raise ValueError("brats: only for kind 'brats'")
+            if not self.images.targets:
+                raise ValueError(
+                    "images.targets: kind 'images' needs at least one target, e.g. {label: {kind: multiclass}}"
+                )
+        else:
+            raise ValueError(f"kind: must be 'brats' or 'images', got {self.kind!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size: must be positive, got {self.image_size}")
+        names = self.target_names
+        if self.split.stratify_by is not None and self.split.stratify_by not in names:
+            raise ValueError(
+                f"split.stratify_by: {self.split.stratify_by!r} is not a target; targets: {names}"
+            )
+
+    @property
+    def target_names(self) -> list[str]:
+        """Names of the label columns this source produces (``["tumour"]`` for BraTS)."""
+        if self.kind == "brats":
+            return [BRATS_TUMOUR_LABEL]
+        return list(self.images.targets)
+
+    @property
+    def stratify_target(self) -> str:
+        """The target that stratifies the split and drives undersampling."""
+        return self.split.stratify_by or self.target_names[0]

@@ -1,0 +1,1 @@
+"""Experiments on top of training: the comparison grid, the demo, benchmarks."""

@@ -1,0 +1,450 @@
+"""``mtl-hf compare CONFIG.yaml``: the paper's comparison as one restartable command.
+
+A compare config names a base training config and a grid; every cell of the grid is an ordinary
+training run in its own folder under ``output_dir/runs/``. Finished runs are skipped, an interrupted
+one resumes from its last checkpoint, so the command can simply be run again after a crash.
+
+Example::
+
+    output_dir: runs/compare-brats
+    base: demo-brats.yaml                  # a training config (relative to this file)
+    run: {training: {epochs: 10}}          # optional overrides of the base
+    grid:
+      strategies: [stl, pretrain, mtl]
+      weightings: [{type: fixed}, {type: uncertainty}]   # MTL runs once per weighting
+      sampling: [all, undersample]
+      train_fractions: [0.1, 0.25, 1.0]
+      seeds: [0, 1, 2]
+
+Every run uses the same patient split (the data seed is the base config's, not the grid's seed), so
+test sets are identical and strategies are compared *paired*: DeLong's test and a patient-level
+paired bootstrap give ΔAUC with its interval and a p-value. Outputs: ``results.md``, ``results.csv``
+(one row per run and task), ``results_summary.csv`` (mean ± sd over seeds), ``comparisons.csv``,
+plots in ``plots/``, and ``compare_info.json`` (grid, split hashes, versions, code revision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from ..options import OptionsError, from_dict, to_dict
+from ..training.config import RunConfig, apply_overrides
+from ..training.run_info import git_revision, package_versions
+
+
+@dataclass
+class GridSection:
+    """The runs to make: every combination of these lists.
+
+    Attributes:
+        strategies: Training strategies (``stl``, ``pretrain``, ``mtl``).
+        weightings: Loss weightings for ``mtl`` runs (``{type: ..., ...options}``); other strategies
+            train one kind of task at a time and ignore it.
+        sampling: ``all`` (the training split as is) and/or ``undersample`` (majority class undersampled).
+        train_fractions: Shares of the training patients kept (nested: smaller subsets are inside larger).
+        seeds: Training seeds (weights, order, masks); the patient split stays the base config's.
+    """
+
+    strategies: list[Literal["stl", "pretrain", "mtl"]] = field(
+        default_factory=lambda: ["stl", "pretrain", "mtl"]
+    )
+    weightings: list[dict[str, Any]] = field(default_factory=lambda: [{"type": "fixed"}])
+    sampling: list[Literal["all", "undersample"]] = field(default_factory=lambda: ["all"])
+    train_fractions: list[float] = field(default_factory=lambda: [1.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        for name in ("strategies", "weightings", "sampling", "train_fractions", "seeds"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: needs at least one value")
+        for w in self.weightings:
+            if "type" not in w:
+                raise ValueError(f"weightings: each needs a 'type', got {w}")
+        for f in self.train_fractions:
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"train_fractions: each must be in (0, 1], got {f}")
+
+
+@dataclass
+class CompareConfig:
+    """A comparison.
+
+    Attributes:
+        output_dir: Where runs, tables and plots go.
+        base: Training config YAML the runs start from (relative paths: to the compare config's folder).
+        run: Overrides of the base, as a nested mapping (e.g. ``{training: {epochs: 5}}``).
+        grid: See :class:`GridSection`.
+        tasks: Tasks to report (default: every classification task of the runs).
+        comparisons: Pairs ``[a, b]`` of run labels to test (``a`` minus ``b``); default: every pair in
+            the order mtl, pretrain, stl. A label is the strategy, or ``mtl:<weighting>`` when several
+            weightings run.
+        bootstrap_resamples: Resamples for intervals and paired tests.
+        confidence_level: Level of the intervals.
+        attention: When the test split has lesion masks, also measure where each strategy's attention
+            falls (share of attention inside the lesion, pointing game, pixel ROC AUC; first seed,
+            first sampling, largest fraction) and add the table to the results.
+    """
+
+    output_dir: str
+    base: str | None = None
+    run: dict[str, Any] = field(default_factory=dict)
+    grid: GridSection = field(default_factory=GridSection)
+    tasks: list[str] | None = None
+    comparisons: list[list[str]] = field(default_factory=list)
+    bootstrap_resamples: int = 2000
+    confidence_level: float = 0.95
+    attention: bool = True
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    strategy: str
+    weighting: dict[str, Any]
+    sampling: str
+    train_fraction: float
+    seed: int
+    label: str
+
+    @property
+    def weighting_name(self) -> str:
+        return str(self.weighting["type"]) if self.strategy == "mtl" else "none"
+
+    @property
+    def folder(self) -> str:
+        frac = f"{self.train_fraction:g}".replace(".", "p")
+        return f"{self.label.replace(':', '-')}_{self.sampling}_f{frac}_s{self.seed}"
+
+
+def load_compare_config(
+    path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[CompareConfig, dict[str, Any]]:
+    """Read and validate a compare config; return it with the base training config (a plain dict)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise OptionsError(f"{path}: cannot read the compare config ({exc})") from exc
+    raw = apply_overrides(raw, overrides)
+    try:
+        config = from_dict(CompareConfig, raw)
+    except OptionsError as exc:
+        raise OptionsError(f"{path}: {exc}") from None
+    base: dict[str, Any] = {}
+    if config.base is not None:
+        base_path = (path.parent / config.base).resolve()
+        try:
+            base = yaml.safe_load(base_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise OptionsError(f"{path}: base: cannot read {base_path} ({exc})") from exc
+    base = _merge(base, config.run)
+    base.setdefault("output_dir", config.output_dir)
+    return config, base
+
+
+def grid_cells(grid: GridSection) -> list[Cell]:
+    several = len(grid.weightings) > 1
+    cells = []
+    for strategy, sampling, fraction, seed in product(
+        grid.strategies, grid.sampling, grid.train_fractions, grid.seeds
+    ):
+        weightings = grid.weightings if strategy == "mtl" else [{"type": "fixed"}]
+        for weighting in weightings:
+            label = f"mtl:{weighting['type']}" if strategy == "mtl" and several else strategy
+            cells.append(Cell(strategy, weighting, sampling, fraction, seed, label))
+    return cells
+
+
+def cell_config(base: dict[str, Any], cell: Cell, out: Path) -> RunConfig:
+    raw = copy.deepcopy(base)
+    raw["output_dir"] = str(out / "runs" / cell.folder)
+    raw.setdefault("cache_dir", str(out / "cache"))
+    raw.setdefault("training", {})["strategy"] = cell.strategy
+    raw["training"]["seed"] = cell.seed
+    if cell.strategy == "mtl":
+        raw.setdefault("model", {})["weighting"] = cell.weighting
+    sampling = raw.setdefault("data", {}).setdefault("sampling", {})
+    sampling["undersample"] = cell.sampling == "undersample"
+    sampling["train_fraction"] = cell.train_fraction
+    return from_dict(RunConfig, raw)
+
+
+def run_grid(config: CompareConfig, base: dict[str, Any]) -> list[tuple[Cell, Path]]:
+    """Train every cell that is not finished (resuming interrupted ones); return (cell, run folder)."""
+    from ..train import train
+    from ..training.checkpointing import latest_checkpoint
+
+    out = Path(config.output_dir)
+    cells = grid_cells(config.grid)
+    done = []
+    for i, cell in enumerate(cells, 1):
+        run = cell_config(base, cell, out)
+        run.training.bootstrap_resamples = config.bootstrap_resamples
+        run.training.confidence_level = config.confidence_level
+        folder = Path(run.output_dir)
+        state_file = folder / "trainer_state.json"
+        header = f"[{i}/{len(cells)}] {cell.label} sampling={cell.sampling} fraction={cell.train_fraction:g} seed={cell.seed}"
+        if state_file.exists() and json.loads(state_file.read_text()).get("finished"):
+            print(f"{header}: finished earlier, skipped")
+        else:
+            resume = latest_checkpoint(folder) is not None
+            print(f"{header}: {'resuming' if resume else 'training'} in {folder}")
+            train(run, resume=resume)
+        done.append((cell, folder))
+    return done
+
+
+def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
+    """``test_predictions.csv`` as ``{task: {"ids", "patients", "labels", "probs"}}`` (rows per sample)."""
+    per_task: dict[str, dict[str, dict[str, Any]]] = {}
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            sample = per_task.setdefault(row["task"], {}).setdefault(
+                row["sample_id"], {"patient": row["patient_id"], "labels": {}, "probs": {}}
+            )
+            sample["labels"][int(row["output"])] = float(row["label"])
+            sample["probs"][int(row["output"])] = float(row["probability"])
+    result = {}
+    for task, samples in per_task.items():
+        ids = list(samples)
+        width = len(next(iter(samples.values()))["probs"])
+        probs = np.array([[samples[i]["probs"][j] for j in range(width)] for i in ids])
+        labels = np.array([[samples[i]["labels"][j] for j in range(width)] for i in ids])
+        result[task] = {
+            "ids": np.array(ids),
+            "patients": [samples[i]["patient"] for i in ids],
+            "labels": labels[:, 0] if width == 1 else labels,
+            "probs": probs[:, 0] if width == 1 else probs,
+        }
+    return result
+
+
+def _references(pred: dict[str, Any], kind: str) -> np.ndarray:
+    if kind == "multiclass":  # stored one-hot per output
+        return np.asarray(pred["labels"]).argmax(axis=1)
+    return np.asarray(pred["labels"]).astype(int)
+
+
+def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tuple[list[Any], list[Any]]:
+    """Result rows of every run and task, and the paired comparisons."""
+    from ..evaluation import ComparisonRow, ResultRow, align_by_sample_id, compare_scores
+
+    rows = []
+    metrics_of: dict[tuple[str, str, float, int], tuple[Path, dict[str, Any]]] = {}
+    for cell, folder in runs:
+        metrics_path = folder / "test_metrics.json"
+        if not metrics_path.exists():
+            print(f"warning: {folder} has no test_metrics.json (no best model?); left out", file=sys.stderr)
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        metrics_of[(cell.label, cell.sampling, cell.train_fraction, cell.seed)] = (folder, metrics)
+        for task, values in metrics.items():
+            if task.startswith("_") or values.get("roc_auc") is None:
+                continue
+            if config.tasks is not None and task not in config.tasks:
+                continue
+            rows.append(
+                ResultRow.from_metrics(
+                    values,
+                    strategy=cell.label,
+                    weighting=cell.weighting_name,
+                    sampling=cell.sampling,
+                    train_fraction=cell.train_fraction,
+                    seed=cell.seed,
+                    task=task,
+                    run_dir=str(folder),
+                )
+            )
+    labels = list(dict.fromkeys(c.label for c, _ in runs))
+    pairs = [tuple(p) for p in config.comparisons] or _default_pairs(labels)
+    comparisons = []
+    for (a, b), sampling, fraction, seed in product(
+        pairs, config.grid.sampling, config.grid.train_fractions, config.grid.seeds
+    ):
+        if (a, sampling, fraction, seed) not in metrics_of or (b, sampling, fraction, seed) not in metrics_of:
+            continue
+        folder_a, metrics_a = metrics_of[(a, sampling, fraction, seed)]
+        folder_b, _ = metrics_of[(b, sampling, fraction, seed)]
+        pred_a = read_predictions(folder_a / "test_predictions.csv")
+        pred_b = read_predictions(folder_b / "test_predictions.csv")
+        for task in pred_a.keys() & pred_b.keys():
+            if config.tasks is not None and task not in config.tasks:
+                continue
+            kind = metrics_a.get(task, {}).get("kind", "binary")
+            order = align_by_sample_id(pred_a[task]["ids"], pred_b[task]["ids"], name_a=a, name_b=b)
+            refs = _references(pred_a[task], kind)
+            comparison = compare_scores(
+                refs,
+                pred_a[task]["probs"],
+                np.asarray(pred_b[task]["probs"])[order],
+                task=kind,
+                groups=pred_a[task]["patients"],
+                confidence_level=config.confidence_level,
+                n_resamples=config.bootstrap_resamples,
+                seed=seed,
+            )
+            comparisons.append(
+                ComparisonRow.from_comparison(
+                    comparison,
+                    task=task,
+                    sampling=sampling,
+                    train_fraction=fraction,
+                    seed=seed,
+                    model_a=a,
+                    model_b=b,
+                    n_test=len(refs),
+                )
+            )
+    return rows, comparisons
+
+
+def _default_pairs(labels: list[str]) -> list[tuple[str, str]]:
+    rank = {"stl": 2, "pretrain": 1}
+    ordered = sorted(labels, key=lambda label: rank.get(label, 0))
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :]]
+
+
+def write_plots(out: Path, rows: list[Any], runs: list[tuple[Cell, Path]], grid: GridSection) -> list[Path]:
+    from ..evaluation import aggregate_over_seeds, plot_auc_intervals, plot_low_data, plot_roc_curves
+
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    aggregates = aggregate_over_seeds(rows)
+    written = []
+    for task in sorted({r.task for r in rows}):
+        fraction = max(grid.train_fractions)
+        written.append(
+            plot_auc_intervals(
+                aggregates, plots / f"roc_auc_{task}.png", task=task, train_fraction=fraction
+            ).path
+        )
+        if len(grid.train_fractions) > 1:
+            written.append(plot_low_data(aggregates, plots / f"low_data_{task}.png", task=task).path)
+        curves = {}
+        for cell, folder in runs:
+            if (
+                cell.seed == grid.seeds[0]
+                and cell.sampling == grid.sampling[0]
+                and cell.train_fraction == fraction
+            ):
+                path = folder / "test_predictions.csv"
+                if path.exists():
+                    pred = read_predictions(path).get(task)
+                    if pred is not None and np.ndim(pred["probs"]) == 1:
+                        curves[cell.label] = (pred["labels"].astype(int), pred["probs"])
+        if curves:
+            written.append(
+                plot_roc_curves(curves, plots / f"roc_curves_{task}.png", title=f"ROC curves: {task}").path
+            )
+    return [Path(p) for p in written]
+
+
+def compare(config: CompareConfig, base: dict[str, Any]) -> str:
+    """Run the grid, write tables, plots and ``compare_info.json``; return the terminal table."""
+    from ..evaluation import render_text, write_results
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = run_grid(config, base)
+    rows, comparisons = collect_results(config, runs)
+    if not rows:
+        raise RuntimeError(f"{out}: no run produced test metrics; see the runs' logs")
+    write_results(out, rows, comparisons, title=f"Results: {out.name}")
+    plots = write_plots(out, rows, runs, config.grid)
+    attention = attention_table(config, runs) if config.attention else None
+    if attention is not None:
+        with (out / "results.md").open("a") as handle:
+            handle.write("\n## Attention inside the lesion (test split)\n\n" + attention + "\n")
+    info = {
+        "config": to_dict(config),
+        "runs": [str(folder) for _, folder in runs],
+        "split_manifest_hashes": sorted({_split_hash(folder) or "" for _, folder in runs}),
+        "packages": package_versions(),
+        "git_revision": git_revision(),
+        "plots": [str(p) for p in plots],
+    }
+    (out / "compare_info.json").write_text(json.dumps(info, indent=2, default=str))
+    return render_text(rows, comparisons)
+
+
+def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str | None:
+    """Attention localization of each strategy's best model on the test split (see ``CompareConfig``);
+    ``None`` when the data carry no lesion masks. Writes ``attention_localization.{csv,md}``."""
+    from transformers import AutoModel
+
+    from ..explain import attention_localization, localization_markdown, write_localization_table
+    from ..explain.run_data import split_loader
+
+    grid = config.grid
+    chosen = [
+        (cell, folder)
+        for cell, folder in runs
+        if cell.seed == grid.seeds[0]
+        and cell.sampling == grid.sampling[0]
+        and cell.train_fraction == max(grid.train_fractions)
+        and (folder / "best_model").is_dir()
+    ]
+    if not chosen:
+        return None
+    models = {cell.label: AutoModel.from_pretrained(folder / "best_model") for cell, folder in chosen}
+    loader = split_loader(chosen[0][1], next(iter(models.values())), split="test")
+    try:
+        rows = attention_localization(
+            models, loader, n_resamples=config.bootstrap_resamples, confidence=config.confidence_level
+        )
+    except ValueError as exc:  # no lesion masks in this data
+        print(f"attention localization skipped: {exc}")
+        return None
+    write_localization_table(rows, config.output_dir)
+    return localization_markdown(rows)
+
+
+def _split_hash(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "run_info.json").read_text()).get("split_manifest_hash")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mtl-hf compare",
+        description=(
+            "Train a grid of strategies x weightings x sampling x training fractions x seeds on one patient "
+            "split, then write the results table (ROC AUC with patient-level bootstrap and DeLong intervals, "
+            "mean ± sd over seeds), paired tests between strategies, and plots. Run it again to resume."
+        ),
+    )
+    parser.add_argument("config", help="compare config YAML (see configs/)")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        config, base = load_compare_config(args.config, overrides)
+        print(compare(config, base))
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Tables and plots in {config.output_dir}")
+    return 0

@@ -1,0 +1,52 @@
+"""Inference: class probabilities for images and volumes (:func:`predict`), and the
+``"mtl-image-classification"`` transformers pipeline (registered when this package is imported)."""
+
+from .aggregation import AGGREGATIONS, aggregate_slices
+from .loading import load_model_and_processor, model_display_name, resolve_model_path
+from .pipeline import TASK as PIPELINE_TASK
+from .pipeline import MTLImageClassificationPipeline, register_pipeline
+from .predict import ImagePrediction, PredictionResult, VolumePrediction, predict, volume_predictions
+from .probabilities import (
+    classification_tasks,
+    column_names,
+    output_names,
+    probability_function,
+    task_probabilities,
+)
+from .readers import (
+    InputImage,
+    expand_inputs,
+    read_dicom,
+    read_file,
+    read_image,
+    read_inputs,
+    read_nifti_slices,
+)
+
+__all__ = [
+    "AGGREGATIONS",
+    "PIPELINE_TASK",
+    "ImagePrediction",
+    "InputImage",
+    "MTLImageClassificationPipeline",
+    "PredictionResult",
+    "VolumePrediction",
+    "aggregate_slices",
+    "classification_tasks",
+    "column_names",
+    "expand_inputs",
+    "load_model_and_processor",
+    "model_display_name",
+    "output_names",
+    "predict",
+    "probability_function",
+    "read_dicom",
+    "read_file",
+    "read_image",
+    "read_inputs",
+    "read_nifti_slices",
+    "register_pipeline",
+    "resolve_model_path",
+    "task_probabilities",
+    "volume_predictions",
+]

@@ -1,0 +1,86 @@
+"""``mtl-hf predict MODEL INPUT...``: class probabilities per task for images, DICOM and NIfTI volumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .aggregation import AGGREGATIONS
+from .readers import INTENSITIES, SUPPORTED_SUFFIXES
+
+AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtl-hf predict",
+        description=(
+            "Probabilities per task for every image, slice and frame of the inputs, written as "
+            "predictions.csv and predictions.json (and volume_predictions.csv for NIfTI volumes and "
+            "multi-frame DICOM, one volume-level score per task output). Runs on the device Accelerate "
+            f"picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}."
+        ),
+    )
+    parser.add_argument("model", help="model folder, training run folder (its best_model/) or Hub id")
+    parser.add_argument("inputs", nargs="+", help="image files, volumes or folders (searched recursively)")
+    parser.add_argument(
+        "-o", "--output-dir", default="predictions", help="where to write (default: predictions)"
+    )
+    parser.add_argument(
+        "--task", action="append", dest="tasks", help="task to predict (repeatable; default all)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument(
+        "--aggregation",
+        choices=AGGREGATIONS,
+        default="topk_mean",
+        help="volume-level score from slice probabilities (default topk_mean: mean of the top-k slices)",
+    )
+    parser.add_argument("--top-k", type=int, default=3, help="slices averaged by topk_mean (default 3)")
+    parser.add_argument(
+        "--axis", choices=list(AXES), default="axial", help="NIfTI slicing plane (default axial)"
+    )
+    parser.add_argument(
+        "--intensity",
+        choices=INTENSITIES,
+        default="brain",
+        help="NIfTI intensity scaling: brain (as the training data, default), volume or slice min-max",
+    )
+    parser.add_argument("--keep-empty", action="store_true", help="also score constant (background) slices")
+    parser.add_argument("--revision", help="Hub revision of the model")
+    parser.add_argument("--local-files-only", action="store_true", help="do not contact the Hub")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .predict import predict
+
+    hub = {"revision": args.revision} if args.revision else {}
+    if args.local_files_only:
+        hub["local_files_only"] = True
+    try:
+        result = predict(
+            args.model,
+            args.inputs,
+            output_dir=args.output_dir,
+            tasks=args.tasks,
+            batch_size=args.batch_size,
+            aggregation=args.aggregation,
+            top_k=args.top_k,
+            slice_axis=AXES[args.axis],
+            intensity=args.intensity,
+            skip_empty=not args.keep_empty,
+            progress=not args.no_progress,
+            **hub,
+        )
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(result.images)} images/slices, {len(result.volumes)} volumes -> {args.output_dir}/")
+    for row in result.volume_rows():
+        scores = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in ("source", "num_slices"))
+        print(f"  {row['source']} ({row['num_slices']} slices): {scores}")
+    return 0

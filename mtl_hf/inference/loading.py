@@ -1,0 +1,82 @@
+"""Load a trained model and its image processor from a folder, a training run or a Hub id."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoImageProcessor, AutoModel
+
+from ..image_processing_mtl import MTLImageProcessor
+from ..modeling_mtl import MTLModel
+
+logger = logging.getLogger(__name__)
+
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
+    """``name_or_path`` itself, or its ``best_model/`` folder when it is a training run's output folder."""
+    path = Path(name_or_path)
+    if (
+        path.is_dir()
+        and not (path / "config.json").exists()
+        and (path / "best_model" / "config.json").exists()
+    ):
+        return str(path / "best_model")
+    return os.fspath(name_or_path)
+
+
+def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
+    """A short name for tables and figures: the run folder's name for ``run/best_model``, else the last
+    path component (or the Hub id)."""
+    path = Path(name_or_path)
+    if path.exists():
+        path = path.resolve()
+        return path.parent.name if path.name == "best_model" else path.name
+    return str(name_or_path)
+
+
+def load_model_and_processor(
+    model: str | os.PathLike[str] | MTLModel,
+    image_processor: MTLImageProcessor | None = None,
+    **hub_kwargs: Any,
+) -> tuple[MTLModel, MTLImageProcessor]:
+    """The model (``AutoModel.from_pretrained``) and its processor (``AutoImageProcessor.from_pretrained``).
+
+    Args:
+        model: A loaded :class:`~mtl_hf.MTLModel`, a ``save_pretrained`` folder, a training run's output
+            folder (its ``best_model/`` is used) or a Hub id.
+        image_processor: Use this processor instead of loading one. A folder without
+            ``preprocessor_config.json`` gets a default processor for the backbone's image size and
+            channels (with a warning), as does a loaded model passed without one.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+    """
+    unknown = set(hub_kwargs) - set(HUB_KWARGS)
+    if unknown:
+        raise TypeError(
+            f"unexpected argument(s) {', '.join(sorted(unknown))}; allowed: {', '.join(HUB_KWARGS)}"
+        )
+    if isinstance(model, MTLModel):
+        loaded = model
+        source = None
+    else:
+        source = resolve_model_path(model)
+        loaded_any = AutoModel.from_pretrained(source, **hub_kwargs)
+        if not isinstance(loaded_any, MTLModel):
+            raise TypeError(
+                f"{source}: expected an mtl-hf model (model_type 'mtl_vit'), got {type(loaded_any).__name__}"
+            )
+        loaded = loaded_any
+    if image_processor is None and source is not None:
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+        except (OSError, ValueError) as err:
+            logger.warning("%s: no image processor found (%s); using defaults for the backbone", source, err)
+    if image_processor is None:
+        image_processor = MTLImageProcessor.for_backbone(loaded.config.backbone_config)
+    if not isinstance(image_processor, MTLImageProcessor):
+        raise TypeError(f"expected an MTLImageProcessor, got {type(image_processor).__name__}")
+    return loaded, image_processor

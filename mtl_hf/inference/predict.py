@@ -1,0 +1,321 @@
+"""``predict``: images and volumes in, class probabilities per task out (CSV and JSON).
+
+What a user does with a trained or downloaded model::
+
+    >>> from mtl_hf.inference import predict
+    >>> result = predict("runs/mtl/best_model", ["scans/", "us_frame.png"], output_dir="predictions/")
+    >>> result.volumes[0].probabilities["tumour"]          # doctest: +SKIP
+    array([0.91])
+
+Files are read by :mod:`mtl_hf.inference.readers` (PNG, JPEG, BMP, TIFF, DICOM, NIfTI), processed by the
+model's own image processor, and run in batches on the device Accelerate picks (a GPU when there is one).
+Probabilities come from :mod:`mtl_hf.inference.probabilities` (sigmoid for binary and multi-label heads,
+softmax for multi-class). A source with several slices or frames also gets a volume-level score per
+output (:mod:`mtl_hf.inference.aggregation`, top-3 mean by default).
+
+Launched on several processes (``accelerate launch``), the files are split between the processes and
+the results gathered on every process, in input order; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..image_processing_mtl import MTLImageProcessor
+from ..modeling_mtl import MTLModel
+from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
+from .loading import load_model_and_processor
+from .probabilities import classification_tasks, column_names, output_names, task_probabilities
+from .readers import InputImage, Intensity, expand_inputs, read_file
+
+PREDICTIONS_CSV = "predictions.csv"
+VOLUME_PREDICTIONS_CSV = "volume_predictions.csv"
+PREDICTIONS_JSON = "predictions.json"
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """Probabilities for one image, slice or frame.
+
+    Attributes:
+        source: The input file.
+        index: Slice or frame index within ``source``; ``None`` for a single 2-D image.
+        probabilities: ``{task: (K,) array}``, one value per output of the task (``K = 1`` for binary).
+    """
+
+    source: str
+    index: int | None
+    probabilities: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class VolumePrediction:
+    """Volume-level scores of a multi-slice source (NIfTI volume, multi-frame DICOM).
+
+    Attributes:
+        source: The input file.
+        num_slices: Slices that were scored (empty slices skipped).
+        probabilities: ``{task: (K,) array}`` aggregated over the slices (see ``PredictionResult.aggregation``).
+        peak_slice: ``{task: index}`` of the slice with the highest probability of the task's first output.
+    """
+
+    source: str
+    num_slices: int
+    probabilities: dict[str, np.ndarray]
+    peak_slice: dict[str, int]
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict` returns; ``save`` writes it as CSV and JSON.
+
+    Attributes:
+        model: The model's path or Hub id (``"<in memory>"`` for a model object).
+        columns: ``{task: column names}``: ``task`` for a binary task, ``task/<class>`` otherwise.
+        outputs: ``{task: output names}`` (class or label names, or indices).
+        images: One entry per image, slice or frame, in input order.
+        volumes: One entry per multi-slice source.
+        aggregation, top_k: How volume-level scores were formed.
+    """
+
+    model: str
+    columns: dict[str, list[str]]
+    outputs: dict[str, list[str]]
+    images: list[ImagePrediction] = field(default_factory=list)
+    volumes: list[VolumePrediction] = field(default_factory=list)
+    aggregation: str = "topk_mean"
+    top_k: int = 3
+
+    def image_rows(self) -> list[dict[str, Any]]:
+        """Flat rows for ``predictions.csv``: ``source``, ``index`` (empty for 2-D images), then one
+        column per task output."""
+        return [
+            {"source": p.source, "index": "" if p.index is None else p.index, **self._flat(p.probabilities)}
+            for p in self.images
+        ]
+
+    def volume_rows(self) -> list[dict[str, Any]]:
+        """Flat rows for ``volume_predictions.csv``: ``source``, ``num_slices``, then the task outputs."""
+        return [
+            {"source": v.source, "num_slices": v.num_slices, **self._flat(v.probabilities)}
+            for v in self.volumes
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: the tasks, the aggregation rule, and every prediction, with the
+        probabilities of a binary task as a number and those of other tasks as ``{output: value}``."""
+        return {
+            "model": self.model,
+            "tasks": {t: {"outputs": self.outputs[t], "columns": self.columns[t]} for t in self.columns},
+            "aggregation": {"method": self.aggregation, "top_k": self.top_k},
+            "images": [
+                {"source": p.source, "index": p.index, "probabilities": self._nested(p.probabilities)}
+                for p in self.images
+            ],
+            "volumes": [
+                {
+                    "source": v.source,
+                    "num_slices": v.num_slices,
+                    "probabilities": self._nested(v.probabilities),
+                    "peak_slice": v.peak_slice,
+                }
+                for v in self.volumes
+            ],
+        }
+
+    def save(self, output_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write ``predictions.csv``, ``predictions.json`` and, when there are volumes,
+        ``volume_predictions.csv`` into ``output_dir``; return their paths by name."""
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        columns = [c for cols in self.columns.values() for c in cols]
+        paths = {"predictions_csv": out / PREDICTIONS_CSV, "predictions_json": out / PREDICTIONS_JSON}
+        _write_csv(paths["predictions_csv"], ["source", "index", *columns], self.image_rows())
+        if self.volumes:
+            paths["volume_predictions_csv"] = out / VOLUME_PREDICTIONS_CSV
+            _write_csv(
+                paths["volume_predictions_csv"], ["source", "num_slices", *columns], self.volume_rows()
+            )
+        paths["predictions_json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return paths
+
+    def _flat(self, probabilities: dict[str, np.ndarray]) -> dict[str, float]:
+        return {
+            c: float(v) for t, p in probabilities.items() for c, v in zip(self.columns[t], p, strict=True)
+        }
+
+    def _nested(self, probabilities: dict[str, np.ndarray]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for t, p in probabilities.items():
+            names = self.outputs[t]
+            out[t] = float(p[0]) if names == [t] else {n: float(v) for n, v in zip(names, p, strict=True)}
+        return out
+
+
+def predict(
+    model: str | os.PathLike[str] | MTLModel,
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    image_processor: MTLImageProcessor | None = None,
+    tasks: Sequence[str] | None = None,
+    batch_size: int = 32,
+    aggregation: Aggregation = "topk_mean",
+    top_k: int = 3,
+    slice_axis: int = 2,
+    intensity: Intensity = "brain",
+    skip_empty: bool = True,
+    progress: bool = True,
+    **hub_kwargs: Any,
+) -> PredictionResult:
+    """Class probabilities per task for every image, slice and frame of ``inputs``.
+
+    Args:
+        model: A ``save_pretrained`` folder, a training run folder (its ``best_model/``), a Hub id, or a
+            loaded :class:`~mtl_hf.MTLModel`.
+        inputs: Files and folders (searched recursively): PNG, JPEG, BMP, TIFF, DICOM, NIfTI.
+        output_dir: When given, write ``predictions.csv``, ``predictions.json`` and
+            ``volume_predictions.csv`` there (see :meth:`PredictionResult.save`).
+        image_processor: Overrides the processor saved with the model.
+        tasks: Tasks to predict; default every task that gives probabilities.
+        batch_size: Images per forward pass.
+        aggregation: Volume-level rule, ``"topk_mean"`` (default), ``"max"`` or ``"mean"``.
+        top_k: Slices averaged by ``"topk_mean"``.
+        slice_axis: Axis of a NIfTI volume (RAS+ after reorientation) to cut slices along; 2 = axial.
+        intensity: NIfTI intensity scaling: ``"brain"`` (default, as the training data), ``"volume"``
+            or ``"slice"`` (see :mod:`mtl_hf.inference.readers`).
+        skip_empty: Leave out constant (background-only) slices and frames.
+        progress: Show a tqdm progress bar.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for loading.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    files = expand_inputs(inputs)
+    net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
+    chosen = classification_tasks(net, tasks)
+    if not chosen:
+        raise ValueError("the model has no task that gives class probabilities")
+    state = PartialState()
+    with state.split_between_processes(files) as my_files:
+        images = _predict_files(
+            net,
+            processor,
+            list(my_files),
+            chosen,
+            batch_size=batch_size,
+            reader_kwargs={"slice_axis": slice_axis, "intensity": intensity, "skip_empty": skip_empty},
+            progress=progress and state.is_local_main_process,
+            device=state.device,
+        )
+    if state.num_processes > 1:
+        images = gather_object(images)
+    result = PredictionResult(
+        model="<in memory>" if isinstance(model, MTLModel) else os.fspath(model),
+        columns={t: column_names(net, t) for t in chosen},
+        outputs={t: output_names(net, t) for t in chosen},
+        images=images,
+        volumes=volume_predictions(images, aggregation, top_k),
+        aggregation=aggregation,
+        top_k=top_k,
+    )
+    if output_dir is not None and state.is_main_process:
+        result.save(output_dir)
+    return result
+
+
+def volume_predictions(
+    images: Sequence[ImagePrediction], aggregation: Aggregation = "topk_mean", top_k: int = 3
+) -> list[VolumePrediction]:
+    """Aggregate the slice predictions of each multi-slice source (those whose predictions carry a
+    slice index), in order of first appearance."""
+    groups: dict[str, list[ImagePrediction]] = {}
+    for p in images:
+        if p.index is not None:
+            groups.setdefault(p.source, []).append(p)
+    volumes = []
+    for source, slices in groups.items():
+        tasks = list(slices[0].probabilities)
+        stacked = {t: np.stack([s.probabilities[t] for s in slices]) for t in tasks}
+        volumes.append(
+            VolumePrediction(
+                source=source,
+                num_slices=len(slices),
+                probabilities={t: aggregate_slices(stacked[t], aggregation, top_k) for t in tasks},
+                peak_slice={t: int(slices[int(np.argmax(stacked[t][:, 0]))].index or 0) for t in tasks},
+            )
+        )
+    return volumes
+
+
+# -- internals ---------------------------------------------------------------------------------------
+def _predict_files(
+    model: MTLModel,
+    processor: MTLImageProcessor,
+    files: list[Path],
+    tasks: list[str],
+    *,
+    batch_size: int,
+    reader_kwargs: dict[str, Any],
+    progress: bool,
+    device: torch.device,
+) -> list[ImagePrediction]:
+    was_training = model.training
+    nn.Module.to(model, device).eval()
+    results: list[ImagePrediction] = []
+    bar = tqdm(total=len(files), unit="file", desc="predict", disable=not progress)
+    try:
+        for batch in _batches(_read_all(files, reader_kwargs, bar), batch_size):
+            pixel_values = processor([item.image for item in batch], return_tensors="pt")["pixel_values"]
+            pixel_values = pixel_values.to(device=device, dtype=model.dtype)
+            with torch.inference_mode():
+                logits = model(pixel_values, tasks=tasks).logits or {}
+            probs = task_probabilities(model, logits, tasks)
+            arrays = {t: p.cpu().numpy().astype(np.float64) for t, p in probs.items()}
+            for i, item in enumerate(batch):
+                results.append(ImagePrediction(item.source, item.index, {t: a[i] for t, a in arrays.items()}))
+            bar.set_postfix(images=len(results))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def _read_all(files: list[Path], reader_kwargs: dict[str, Any], bar: Any) -> Iterator[InputImage]:
+    for path in files:
+        yield from read_file(path, **reader_kwargs)
+        bar.update(1)
+
+
+def _batches(items: Iterator[InputImage], size: int) -> Iterator[list[InputImage]]:
+    batch: list[InputImage] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,143 @@
+"""FAMO: fast adaptive multitask optimisation (Liu, Liu, Stone & Liu, "FAMO: Fast Adaptive Multitask
+Optimization", NeurIPS 2023, arXiv:2306.03792)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import initialization as init
+
+from .base import WEIGHTERS, BackwardContext, LossWeighter, WeighterOptions
+from .buffered_adam import BufferedAdam
+
+
+@dataclass
+class FAMOOptions(WeighterOptions):
+    """Options of ``famo``.
+
+    Attributes:
+        lr: Learning rate of the logits' own Adam (default 0.025, the authors').
+        weight_decay: Its L2 regularisation ``gamma`` of the logits (default 1e-3).
+        min_losses: ``{task_name: lower bound of its loss}`` (``L_i*``, default 0); FAMO balances the
+            log of ``L_i - L_i*``.
+        eps: Added to ``L_i - L_i*`` before the logarithm (default 1e-8).
+    """
+
+    lr: float = 0.025
+    weight_decay: float = 1e-3
+    min_losses: dict[str, float] = field(default_factory=dict)
+    eps: float = 1e-8
+
+
+@WEIGHTERS.register("famo")
+class FAMO(LossWeighter):
+    """FAMO (Liu et al. 2023): balances the tasks' rates of log-loss decrease in O(1) per step.
+
+    With task logits ``xi``, ``z = softmax(xi)`` and ``D_i = L_i - L_i* + eps``, the model is updated
+    along the gradient of ``sum_i z_i log D_i / c`` with ``c = sum_j z_j / D_j`` (held constant), i.e. of
+    ``sum_i w_i L_i`` with weights ``w_i = z_i / (c D_i)`` (summing to 1; the reported weights). After
+    each optimizer step the logits move by one step of their own Adam along
+    ``J_softmax(xi)^T (log D(t) - log D(t+1))``: tasks whose loss fell fastest lose weight.
+
+    ``D(t+1)`` is the loss of the next step (on the next batch, as the O(1) method allows), so the
+    logits lag the model by one step; the authors' code re-evaluates the same batch after the update
+    instead, which costs a forward pass. Weights use the losses averaged over processes, so every
+    process weighs alike. Buffers ``logits``, ``previous_losses`` and the Adam moments
+    (``optimizer.*``) are saved with the model.
+    """
+
+    Options = FAMOOptions
+    options: FAMOOptions
+    logits: torch.Tensor
+    previous_losses: torch.Tensor
+    has_previous: torch.Tensor
+
+    @classmethod
+    def check_options(cls, options: Any, task_names: Sequence[str]) -> None:
+        if not 0.0 < options.lr < math.inf:
+            raise ValueError(f"weighting.lr: must be a positive number, got {options.lr}")
+        if not 0.0 <= options.weight_decay < math.inf:
+            raise ValueError(f"weighting.weight_decay: must be a number >= 0, got {options.weight_decay}")
+        if not 0.0 < options.eps < math.inf:
+            raise ValueError(f"weighting.eps: must be a positive number, got {options.eps}")
+        for name in options.min_losses:
+            if name not in task_names:
+                raise ValueError(
+                    f"weighting.min_losses.{name}: no task named {name!r}; tasks are {', '.join(task_names)}"
+                )
+
+    def __init__(self, task_names: Sequence[str], options: FAMOOptions) -> None:
+        super().__init__(task_names, options)
+        t = len(self.task_names)
+        self.register_buffer("logits", torch.zeros(t))
+        self.register_buffer("previous_losses", torch.zeros(t))
+        self.register_buffer("has_previous", torch.zeros(t, dtype=torch.bool))
+        self.optimizer = BufferedAdam((t,), lr=options.lr, weight_decay=options.weight_decay)
+        self.min_losses = [float(options.min_losses.get(name, 0.0)) for name in self.state_names]
+
+    def init_parameters(self) -> None:
+        init.zeros_(self.logits)
+        init.zeros_(self.previous_losses)
+        init.zeros_(self.has_previous)
+        self.optimizer.init_parameters()
+
+    def _shifted(self, index: int, loss: torch.Tensor) -> torch.Tensor:
+        return loss - self.min_losses[index] + self.options.eps
+
+    def _weights_from(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        z = torch.softmax(self.logits.double(), dim=0)
+        ratios = {
+            n: z[self.task_index(n)] / self._shifted(self.task_index(n), v.detach().double())
+            for n, v in values.items()
+        }
+        c = torch.stack(list(ratios.values())).sum()
+        return {n: r / c for n, r in ratios.items()}
+
+    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: w.to(losses[n]) for n, w in self._weights_from(losses).items()}
+
+    def backward(
+        self, losses: Mapping[str, torch.Tensor], total: torch.Tensor, context: BackwardContext
+    ) -> dict[str, torch.Tensor]:
+        if context.num_processes > 1:
+            # The normalisation uses the processes' mean losses, so all processes weigh tasks alike.
+            t = len(self.task_names)
+            index = torch.tensor([self.task_index(n) for n in losses], device=total.device)
+            payload = torch.zeros(2 * t, dtype=torch.float64, device=total.device)
+            payload[index] = torch.stack([loss.detach().double() for loss in losses.values()])
+            payload[t + index] = 1.0
+            reduced = context.reduce(payload)
+            means = {n: reduced[self.task_index(n)] / reduced[t + self.task_index(n)] for n in losses}
+            weights = {n: w.to(losses[n]) for n, w in self._weights_from(means).items()}
+            self.last_weights = dict(weights)
+            total = torch.stack([weights[n] * loss for n, loss in losses.items()]).sum()
+        context.backward(total)
+        return dict(self.last_weights)
+
+    @torch.no_grad()
+    def on_step_end(self, losses: Mapping[str, float]) -> None:
+        t = len(self.task_names)
+        current = self.previous_losses.clone().double()
+        seen = torch.zeros(t, dtype=torch.bool, device=self.logits.device)
+        for name, value in losses.items():
+            if not math.isfinite(float(value)):
+                continue  # a skipped (overflowed) step teaches nothing
+            i = self.task_index(name)
+            current[i] = float(value)
+            seen[i] = True
+        usable = seen & self.has_previous
+        if bool(usable.any()):
+            delta = torch.zeros(t, dtype=torch.float64, device=self.logits.device)
+            for i in torch.nonzero(usable).flatten().tolist():
+                before = self._shifted(i, self.previous_losses[i].double())
+                after = self._shifted(i, current[i])
+                delta[i] = torch.log(before) - torch.log(after)
+            z = torch.softmax(self.logits.double(), dim=0)
+            grad = z * (delta - (z * delta).sum())  # J_softmax^T delta (J is symmetric)
+            self.optimizer.step(self.logits, grad.to(self.logits.dtype))
+        self.previous_losses.copy_(current.to(self.previous_losses.dtype))
+        self.has_previous |= seen

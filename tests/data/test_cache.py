@@ -1,0 +1,91 @@
+"""The Arrow cache: a second build is a hit that reads no input; a failed build leaves no usable cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtl_hf.data import DataError, build_cache, prepare_datasets
+
+from .files import brats_config, make_volumes, write_case
+
+
+def arrow_files(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*.arrow") if ".incomplete" not in str(p)]
+
+
+def test_second_build_is_a_cache_hit_that_reads_no_file(brats_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    config = brats_config(brats_root)
+    first, s1 = build_cache(config, cache)
+    assert not s1.cache_hit and s1.files_read == 6 and s1.num_patients == 6
+    files = arrow_files(cache)
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+
+    # Overwrite one input with garbage of the same size and restore its time stamp: the fingerprint is
+    # unchanged, so a build that read the file would fail; a cache hit does not read it.
+    flair = next(brats_root.rglob("*_flair.nii.gz"))
+    st = flair.stat()
+    flair.write_bytes(b"\0" * st.st_size)
+    os.utime(flair, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second, s2 = build_cache(config, cache)
+    assert s2.cache_hit and s2.fingerprint == s1.fingerprint
+    assert s2.files_read == s1.files_read  # the summary of the build that made the cache
+    assert arrow_files(cache) == files and files[0].stat().st_mtime_ns == stamp
+    assert list(second["sample_id"]) == list(first["sample_id"])
+
+    # Settings that act after the cache keep the fingerprint; a changed input file does not.
+    after = brats_config(brats_root, split={"train": 0.5, "validation": 0.25, "test": 0.25})
+    assert build_cache(after, cache)[1].cache_hit
+    os.utime(flair, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match=str(flair)):
+        build_cache(config, cache)
+
+
+def test_reading_options_change_the_fingerprint(brats_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _, a = build_cache(brats_config(brats_root), cache)
+    _, b = build_cache(brats_config(brats_root, min_tumour_pixels=5), cache)
+    assert a.fingerprint != b.fingerprint and not b.cache_hit
+
+
+def test_failed_build_leaves_no_cache_mistaken_for_complete(brats_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    rng = np.random.default_rng(9)
+    bad = make_volumes(rng)
+    bad["flair"] = bad["flair"].astype(np.float32)
+    bad["flair"][2, 2, 2] = np.nan
+    write_case(
+        brats_root / "BraTS2021_99999", "BraTS2021_99999", bad
+    )  # the last patient: rows before it were written
+    config = brats_config(brats_root)
+    for _ in range(2):  # the second attempt must fail again, not find a partial cache
+        with pytest.raises(DataError, match="BraTS2021_99999_flair"):
+            build_cache(config, cache)
+        assert arrow_files(cache) == []
+    with pytest.warns(UserWarning, match="BraTS2021_99999_flair"):
+        ds, summary = build_cache(brats_config(brats_root, skip_bad=True), cache)
+    assert not summary.cache_hit and summary.num_patients == 6 and len(summary.skipped) == 1
+    assert "BraTS2021_99999" not in set(ds["patient_id"])
+
+
+def test_num_proc_builds_the_same_rows(brats_root: Path, tmp_path: Path) -> None:
+    one, _ = build_cache(brats_config(brats_root), tmp_path / "a")
+    two, summary = build_cache(brats_config(brats_root), tmp_path / "b", num_proc=2)
+    assert summary.files_read == 6 and not summary.cache_hit
+    assert sorted(one["sample_id"]) == sorted(two["sample_id"])
+
+
+def test_prepare_twice_reuses_cache_and_manifest(brats_root: Path, tmp_path: Path) -> None:
+    config = brats_config(brats_root)
+    first = prepare_datasets(config, tmp_path / "cache")
+    second = prepare_datasets(config, tmp_path / "cache")
+    assert second.summary.cache_hit
+    assert second.split_manifest_sha256 == first.split_manifest_sha256
+    assert Path(first.split_manifest_path).parent == brats_root
+    for split in ("train", "validation", "test"):
+        assert list(second.datasets[split]["sample_id"]) == list(first.datasets[split]["sample_id"])

@@ -1,0 +1,41 @@
+"""Every shipped config validates: run configs, their data sections, compare configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtl_hf import MTLConfig
+from mtl_hf.data import DataConfig
+from mtl_hf.experiments.compare import grid_cells, load_compare_config
+from mtl_hf.experiments.demo import demo_run_config
+from mtl_hf.options import from_dict
+from mtl_hf.training.config import RunConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["brats-vits16.yaml", "ultrasound-vits16.yaml"])
+def test_run_configs_validate(name: str) -> None:
+    config = load_config(CONFIGS / name)
+    from_dict(DataConfig, config.data, "data")
+    assert set(config.task_columns) <= set(config.model.tasks or {})
+    assert config.model.backbone == "facebook/dino-vits16"
+
+
+@pytest.mark.parametrize("dataset", ["brats", "ultrasound"])
+def test_packaged_demo_configs_validate(dataset: str, tmp_path: Path) -> None:
+    raw = demo_run_config(dataset, tmp_path)
+    config = from_dict(RunConfig, raw)
+    assert from_dict(DataConfig, config.data, "data").root == str(tmp_path / dataset)
+    MTLConfig(backbone_config=config.model.backbone_config, tasks=config.model.tasks)
+
+
+@pytest.mark.parametrize(
+    ("name", "runs"), [("compare-brats.yaml", 3 * 2 * 4 * 3), ("compare-demo.yaml", 4 * 2)]
+)
+def test_compare_configs_validate(name: str, runs: int) -> None:
+    config, base = load_compare_config(CONFIGS / name)
+    assert len(grid_cells(config.grid)) == runs
+    assert "model" in base and "data" in base
