@@ -135,13 +135,15 @@ def find_brats_cases(root: str | os.PathLike[str]) -> list[BratsCase]:
     return [by_id[k] for k in sorted(by_id)]
 
 
-def read_volume(path: str, *, integer: bool = False) -> np.ndarray:
+def read_volume(path: str, *, integer: bool = False, keep_dtype: bool = False) -> np.ndarray:
     """A NIfTI volume as a 3-D array in RAS+ voxel order (a trailing axis of length 1 is dropped).
 
     Args:
         path: ``.nii`` or ``.nii.gz`` file.
         integer: Read a label map: values must be whole numbers; returned as ``int32``. Otherwise the
             scaled intensities are returned as float32 and must be finite.
+        keep_dtype: Intensities in the dtype nibabel decodes them to (e.g. ``int16``), not float32:
+            saves a pass over the volume when the caller converts anyway.
 
     Raises:
         DataError: unreadable or truncated file, not 3-D, an empty or oversized shape, voxels that are
@@ -182,8 +184,9 @@ def read_volume(path: str, *, integer: bool = False) -> np.ndarray:
         if not np.array_equal(labels, data):
             raise DataError(path, "label map has values outside the int32 range")
         return labels
-    data = data.astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
+    if not keep_dtype:
+        data = data.astype(np.float32, copy=False)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise DataError(path, f"volume contains {bad} NaN or inf voxels")
     return data
@@ -225,7 +228,7 @@ def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
     segmentation = read_volume(case.segmentation, integer=True)
     volumes = []
     for path in files:
-        volume = read_volume(path)
+        volume = read_volume(path, keep_dtype=True)
         if volume.shape != segmentation.shape:
             raise DataError(
                 path, f"shape {volume.shape} differs from its segmentation's {segmentation.shape}"
