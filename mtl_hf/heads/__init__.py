@@ -2,6 +2,7 @@
 
 from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
 from .binary_classification import BinaryClassificationHead, BinaryClassificationOptions
+from .mae import MaskedAutoencoderHead, MaskedAutoencoderOptions
 from .mim import MaskedImageModelingHead, MaskedImageModelingOptions
 from .multiclass_classification import MulticlassClassificationHead, MulticlassClassificationOptions
 from .multilabel_classification import MultilabelClassificationHead, MultilabelClassificationOptions
@@ -14,6 +15,8 @@ __all__ = [
     "BinaryClassificationOptions",
     "HeadOptions",
     "HeadOutput",
+    "MaskedAutoencoderHead",
+    "MaskedAutoencoderOptions",
     "MaskedImageModelingHead",
     "MaskedImageModelingOptions",
     "MulticlassClassificationHead",

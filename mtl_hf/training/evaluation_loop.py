@@ -34,7 +34,7 @@ def collect_predictions(
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     heads = {t: unwrapped.head(t) for t in tasks}
     scored = [t for t, h in heads.items() if h.prediction_kind is not None]
-    masked = [t for t, h in heads.items() if h.view == "masked"]
+    masked = [t for t, h in heads.items() if h.view in ("masked", "visible")]
     generator = torch.Generator().manual_seed(seed)
     probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
     labels: dict[str, list[torch.Tensor]] = {t: [] for t in scored}

@@ -196,3 +196,13 @@ def test_adaptive_weighters_train_through_the_same_loop(tmp_path: Path, weightin
     assert (result.output_dir / "plots" / "task_weights.png").stat().st_size > 1000
     reloaded = AutoModel.from_pretrained(result.output_dir / "best_model")
     assert reloaded.config.weighting["type"] == weighting["type"]
+
+
+def test_mae_task_trains_and_is_validated_with_seeded_masks(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    raw = base_config(str(tmp_path / "run"), strategy="mtl", epochs=2)
+    raw["model"]["tasks"]["mim"] = {"type": "mae", "mask_ratio": 0.75}
+    out = train(from_dict(RunConfig, raw), make_data()).output_dir
+    val = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "val"]
+    assert all("mse/mim" in r and r["mse/mim"] > 0 for r in val)
+    assert AutoModel.from_pretrained(out / "best_model").config.tasks["mim"]["type"] == "mae"

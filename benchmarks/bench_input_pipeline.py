@@ -1,0 +1,143 @@
+"""Does the data pipeline keep up with training on this machine, without taking the model's cores?
+
+The real path of ``mtl-hf train``: the cached demo BraTS slices (Arrow), the training transforms
+(decode, resize, augment, normalise) and the collate, through ``mtl_hf.training.inputs.make_loader``
+(seeded, one-thread workers) with the default ``training.num_workers`` and other counts. Measured:
+
+1. loader throughput alone (images/s, after the workers' start-up);
+2. the MTL training step (classification + SimMIM, fused AdamW) on batches already in memory,
+   interleaved with the same step fed by the loader, so the second includes waiting for data and
+   the workers' competition for the cores.
+
+Goals: loader images/s >= 5x the training images/s, and the loader-fed step <= 1.05x the preloaded one.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_input_pipeline.py --threads 1             # small ViT, ~1 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_input_pipeline.py --threads 1 --size vits16
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtl_hf import MTLConfig, MTLModel
+from mtl_hf.experiments.bench import SIZES
+from mtl_hf.experiments.demo import build, demo_run_config
+from mtl_hf.options import from_dict
+from mtl_hf.training.config import RunConfig, TrainingSection
+from mtl_hf.training.inputs import build_training_data, make_loader
+
+
+def run_config(data_dir: Path, cache_dir: Path, size: str) -> RunConfig:
+    raw = demo_run_config("brats", data_dir)
+    raw["cache_dir"] = str(cache_dir)
+    raw["output_dir"] = str(cache_dir / "unused")
+    raw["model"]["backbone_config"] = {"model_type": "vit", **SIZES[size], "num_channels": 1}
+    raw["data"]["image_size"] = SIZES[size]["image_size"]
+    return from_dict(RunConfig, raw)
+
+
+def loader_images_per_s(loader: Any, batches: int) -> float:
+    """Images/s over ``batches`` batches, the first one (worker start-up) excluded."""
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    n = 0
+    for batch in itertools.islice(iterator, batches):
+        n += len(batch["pixel_values"])
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the training step (default 1)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="worker counts for the loader (default: 0 1 2)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternations preloaded / loader-fed (default 4)"
+    )
+    parser.add_argument("--steps", type=int, default=3, help="steps per alternation (default 3)")
+    parser.add_argument("--data", type=Path, default=Path("runs/bench-mae/demo_data"))
+    parser.add_argument("--cache", type=Path, default=Path("runs/bench-input/cache"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    default_workers = TrainingSection().num_workers
+    workers = args.workers if args.workers is not None else sorted({default_workers, 0, 1, 2})
+    if not (args.data / "demo_summary.json").exists():
+        build(args.data, seed=0)
+    config = run_config(args.data, args.cache, args.size)
+    model = MTLModel(MTLConfig(backbone_config=config.model.backbone_config, tasks=config.model.tasks))
+    data = build_training_data(config, model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    model.train()
+
+    def loader(num_workers: int) -> Any:
+        return make_loader(data.train, data, args.batch_size, shuffle=True, seed=0, num_workers=num_workers)
+
+    throughput = {w: loader_images_per_s(loader(w), 12) for w in workers}
+
+    def step(batch: dict[str, Any]) -> None:
+        out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    preloaded = next(iter(loader(0)))
+    step(preloaded)  # warm-up
+    times: dict[str, list[float]] = {"preloaded": []} | {f"loader, {w} workers": [] for w in workers}
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(preloaded)
+        times["preloaded"].append((time.perf_counter() - start) / args.steps)
+        for w in workers:
+            iterator = iter(loader(w))
+            next(iterator)  # worker start-up is a once-per-epoch cost, not a per-step one
+            start = time.perf_counter()
+            for batch in itertools.islice(iterator, args.steps):
+                step(batch)
+            times[f"loader, {w} workers"].append((time.perf_counter() - start) / args.steps)
+    base = statistics.median(times["preloaded"])
+    train_ips = args.batch_size / base
+    loads = [round(x, 2) for x in os.getloadavg()]
+    print(
+        f"\n{args.size}, batch {args.batch_size}, torch threads {args.threads}, default num_workers "
+        f"{default_workers}, load average {loads}\n"
+    )
+    print("| loader | images/s | / training images/s (goal ≥ 5) |\n|---|---:|---:|")
+    for w, ips in throughput.items():
+        print(f"| {w} workers | {ips:.0f} | {ips / train_ips:.1f} |")
+    print("\n| training step fed by | median s | / preloaded (goal ≤ 1.05) |\n|---|---:|---:|")
+    for name, t in times.items():
+        print(f"| {name} | {statistics.median(t):.3f} | {statistics.median(t) / base:.3f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "size": args.size,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "default_num_workers": default_workers,
+            "loadavg_end": loads,
+            "loader_images_per_s": throughput,
+            "training_images_per_s": train_ips,
+            "step_seconds": times,
+        }
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
