@@ -53,6 +53,7 @@ def test_loss_is_the_mean_error_over_masked_pixels_only(kind: str) -> None:
     expected = (err * m).sum() / (m.sum() * 3)
     torch.testing.assert_close(out.task_losses["mae"], expected, rtol=1e-5, atol=1e-6)
     assert float(m.mean()) == pytest.approx(12 / 16)
+    assert torch.equal(model.head("mae").pixel_mask(mask, (4, 4)), m)
 
 
 def test_norm_target_normalises_each_patch_over_its_pixels_and_channels() -> None:
@@ -170,7 +171,7 @@ def test_eval_mode_runs_mae_only_when_asked() -> None:
     assert set(out.reconstructions) == {"mae"} and torch.equal(out.bool_masked_pos, mask)
 
 
-# -- options and helpers -------------------------------------------------------------------------------------
+# -- options, patches, positions -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -158,6 +158,14 @@ class MaskedAutoencoderHead(TaskHead):
         reconstruction = unpatchify(prediction, p, features.grid_size, features.pixel_values.shape[1])
         return HeadOutput(loss=loss, reconstruction=reconstruction)
 
+    def pixel_mask(self, bool_masked_pos: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """``(B, 1, H, W)`` float mask, 1 on pixels of masked patches (as the ``mim`` head's, for
+        evaluation code that scores reconstructions over masked pixels)."""
+        p = self.backbone.patch_size
+        h, w = grid_size
+        m = bool_masked_pos.reshape(-1, h, w).repeat_interleave(p, 1).repeat_interleave(p, 2)
+        return m.unsqueeze(1).to(torch.float32)
+
 
 def random_patch_mask(
     batch_size: int,
