@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -206,3 +207,27 @@ def test_mae_task_trains_and_is_validated_with_seeded_masks(tmp_path: Path) -> N
     val = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "val"]
     assert all("mse/mim" in r and r["mse/mim"] > 0 for r in val)
     assert AutoModel.from_pretrained(out / "best_model").config.tasks["mim"]["type"] == "mae"
+
+
+def test_bf16_accumulation_and_early_stopping_come_from_config_and_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.set_num_threads(1)
+    monkeypatch.setenv(
+        "ACCELERATE_MIXED_PRECISION", "bf16"
+    )  # what `accelerate launch --mixed_precision bf16` sets
+    config = run_config(
+        tmp_path, strategy="stl", epochs=6, gradient_accumulation_steps=2, early_stopping_patience=1
+    )
+    result = train(config, make_data(n_train=32))
+    rows = list(read_metrics(result.output_dir / "metrics.jsonl"))
+    train_rows = [r for r in rows if r["split"] == "train"]
+    val_rows = [r for r in rows if r["split"] == "val"]
+    # 32 samples / batch 8 = 4 micro-batches = 2 optimizer steps per epoch
+    assert [r["step"] for r in val_rows] == [2 * (i + 1) for i in range(len(val_rows))]
+    assert result.state.stopped_early == (len(val_rows) < 6)
+    aucs = [r["roc_auc/tumour"] for r in val_rows]
+    if result.state.stopped_early:  # stopped at the first evaluation that did not improve
+        assert aucs[-1] <= max(aucs[:-1])
+    assert all(math.isfinite(r["loss"]) for r in train_rows)
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # autocast, fp32 weights
