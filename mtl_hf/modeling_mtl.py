@@ -22,6 +22,7 @@ The per-task losses are combined by the model's weighter (``config.weighting``) 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -86,6 +87,43 @@ class MTLPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str] | None,
+        *model_args: Any,
+        allow_pickle: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """``PreTrainedModel.from_pretrained``, loading weights from safetensors only.
+
+        A local folder whose only weights are pickles (``pytorch_model.bin``) is refused with an
+        explanation (:func:`mtl_hf.security.check_weights_folder`); from the Hub, ``use_safetensors=True``
+        makes transformers refuse a repository without safetensors weights. ``AutoModel.from_pretrained``
+        comes here too. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
+        still unpickles with ``weights_only=True``.
+
+        Raises:
+            mtl_hf.security.UnsafeCheckpointError: pickle-only weights, or ``weights_only=False`` /
+                ``use_safetensors=False`` asked without ``allow_pickle=True``.
+        """
+        from .security import UnsafeCheckpointError, check_weights_folder
+
+        source = pretrained_model_name_or_path
+        if not allow_pickle:
+            for key in ("weights_only", "use_safetensors"):
+                if kwargs.get(key) is False:
+                    raise UnsafeCheckpointError(
+                        str(source),
+                        f"{key}=False loads pickles; pass allow_pickle=True too if you trust the source",
+                    )
+            kwargs["use_safetensors"] = True
+        if source is not None:
+            folder = os.path.join(source, kwargs.get("subfolder") or "")
+            if os.path.isdir(folder):
+                check_weights_folder(folder, allow_pickle=allow_pickle)
+        return super().from_pretrained(source, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -140,9 +140,14 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
         raise OptionsError(f"{key}: expected an integer, got {_describe(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise OptionsError(f"{key}: {_describe(value)} is too large for a number") from None
             if math.isnan(value):
                 raise OptionsError(f"{key}: must be a number, got NaN")
+            if math.isinf(value):
+                raise OptionsError(f"{key}: must be a finite number, got {value}")
             return value
         raise OptionsError(f"{key}: expected a number, got {_describe(value)}")
     if tp is str:

@@ -15,8 +15,9 @@ import argparse
 import contextlib
 import json
 import math
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from .configuration_mtl import MTLConfig
+from .data.errors import CacheWriteError, DataError
 from .modeling_mtl import MTLModel
 from .options import OptionsError, from_dict
+from .security import UnsafeCheckpointError, check_training_checkpoint
 from .training.checkpointing import (
     RunFolderError,
     RunLock,
@@ -40,6 +43,15 @@ from .training.checkpointing import (
 )
 from .training.config import RunConfig, dump_config, load_config
 from .training.evaluation_loop import evaluate, write_test_outputs
+from .training.faults import (
+    DATA_ERRORS_FILE,
+    CheckpointWriteError,
+    DataFaultError,
+    DataFaultMonitor,
+    at_step_boundary,
+    checkpoint_write_guard,
+    guard_training_data,
+)
 from .training.inputs import TrainingData, build_training_data, make_loader
 from .training.metrics_log import MetricsLog
 from .training.optim import build_optimizer, phase_lr_factor, set_learning_rates
@@ -159,8 +171,9 @@ def _train(
         )
     num_layers = model.config.backbone_config.num_hidden_layers  # type: ignore[union-attr]
     optimizer = build_optimizer(model, config.optimizer, num_layers)
+    guarded = guard_training_data(data)  # a bad sample stops or is skipped as training.on_data_error says
     train_loader = make_loader(
-        data.train, data, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers
+        guarded.train, guarded, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers
     )
     eval_batch = cfg.eval_batch_size or cfg.batch_size
     val_loader = make_loader(
@@ -170,6 +183,13 @@ def _train(
         model, optimizer, train_loader, val_loader
     )
     unwrapped: MTLModel = accelerator.unwrap_model(model)
+    data_faults = DataFaultMonitor(
+        cfg.on_data_error,
+        cfg.max_skipped_samples,
+        log_path=out / DATA_ERRORS_FILE if accelerator.is_main_process else None,
+        echo=accelerator.print,
+        sync=_max_over_processes(accelerator) if accelerator.num_processes > 1 else None,
+    )
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     phase_steps = [p.epochs * steps_per_epoch for p in phases]
@@ -180,9 +200,11 @@ def _train(
         source = latest_checkpoint(out) if resume is True else Path(resume)
         if source is None:
             raise RunFolderError(f"{out}: --resume given but no complete checkpoint in {out / 'checkpoints'}")
+        check_training_checkpoint(source)  # before accelerate unpickles anything in it
         accelerator.load_state(str(source))
         state = TrainerState.from_dict(read_state(source))
         log.truncate_after(state.global_step)
+        data_faults.truncate_log_after(state.global_step)
         accelerator.print(f"Resumed from {source} (step {state.global_step})")
     else:
         if accelerator.is_main_process:
@@ -190,6 +212,7 @@ def _train(
             (out / "config.yaml").write_text(dump_config(config))
             write_run_info(out, config, data)
             log.path.unlink(missing_ok=True)
+            (out / DATA_ERRORS_FILE).unlink(missing_ok=True)
     if cfg.trackers:
         accelerator.init_trackers(
             out.name, config={"strategy": cfg.strategy, "seed": cfg.seed, "lr": config.optimizer.lr}
@@ -207,14 +230,25 @@ def _train(
 
         # Every rank writes into one temporary folder (each its own RNG state); rank 0 then renames it.
         tmp = final.parent / f".tmp-{final.name}"
+        previous = latest_checkpoint(out)
+        if accelerator.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)  # left by a run killed while saving: start from an empty folder
         accelerator.wait_for_everyone()
-        write(tmp)
+        with checkpoint_write_guard(final, tmp, previous):  # a full disk: say where, keep the previous
+            write(tmp)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             commit_folder(tmp, final)
         if accelerator.is_main_process:
             prune_checkpoints(out, cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
+
+    def checkpoint_on_fault() -> Path | None:
+        """A resumable checkpoint of the last completed step, if one can be taken here."""
+        if not at_step_boundary(state.batches_in_epoch, cfg.gradient_accumulation_steps):
+            return latest_checkpoint(out)
+        save_checkpoint()
+        return checkpoint_dir(out, state.global_step)
 
     def save_best(metric: float) -> None:
         if not all(torch.isfinite(p).all() for p in unwrapped.parameters()):
@@ -233,7 +267,9 @@ def _train(
                     )
                 )
 
-            write_atomically(out / BEST_MODEL, write)
+            previous = out / BEST_MODEL if (out / BEST_MODEL).is_dir() else None
+            with checkpoint_write_guard(out / BEST_MODEL, None, previous):
+                write_atomically(out / BEST_MODEL, write)
         state.best_metric, state.best_step = metric, state.global_step
         accelerator.wait_for_everyone()
 
@@ -265,7 +301,7 @@ def _train(
                 if state.batches_in_epoch
                 else train_loader
             )
-            for batch in loader:
+            for batch in data_faults.batches(loader, state, epoch, checkpoint=checkpoint_on_fault):
                 with accelerator.accumulate(model), weighter.forward_context(context):
                     labels = {k: v for k, v in batch["labels"].items() if k in phase.tasks}
                     output = model(pixel_values=batch["pixel_values"], labels=labels, tasks=list(phase.tasks))
@@ -406,6 +442,16 @@ def _push(config: RunConfig, out: Path, accelerator: Accelerator) -> None:
     accelerator.print(f"Pushed the run to {result.repo_id}@{result.revision}: {result.commit_url}")
 
 
+def _max_over_processes(accelerator: Accelerator) -> Callable[[int], int]:
+    """``code -> max(code over all processes)``, so every process acts on the same data fault."""
+
+    def reduce(code: int) -> int:
+        gathered = accelerator.gather(torch.tensor([code], device=accelerator.device))
+        return int(gathered.max().item())
+
+    return reduce
+
+
 def _check_output_dir(out: Path, resume: str | bool, overwrite: bool) -> None:
     finished_marker = out / "trainer_state.json"
     if finished_marker.exists() and not overwrite:
@@ -447,7 +493,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(path, overrides)
         train(config, resume=args.resume, overwrite=args.overwrite)
-    except (OptionsError, RunFolderError, TrainingError) as exc:
+    except (
+        OptionsError,
+        RunFolderError,
+        TrainingError,
+        DataError,
+        DataFaultError,
+        CheckpointWriteError,
+        CacheWriteError,
+        UnsafeCheckpointError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -11,6 +11,7 @@ from transformers import AutoImageProcessor, AutoModel
 
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
+from ..security import check_weights_folder
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
 def load_model_and_processor(
     model: str | os.PathLike[str] | MTLModel,
     image_processor: MTLImageProcessor | None = None,
+    *,
+    allow_pickle: bool = False,
     **hub_kwargs: Any,
 ) -> tuple[MTLModel, MTLImageProcessor]:
     """The model (``AutoModel.from_pretrained``) and its processor (``AutoImageProcessor.from_pretrained``).
@@ -52,7 +55,12 @@ def load_model_and_processor(
         image_processor: Use this processor instead of loading one. A folder without
             ``preprocessor_config.json`` gets a default processor for the backbone's image size and
             channels (with a warning), as does a loaded model passed without one.
+        allow_pickle: Accept a folder whose weights are a pickle (``pytorch_model.bin``); refused by
+            default because unpickling can run code (see :mod:`mtl_hf.security`).
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+
+    Raises:
+        mtl_hf.security.UnsafeCheckpointError: the folder holds only pickle weights.
     """
     unknown = set(hub_kwargs) - set(HUB_KWARGS)
     if unknown:
@@ -64,7 +72,10 @@ def load_model_and_processor(
         source = None
     else:
         source = resolve_model_path(model)
-        loaded_any = AutoModel.from_pretrained(source, **hub_kwargs)
+        if Path(source).is_dir():  # checked before transformers picks a class: a plain ViT folder too
+            check_weights_folder(source, allow_pickle=allow_pickle)
+        safety = {"allow_pickle": True} if allow_pickle else {"use_safetensors": True}
+        loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
         if not isinstance(loaded_any, MTLModel):
             raise TypeError(
                 f"{source}: expected an mtl-hf model (model_type 'mtl_vit'), got {type(loaded_any).__name__}"

@@ -85,10 +85,16 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints, and leftovers of interrupted saves."""
+    """Delete all but the ``keep`` newest checkpoints, and leftovers of interrupted saves.
+
+    A checkpoint is first renamed out of the ``checkpoint-*`` namespace, then deleted, so a run killed
+    while deleting never leaves a partly deleted folder under a checkpoint name.
+    """
     root = Path(output_dir) / CHECKPOINTS
     for path in list_checkpoints(output_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+        doomed = path.parent / f".old-{path.name}-{os.getpid()}"
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     if root.is_dir():
         for path in root.iterdir():
             if path.name.startswith((".tmp-", ".old-")):
@@ -105,35 +111,50 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
 class RunLock:
     """An exclusive lock file in the output folder, recording the owner's host and pid.
 
-    A second run on the same folder is refused with the owner's identity. A lock left by a run that
-    was killed (same host, pid no longer alive) is stale: it is reported and taken over.
+    The owner holds an ``flock`` on the file for as long as it runs; the kernel drops it when the
+    process dies, however it dies. A second run on the same folder is refused with the owner's
+    identity, also when both start at the same instant. A lock file whose flock is free but which
+    names a process of this host that is gone was left by a killed run: it is reported
+    (:attr:`stale_owner`) and taken over. A lock naming another host is honoured (its process cannot
+    be checked from here). Where ``fcntl`` is missing (Windows) only the pid check applies.
     """
 
     def __init__(self, output_dir: str | Path) -> None:
         self.path = Path(output_dir) / LOCK_FILE
         self.stale_owner: dict[str, Any] | None = None
+        self._fd: int | None = None
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid()}
-        for _ in range(2):
+        for _ in range(10):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+                if not _try_flock(fd):
+                    raise self._in_use(self._owner())
+                if not _same_file(fd, self.path):
+                    os.close(fd)  # the holder removed the file as we opened it: try the new one
+                    continue
                 owner = self._owner()
-                if owner is not None and not self._is_stale(owner):
-                    raise RunFolderError(
-                        f"{self.path.parent} is in use by another run (host {owner.get('host')}, pid "
-                        f"{owner.get('pid')}); choose another output_dir or stop that run. If no run is using it, "
-                        f"delete {self.path}."
-                    ) from None
-                self.stale_owner = owner or {}
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
+                if owner is not None and owner != me and not self._is_stale(owner):
+                    raise self._in_use(owner)  # a live process of this host, or one of another host
+                self.stale_owner = owner if owner is not None and owner != me else None
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(me).encode(), 0)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
             return self
         raise RunFolderError(f"{self.path}: could not take the lock")
+
+    def _in_use(self, owner: dict[str, Any] | None) -> RunFolderError:
+        who = f"host {owner.get('host')}, pid {owner.get('pid')}" if owner else "its owner is starting"
+        return RunFolderError(
+            f"{self.path.parent} is in use by another run ({who}); choose another output_dir or stop that "
+            f"run. If no run is using it, delete {self.path}."
+        )
 
     def release(self) -> None:
         owner = self._owner()
@@ -142,7 +163,10 @@ class RunLock:
             and owner.get("pid") == os.getpid()
             and owner.get("host") == socket.gethostname()
         ):
-            self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)  # while still holding the flock: no one sees it free
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _owner(self) -> dict[str, Any] | None:
         try:
@@ -170,3 +194,23 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _try_flock(fd: int) -> bool:
+    """Take an exclusive, non-blocking flock on ``fd``; ``False`` if another process holds one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: rely on the pid check alone
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -77,6 +77,12 @@ class TrainingSection:
         save_every_steps: Also checkpoint every this many optimizer steps (epochs always end with one).
         keep_checkpoints: How many of the newest checkpoints to keep.
         max_nonfinite_steps: Stop after this many consecutive steps with a NaN or inf loss (each is skipped).
+        on_data_error: What a training sample that cannot be read does mid-run (a corrupt image, see
+            :mod:`mtl_hf.training.faults`): ``"stop"`` (default) stops with a resumable checkpoint and an
+            error naming the sample; ``"skip"`` leaves it out of its batch, counted in
+            ``trainer_state.json`` and listed in ``data_errors.jsonl``. A data-loader worker that dies
+            always stops the run with a resumable checkpoint.
+        max_skipped_samples: With ``on_data_error: skip``, stop once more samples than this were skipped.
         log_every_steps: Write training metrics every this many optimizer steps.
         trackers: Accelerate trackers to log to besides ``metrics.jsonl`` (e.g. ``["tensorboard"]``).
         bootstrap_resamples: Resamples for the test-set ROC AUC interval.
@@ -99,6 +105,8 @@ class TrainingSection:
     save_every_steps: int | None = None
     keep_checkpoints: int = 2
     max_nonfinite_steps: int = 5
+    on_data_error: Literal["stop", "skip"] = "stop"
+    max_skipped_samples: int = 100
     log_every_steps: int = 10
     trackers: list[str] = field(default_factory=list)
     bootstrap_resamples: int = 1000
@@ -108,7 +116,7 @@ class TrainingSection:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("pretrain_epochs", "num_workers", "max_nonfinite_steps"):
+        for name in ("pretrain_epochs", "num_workers", "max_nonfinite_steps", "max_skipped_samples"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
@@ -237,6 +245,13 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise OptionsError(f"{path}: not valid YAML: {exc}") from exc
+        except RecursionError:
+            raise OptionsError(f"{path}: nested too deeply to be a configuration") from None
+        if _count_nodes(loaded, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
+            raise OptionsError(
+                f"{path}: more than {MAX_CONFIG_NODES} values once YAML aliases are expanded; "
+                "not a configuration (an alias bomb?)"
+            )
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -247,6 +262,24 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         return from_dict(RunConfig, raw)
     except OptionsError as exc:
         raise OptionsError(f"{where}: {exc}") from None
+
+
+MAX_CONFIG_NODES = 100_000
+"""Most values a configuration may hold once YAML aliases (``*name``) are expanded."""
+
+
+def _count_nodes(tree: Any, limit: int) -> int:
+    """Values in ``tree`` counted with aliases expanded, stopping once past ``limit``."""
+    count, stack = 0, [tree]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return count
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

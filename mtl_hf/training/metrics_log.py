@@ -22,7 +22,7 @@ class MetricsLog:
         """Keep only rows with ``step <= step`` (called when resuming from a checkpoint at ``step``)."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
+        kept = [row for row in read_metrics(self.path, skip_torn_tail=True) if row.get("step", 0) <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
         tmp.replace(self.path)
@@ -44,10 +44,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def read_metrics(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` file."""
+def read_metrics(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file.
+
+    Args:
+        skip_torn_tail: Ignore a last line cut short (a disk that filled up while it was appended), as
+            resuming does; otherwise it raises ``ValueError`` naming the file and line.
+    """
     with Path(path).open() as handle:
-        for line in handle:
-            line = line.strip()
-            if line:
-                yield json.loads(line)
+        lines = [line.strip() for line in handle if line.strip()]
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if skip_torn_tail and number == len(lines):
+                return
+            raise ValueError(f"{path}: line {number} is not JSON ({exc})") from exc
+        yield row

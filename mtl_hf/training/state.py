@@ -23,6 +23,7 @@ class TrainerState:
         evals_without_improvement: For early stopping.
         nonfinite_streak: Consecutive steps skipped for a NaN / inf loss.
         nonfinite_total: All steps skipped for a NaN / inf loss.
+        skipped_samples: Training samples left out as unreadable (``training.on_data_error: skip``).
         stopped_early: Early stopping ended training.
         finished: The run completed (test set evaluated, outputs written).
         epoch_loss_sums, epoch_steps: Training losses of the current epoch so far (for the weighter).
@@ -38,6 +39,7 @@ class TrainerState:
     evals_without_improvement: int = 0
     nonfinite_streak: int = 0
     nonfinite_total: int = 0
+    skipped_samples: int = 0
     stopped_early: bool = False
     finished: bool = False
     epoch_loss_sums: dict[str, float] = dataclasses.field(default_factory=dict)
