@@ -2,7 +2,7 @@
 
 Each test adds what it survived or refused to :data:`FIGURES` (kills survived, fuzz cases tried, bad
 inputs refused...). At the end of the session the totals are printed, and written as JSON to the file
-named by ``MTL_HF_RELIABILITY_FIGURES`` when that variable is set (``docs/reliability.md`` quotes them).
+named by ``MTL_HF_RELIABILITY_FIGURES`` when that variable is set (the README's reliability section quotes them).
 """
 
 from __future__ import annotations
