@@ -56,3 +56,10 @@ def random_block_mask(
     coarse = (ranks < num_masked).view(batch_size, ch, cw)
     fine = coarse.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)[:, :h, :w]
     return fine.reshape(batch_size, h * w).to(device)
+
+
+def pixel_mask(bool_masked_pos: torch.Tensor, grid_size: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """``(B, 1, H, W)`` float mask, 1 on the pixels of masked patches (for losses and figures)."""
+    h, w = grid_size
+    m = bool_masked_pos.reshape(-1, h, w).repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
+    return m.unsqueeze(1).to(torch.float32)

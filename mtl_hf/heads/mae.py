@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
+from ..masking import pixel_mask
 from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
 
 
@@ -161,10 +162,7 @@ class MaskedAutoencoderHead(TaskHead):
     def pixel_mask(self, bool_masked_pos: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         """``(B, 1, H, W)`` float mask, 1 on pixels of masked patches (as the ``mim`` head's, for
         evaluation code that scores reconstructions over masked pixels)."""
-        p = self.backbone.patch_size
-        h, w = grid_size
-        m = bool_masked_pos.reshape(-1, h, w).repeat_interleave(p, 1).repeat_interleave(p, 2)
-        return m.unsqueeze(1).to(torch.float32)
+        return pixel_mask(bool_masked_pos, grid_size, self.backbone.patch_size)
 
 
 def random_patch_mask(

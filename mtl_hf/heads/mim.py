@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..masking import random_block_mask
+from ..masking import pixel_mask, random_block_mask
 from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
 
 
@@ -111,10 +111,7 @@ class MaskedImageModelingHead(TaskHead):
 
     def pixel_mask(self, bool_masked_pos: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         """``(B, 1, H, W)`` float mask, 1 on pixels of masked patches."""
-        p = self.backbone.patch_size
-        h, w = grid_size
-        m = bool_masked_pos.reshape(-1, h, w).repeat_interleave(p, 1).repeat_interleave(p, 2)
-        return m.unsqueeze(1).to(torch.float32)
+        return pixel_mask(bool_masked_pos, grid_size, self.backbone.patch_size)
 
 
 def reconstruction_loss(
