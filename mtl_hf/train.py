@@ -169,6 +169,13 @@ def _train(
         raise OptionsError(
             f"training.monitor: no task named {monitor!r}; tasks are {', '.join(model.config.task_names)}"
         )
+    selection_metric = model.head(monitor).selection_metric()
+    if selection_metric is None:
+        scored = [t for t in model.config.task_names if model.head(t).selection_metric() is not None]
+        raise OptionsError(
+            f"training.monitor: task {monitor!r} has no validation metric to select the best model by; "
+            f"tasks with one: {', '.join(scored) or 'none'}"
+        )
     num_layers = model.config.backbone_config.num_hidden_layers  # type: ignore[union-attr]
     optimizer = build_optimizer(model, config.optimizer, num_layers)
     guarded = guard_training_data(data)  # a bad sample stops or is skipped as training.on_data_error says
@@ -263,7 +270,13 @@ def _train(
                 data.processor.save_pretrained(tmp)
                 (tmp / "selection.json").write_text(
                     json.dumps(
-                        {"monitor": monitor, "val_roc_auc": metric, "step": state.global_step}, indent=2
+                        {
+                            "monitor": monitor,
+                            "metric": selection_metric,
+                            "value": metric,
+                            "step": state.global_step,
+                        },
+                        indent=2,
                     )
                 )
 
@@ -381,7 +394,7 @@ def _train(
                 {"step": state.global_step, "epoch": epoch, "split": "val", "phase": phase.name, **metrics}
             )
             accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
-            score = metrics.get(f"roc_auc/{monitor}")
+            score = metrics.get(f"{selection_metric}/{monitor}")
             if phase.selects_model and score is not None and math.isfinite(score):
                 if state.best_metric is None or score > state.best_metric:
                     save_best(score)

@@ -64,7 +64,7 @@ from __future__ import annotations
 from .brats import BratsCase, find_brats_cases, read_volume
 from .build import PreparedData, load_datasets, prepare_datasets
 from .cache import BuildSummary, build_cache
-from .collate import MTLDataCollator, worker_init_fn
+from .collate import MASK_COLUMN, MTLDataCollator, worker_init_fn
 from .config import (
     AugmentationConfig,
     BratsConfig,
@@ -84,6 +84,7 @@ from .statistics import LabelCounts, label_statistics, target_kinds
 from .transforms import MTLTransform, apply_transforms, decode_image, decode_mask, make_transforms
 
 __all__ = [
+    "MASK_COLUMN",
     "AugmentationConfig",
     "BratsCase",
     "BratsConfig",

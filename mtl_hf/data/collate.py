@@ -13,7 +13,8 @@ Batch format::
     }
 
 Tasks are tied to dataset columns by a mapping ``{task_name: column}``; tasks without labels (masked
-image modeling) are simply not in it. The MIM mask is not drawn here: the model draws one per sample
+image modeling) are simply not in it. The column ``mask`` (:data:`MASK_COLUMN`) feeds a segmentation task
+the rows' ``lesion_mask`` as float 0/1 labels ``(B, H, W)``; every row of the batch must have a mask. The MIM mask is not drawn here: the model draws one per sample
 (:func:`mtl_hf.masking.random_block_mask`) when the batch has none.
 """
 
@@ -25,10 +26,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .config import TargetKind
+from .errors import DataError
 from .statistics import target_kind
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+MASK_COLUMN = "mask"
+"""The data column whose (resized, augmented, ``lesion_labels``-binarised) masks label a segmentation task."""
 
 
 class MTLDataCollator:
@@ -55,6 +60,8 @@ class MTLDataCollator:
         kinds: dict[str, TargetKind] = dict(target_kinds or {})
         sizes = dict(num_labels or {})
         for column in self.task_columns.values():
+            if column == MASK_COLUMN:
+                continue
             if column in kinds and (kinds[column] != "multilabel" or column in sizes):
                 continue
             if features is None or column not in features:
@@ -90,6 +97,8 @@ class MTLDataCollator:
         return batch
 
     def _labels(self, rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+        if column == MASK_COLUMN:
+            return self._masks(rows)
         kind = self.target_kinds[column]
         values = [r[column] for r in rows]
         if kind == "binary":
@@ -101,6 +110,20 @@ class MTLDataCollator:
             if len(present):
                 out[i, torch.as_tensor(list(present), dtype=torch.long)] = 1.0
         return out
+
+    @staticmethod
+    def _masks(rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        missing = [
+            str(r.get("sample_id", i)) for i, r in enumerate(rows) if not r.get("has_lesion_mask", False)
+        ]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DataError(
+                shown,
+                f"no segmentation mask, but a task reads the {MASK_COLUMN!r} column (task_columns); "
+                "every sample of a segmentation task needs one",
+            )
+        return torch.stack([torch.as_tensor(r["lesion_mask"]) for r in rows]).float()
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -3,9 +3,11 @@
 The statistics (:func:`evaluate_scores`, :func:`compare_scores` and the pieces they are made of) are
 also shipped as the 🤗 evaluate module ``mtl_roc_auc``, loaded offline by path with :func:`load_metric`.
 Result rows of many runs become the paper's tables (:func:`write_results`, :func:`render_text`) and
-figures (:func:`plot_auc_intervals`, :func:`plot_low_data`, :func:`plot_roc_curves`).
+figures (:func:`plot_auc_intervals`, :func:`plot_low_data`, :func:`plot_roc_curves`). Metrics of other
+heads (segmentation Dice) get the same patient-level intervals from :func:`bootstrap_additive_metrics`.
 """
 
+from .additive import MetricInterval, bootstrap_additive_metrics
 from .bootstrap import (
     BootstrapResult,
     PairedBootstrapResult,
@@ -48,6 +50,7 @@ __all__ = [
     "DeLongEstimate",
     "DeLongInterval",
     "DeLongTest",
+    "MetricInterval",
     "PairedBootstrapResult",
     "PairedComparison",
     "PlotData",
@@ -57,6 +60,7 @@ __all__ = [
     "ThresholdMetrics",
     "aggregate_over_seeds",
     "align_by_sample_id",
+    "bootstrap_additive_metrics",
     "bootstrap_roc_auc",
     "choose_threshold",
     "compare_scores",

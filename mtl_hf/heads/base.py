@@ -13,6 +13,11 @@ What a head declares about itself (class attributes):
   must keep the same number of visible patches);
 * ``requires_labels``: ``False`` for self-supervised heads, which then run without labels;
 * ``requires_hidden_states``: ``True`` if it reads intermediate layers (e.g. a UNETR-style decoder).
+* ``prediction_kind``: how classification logits are scored (ROC AUC, probabilities), or ``None``;
+* ``evaluation_metrics``: for other supervised heads (segmentation, say), the names of the metrics the
+  evaluation loop reports, computed from additive per-sample statistics (:meth:`TaskHead.metric_statistics`
+  and :meth:`TaskHead.metrics_from_sums`), so that they are exact under distributed evaluation and get
+  patient-level bootstrap intervals on the test split.
 
 Third-party heads register through the ``mtl_hf.heads`` entry-point group (see the README's plugin
 guide) or, in a script, with ``@HEADS.register("name")``.
@@ -120,6 +125,9 @@ class TaskHead(nn.Module, ABC):
     requires_hidden_states: ClassVar[bool] = False
     prediction_kind: ClassVar[Literal["binary", "multiclass", "multilabel"] | None] = None
     """How to score this head's logits (ROC AUC, probabilities); ``None`` for non-classification heads."""
+    evaluation_metrics: ClassVar[tuple[str, ...]] = ()
+    """Metrics of a non-classification head, higher is better; the first one selects the best model when
+    the head's task is ``training.monitor``."""
     registered_name: ClassVar[str]
 
     def __init__(self, task_name: str, options: HeadOptions, backbone: BackboneSpec) -> None:
@@ -162,6 +170,29 @@ class TaskHead(nn.Module, ABC):
         if self.prediction_kind in ("binary", "multilabel"):
             return logits.float().sigmoid()
         raise NotImplementedError(f"head {type(self).__name__} does not produce class probabilities")
+
+    @classmethod
+    def selection_metric(cls) -> str | None:
+        """The validation metric that picks the best model when this task is monitored (higher is better):
+        ``"roc_auc"`` for classification heads, the first of ``evaluation_metrics`` otherwise, ``None`` if
+        the head has no metric (masked image modeling)."""
+        if cls.prediction_kind is not None:
+            return "roc_auc"
+        return cls.evaluation_metrics[0] if cls.evaluation_metrics else None
+
+    def metric_statistics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` per-sample statistics whose sums over any set of samples determine the metrics.
+
+        Only heads with ``evaluation_metrics`` implement it. Additive statistics (a per-image Dice and a
+        count of 1, overlap and mask sizes, ...) are what make the metrics exact when each process
+        evaluates a shard, and cheap to bootstrap over patients: a resample is a weighted sum of them.
+        """
+        raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
+
+    def metrics_from_sums(self, sums: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``evaluation_metrics`` from ``(..., S)`` sums of :meth:`metric_statistics` rows; every
+        leading dimension (bootstrap resamples) is kept, so each value has shape ``sums.shape[:-1]``."""
+        raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
 
     @abstractmethod
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:

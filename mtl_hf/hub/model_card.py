@@ -4,8 +4,9 @@ from a Jinja template with ``huggingface_hub.ModelCard.from_template``.
 The metadata (the README's YAML block) is a ``huggingface_hub.ModelCardData``: ``library_name: mtl-hf``
 (the Hub accepts any library name; the ``transformers`` name would promise a loading snippet that
 needs ``import mtl_hf`` first), tags, license, data sets, ``base_model`` (the DINO checkpoint the
-backbone started from, when it is a Hub id) and a ``model-index`` with each task's test ROC AUC as an
-``EvalResult`` whose name carries the confidence interval.
+backbone started from, when it is a Hub id) and a ``model-index`` with each task's headline test metric
+(ROC AUC for classification, Dice for segmentation) as an ``EvalResult`` whose name carries the
+confidence interval.
 
 The body says what the model does (tasks, heads, loss weighting), how it was trained, its results and
 plots, how to load it, its limitations, and that it is a research model, not a medical device. The
@@ -33,7 +34,15 @@ DEFAULT_TEMPLATE = "model_card.md"
 LIBRARY_NAME = "mtl-hf"
 BASE_TAGS = ("mtl-hf", "medical-imaging", "multi-task-learning", "vision-transformer", "dino")
 CLASSIFICATION_HEADS = ("binary_classification", "multiclass_classification", "multilabel_classification")
-HEAD_TAGS = {"mim": "masked-image-modeling", **{h: "image-classification" for h in CLASSIFICATION_HEADS}}
+HEAD_TAGS = {
+    "mim": "masked-image-modeling",
+    "mae": "masked-image-modeling",
+    "segmentation": "image-segmentation",
+    **{h: "image-classification" for h in CLASSIFICATION_HEADS},
+}
+HEADLINE_METRICS = {"roc_auc": ("ROC AUC", "image-classification"), "dice": ("Dice", "image-segmentation")}
+"""Metrics a task's row of ``test_metrics.json`` is summarised by, in order of preference: the card's name
+and the Hub task type of the model-index entry."""
 BACKBONE_NAMES = {"vit": "ViT", "dinov2": "DINOv2", "dinov2_with_registers": "DINOv2 with registers"}
 
 
@@ -79,7 +88,8 @@ class ResultRow:
     """One task's test results, as the card's table shows them."""
 
     task: str
-    roc_auc: str
+    metric: str
+    value: str
     interval: str
     others: str
 
@@ -123,7 +133,7 @@ def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCard
     """The card's YAML metadata: library, tags, license, data sets, base model and evaluation results."""
     tasks = folder.config.get("tasks") or {}
     head_tags = [HEAD_TAGS[spec["type"]] for spec in tasks.values() if spec.get("type") in HEAD_TAGS]
-    eval_results = roc_auc_eval_results(folder, options)
+    eval_results = headline_eval_results(folder, options)
     has_classification = any(spec.get("type") in CLASSIFICATION_HEADS for spec in tasks.values())
     return ModelCardData(
         library_name=LIBRARY_NAME,
@@ -132,34 +142,36 @@ def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCard
         datasets=list(options.datasets) or None,
         base_model=options.base_model or hub_base_model(folder.config),
         pipeline_tag="image-classification" if has_classification else None,
-        metrics=["roc_auc"] if eval_results else None,
+        metrics=list(dict.fromkeys(r.metric_type for r in eval_results)) or None,
         model_name=model_name if eval_results else None,  # only the model-index uses it
         eval_results=eval_results or None,
     )
 
 
-def roc_auc_eval_results(folder: ShareableFolder, options: ModelCardOptions) -> list[EvalResult]:
-    """One ``EvalResult`` per task with a test ROC AUC in the run's ``test_metrics.json``."""
-    metrics = _test_metrics(folder)
+def headline_eval_results(folder: ShareableFolder, options: ModelCardOptions) -> list[EvalResult]:
+    """One ``EvalResult`` per task of the run's ``test_metrics.json`` that has a headline metric
+    (:data:`HEADLINE_METRICS`): its test ROC AUC or Dice, the interval in the result's name."""
     dataset_type = options.datasets[0] if options.datasets else "custom"
     dataset_name = options.dataset_name or (options.datasets[0] if options.datasets else "private data set")
     tasks = folder.config.get("tasks") or {}
     results = []
-    for task, values in metrics.items():
-        if not _is_number(values.get("roc_auc")):
+    for task, values in _test_metrics(folder).items():
+        key = _headline(values)
+        if key is None:
             continue
+        name, task_type = HEADLINE_METRICS[key]
         head = tasks.get(task, {}).get("type", "unknown head")
-        interval = _interval(values)
+        interval = _interval(values, key)
         results.append(
             EvalResult(
-                task_type="image-classification",
+                task_type=task_type,
                 task_name=f"{task} ({head})",
                 dataset_type=dataset_type,
                 dataset_name=dataset_name,
                 dataset_split="test",
-                metric_type="roc_auc",
-                metric_value=round(float(values["roc_auc"]), 4),
-                metric_name=f"ROC AUC ({task})" + (f", {interval}" if interval else ""),
+                metric_type=key,
+                metric_value=round(float(values[key]), 4),
+                metric_name=f"{name} ({task})" + (f", {interval}" if interval else ""),
             )
         )
     return results
@@ -282,20 +294,23 @@ def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
 def _result_rows(folder: ShareableFolder) -> list[ResultRow]:
     rows = []
     for task, values in _test_metrics(folder).items():
-        others = {
-            k: v
-            for k, v in values.items()
-            if k not in ("roc_auc", "roc_auc_low", "roc_auc_high", "confidence_level") and _is_number(v)
-        }
+        key = _headline(values)
+        shown = {key, f"{key}_low", f"{key}_high", "confidence_level"} if key else {"confidence_level"}
+        others = {k: v for k, v in values.items() if k not in shown and _is_number(v)}
         rows.append(
             ResultRow(
                 task=task,
-                roc_auc=_fmt(values.get("roc_auc")) or "–",
-                interval=_interval(values) or "–",
+                metric=HEADLINE_METRICS[key][0] if key else "–",
+                value=(_fmt(values.get(key)) if key else None) or "–",
+                interval=(_interval(values, key) if key else None) or "–",
                 others=", ".join(f"{k} {_fmt(v)}" for k, v in others.items()) or "–",
             )
         )
     return rows
+
+
+def _headline(values: dict[str, Any]) -> str | None:
+    return next((k for k in HEADLINE_METRICS if _is_number(values.get(k))), None)
 
 
 def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
@@ -309,8 +324,8 @@ def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
 
 
 # -- formatting ----------------------------------------------------------------------------------
-def _interval(values: dict[str, Any]) -> str | None:
-    low, high = values.get("roc_auc_low"), values.get("roc_auc_high")
+def _interval(values: dict[str, Any], key: str) -> str | None:
+    low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
     if not (_is_number(low) and _is_number(high)):
         return None
     level = values.get("confidence_level")
@@ -324,6 +339,8 @@ def _format_options(options: dict[str, Any]) -> str:
 
 
 def _fmt(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # counts: samples, patients, resamples
     return f"{float(value):.3f}" if _is_number(value) else None
 
 

@@ -72,7 +72,9 @@ class TrainingSection:
         num_workers: Dataloader worker processes (each limited to one thread).
         freeze_backbone: Train heads only (a linear probe).
         gradient_checkpointing: Recompute activations in backward to save memory.
-        monitor: Task whose validation ROC AUC selects the best model (default: the first supervised task).
+        monitor: Task whose validation metric selects the best model (default: the first supervised task):
+            ROC AUC for a classification task, the head's first ``evaluation_metrics`` entry otherwise
+            (mean Dice for ``segmentation``).
         early_stopping_patience: Stop after this many evaluations without improvement; ``None`` never stops.
         save_every_steps: Also checkpoint every this many optimizer steps (epochs always end with one).
         keep_checkpoints: How many of the newest checkpoints to keep.
@@ -200,7 +202,8 @@ class RunConfig:
         model, training, optimizer, schedule: See their sections.
         data: The data source, validated by ``mtl_hf.data`` (see its documentation).
         task_columns: ``{task: data column}`` feeding each supervised task its labels, e.g.
-            ``{tumour: tumour}`` for BraTS slices.
+            ``{tumour: tumour}`` for BraTS slices; the column ``mask`` gives a segmentation task the
+            slices' lesion masks (``{tumour: tumour, lesion: mask}``).
         hub: Optional push of the finished run to the Hub (see :class:`HubSection`).
         cache_dir: Where the Arrow cache of the data source goes (default: ``$MTL_HF_CACHE`` or
             ``~/.cache/mtl_hf``).

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 def collect_predictions(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, Any]:
-    """Run ``tasks`` over ``loader``; gather probabilities, labels, per-sample losses and patient ids.
+    """Run ``tasks`` over ``loader``; gather probabilities and labels of classification tasks, the
+    per-sample metric statistics of heads with ``evaluation_metrics`` (segmentation), per-sample losses
+    and patient ids.
 
     Masked-view tasks use masks drawn from a generator seeded with ``seed``, so every evaluation of a
     run hides the same patches and their reconstruction errors are comparable across epochs.
@@ -34,12 +36,14 @@ def collect_predictions(
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     heads = {t: unwrapped.head(t) for t in tasks}
     scored = [t for t, h in heads.items() if h.prediction_kind is not None]
+    measured = [t for t, h in heads.items() if h.prediction_kind is None and h.evaluation_metrics]
     masked = [t for t, h in heads.items() if h.view in ("masked", "visible")]
     generator = torch.Generator().manual_seed(seed)
     probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
     labels: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
     losses: dict[str, list[torch.Tensor]] = {}
     mse: dict[str, list[torch.Tensor]] = {t: [] for t in masked}
+    statistics: dict[str, list[torch.Tensor]] = {t: [] for t in measured}
     patients: list[Any] = []
     samples: list[Any] = []
     for batch in loader:
@@ -56,6 +60,10 @@ def collect_predictions(
             if t in batch_labels:
                 probs[t].append(accelerator.gather_for_metrics(heads[t].probabilities(out.logits[t])).cpu())
                 labels[t].append(accelerator.gather_for_metrics(batch_labels[t]).cpu())
+        for t in measured:
+            if t in batch_labels:
+                rows = heads[t].metric_statistics(out.logits[t], batch_labels[t])
+                statistics[t].append(accelerator.gather_for_metrics(rows).cpu())
         for t, loss in (out.task_losses or {}).items():
             losses.setdefault(t, []).append(
                 accelerator.gather_for_metrics(loss.detach().float().expand(b)).cpu()
@@ -80,6 +88,7 @@ def collect_predictions(
         "labels": {t: torch.cat(v).numpy() for t, v in labels.items() if v},
         "losses": {t: float(torch.cat(v).mean()) for t, v in losses.items()},
         "mse": {t: float(torch.cat(v).mean()) for t, v in mse.items() if v},
+        "statistics": {t: torch.cat(v) for t, v in statistics.items() if v},
         "patients": patients,
         "samples": samples,
         "kinds": {t: heads[t].prediction_kind for t in scored},
@@ -111,12 +120,17 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray, kind: str | None) -> float:
 def evaluate(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, float]:
-    """Validation metrics: ``loss/<task>``, ``roc_auc/<task>`` for classifiers, ``mse/<task>`` for MIM."""
+    """Validation metrics: ``loss/<task>``, ``roc_auc/<task>`` for classifiers, ``<metric>/<task>`` for
+    each of a head's ``evaluation_metrics`` (``dice/<task>``), ``mse/<task>`` for MIM."""
     pred = collect_predictions(model, loader, accelerator, tasks, seed)
     metrics: dict[str, float] = {f"loss/{t}": v for t, v in pred["losses"].items()}
     for t, p in pred["probs"].items():
         metrics[f"roc_auc/{t}"] = roc_auc(p, pred["labels"][t], pred["kinds"][t])
         metrics[f"n/{t}"] = len(p)
+    head = accelerator.unwrap_model(model).head
+    for t, rows in pred["statistics"].items():
+        metrics |= {f"{k}/{t}": float(v) for k, v in head(t).metrics_from_sums(rows.sum(0)).items()}
+        metrics[f"n/{t}"] = len(rows)
     metrics |= {f"mse/{t}": v for t, v in pred["mse"].items()}
     model.train()
     return metrics
@@ -135,15 +149,35 @@ def write_test_outputs(
 
     Per classification task: ROC AUC with a patient-level bootstrap interval (patients resampled, not
     slices) and DeLong's interval, PR AUC, and accuracy, sensitivity and specificity at the threshold
-    chosen on the validation split (Youden's J) - the test split chooses nothing.
+    chosen on the validation split (Youden's J) - the test split chooses nothing. Per task with
+    ``evaluation_metrics`` (segmentation): each metric with a patient-level bootstrap interval.
     """
-    from ..evaluation import evaluate_scores
+    from ..evaluation import bootstrap_additive_metrics, evaluate_scores
 
     unwrapped: MTLModel = accelerator.unwrap_model(model)
-    tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).prediction_kind is not None]
+    tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).selection_metric() is not None]
     pred = collect_predictions(model, test_loader, accelerator, tasks, cfg.seed)
     val = collect_predictions(model, val_loader, accelerator, tasks, cfg.seed)
     results: dict[str, Any] = {}
+    for t, rows in pred["statistics"].items():
+        intervals = bootstrap_additive_metrics(
+            rows.numpy(),
+            unwrapped.head(t).metrics_from_sums,
+            pred["patients"] or None,
+            n_resamples=cfg.bootstrap_resamples,
+            confidence_level=cfg.confidence_level,
+            seed=cfg.seed,
+        )
+        results[t] = {
+            "kind": unwrapped.head(t).registered_name,
+            "n_samples": len(rows),
+            "n_groups": next(iter(intervals.values())).n_groups,
+            **{name: i.estimate for name, i in intervals.items()},
+            **{f"{name}_low": i.low for name, i in intervals.items()},
+            **{f"{name}_high": i.high for name, i in intervals.items()},
+            "confidence_level": cfg.confidence_level,
+            "n_resamples": cfg.bootstrap_resamples,
+        }
     for t, p in pred["probs"].items():
         kind = pred["kinds"][t]
         threshold_args: dict[str, Any] = {}

@@ -65,7 +65,28 @@ def test_the_interval_names_its_confidence_level_when_the_run_recorded_it(tmp_pa
     card = render_model_card(run, "lab/x")
     assert card.data.eval_results[0].metric_name == "ROC AUC (tumour), 95% CI 0.703–0.906"
     assert card.data.eval_results[0].dataset_type == "custom"
-    assert "| `tumour` | 0.812 | 95% CI 0.703–0.906 | accuracy 0.750 |" in card.text
+    assert "| `tumour` | ROC AUC | 0.812 | 95% CI 0.703–0.906 | accuracy 0.750 |" in card.text
+
+
+def test_a_segmentation_task_is_reported_by_its_dice(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", name_or_path="facebook/dino-vits16")
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    metrics["lesion"] = {
+        "kind": "segmentation", "n_samples": 40, "n_groups": 2, "dice": 0.61234, "dice_global": 0.7,
+        "dice_low": 0.5, "dice_high": 0.72, "dice_global_low": 0.6, "dice_global_high": 0.8,
+        "confidence_level": 0.95,
+    }  # fmt: skip
+    (run / "test_metrics.json").write_text(json.dumps(metrics))
+    card = render_model_card(run, "lab/brats-mtl", OPTIONS)
+    dice = card.data.eval_results[1]
+    assert (dice.task_type, dice.metric_type, dice.metric_value) == ("image-segmentation", "dice", 0.6123)
+    assert dice.metric_name == "Dice (lesion), 95% CI 0.500–0.720"
+    assert card.data.metrics == ["roc_auc", "dice"]
+    assert (
+        "| `lesion` | Dice | 0.612 | 95% CI 0.500–0.720 | n_samples 40, n_groups 2, dice_global 0.700, "
+        "dice_global_low 0.600, dice_global_high 0.800 |"
+    ) in card.text
+    assert validate_card_metadata(str(card)) == []
 
 
 def test_the_body_describes_model_training_results_use_and_limits(tmp_path: Path) -> None:
@@ -77,7 +98,7 @@ def test_the_body_describes_model_training_results_use_and_limits(tmp_path: Path
     assert "hidden size 32, 2 layers, 2 attention heads, patch size 8, 32 px input" in text
     assert "Trained for 4 optimizer steps (last logged epoch: 1); final training loss 0.875." in text
     assert "Best validation ROC AUC: `tumour` 0.830." in text
-    assert "| `tumour` | 0.812 | CI 0.703–0.906 | accuracy 0.750 |" in text
+    assert "| `tumour` | ROC AUC | 0.812 | CI 0.703–0.906 | accuracy 0.750 |" in text
     assert (
         "![plots/roc_tumour.png](plots/roc_tumour.png)" in text
         and "![plots/loss.png](plots/loss.png)" in text

@@ -2,6 +2,7 @@
 
 Launched by ``test_two_processes.py`` with ``accelerate launch --multi_gpu --num_processes 2 ...``.
 Writes ``rank<i>.json`` with a checksum of every parameter, for the test to compare across ranks.
+``--segmentation`` adds the plugin's ``segmentation`` head (``tests/plugins/test_segmentation_ddp.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ from mtl_hf.train import train
 from mtl_hf.training.config import RunConfig
 from tests.training.synthetic import base_config, make_data
 
+LESION = {"type": "segmentation", "layers": [1, 2], "decoder_channels": [8, 8], "image_skip_channels": 4}
 
-def main(out: str) -> None:
+
+def main(out: str, segmentation: bool = False) -> None:
     torch.set_num_threads(1)
-    config = from_dict(RunConfig, base_config(out, epochs=2, strategy="mtl"))
-    result = train(config, make_data(n_train=24, n_val=7, n_test=9))
+    raw = base_config(out, epochs=2, strategy="mtl")
+    if segmentation:  # the plugin's head next to the two built-in ones, selected by validation Dice
+        raw["model"]["tasks"]["lesion"] = LESION
+        raw["training"]["monitor"] = "lesion"
+    config = from_dict(RunConfig, raw)
+    result = train(config, make_data(n_train=24, n_val=7, n_test=9, masks=segmentation))
     state = PartialState()
     sums = {name: float(p.detach().double().sum()) for name, p in result.model.named_parameters()}
     Path(out, f"rank{state.process_index}.json").write_text(
@@ -34,4 +41,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], segmentation="--segmentation" in sys.argv[2:])

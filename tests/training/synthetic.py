@@ -33,17 +33,24 @@ class SquaresDataset(Dataset):
         g = torch.Generator().manual_seed(seed)
         self.images = torch.randn(n, 1, 32, 32, generator=g) * 0.5
         self.labels = torch.arange(n) % 2
+        self.masks = torch.zeros(n, 32, 32)  # the square is the lesion
         for i in range(n):
             if self.labels[i]:
                 r, c = torch.randint(0, 24, (2,), generator=g).tolist()
                 self.images[i, 0, r : r + 8, c : c + 8] += 1.5
+                self.masks[i, r : r + 8, c : c + 8] = 1.0
         self.patients = [f"p{offset + i // 4:03d}" for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"pixel_values": self.images[i], "label": self.labels[i], "patient_id": self.patients[i]}
+        return {
+            "pixel_values": self.images[i],
+            "label": self.labels[i],
+            "mask": self.masks[i],
+            "patient_id": self.patients[i],
+        }
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -54,12 +61,19 @@ def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_data(n_train: int = 24, n_val: int = 10, n_test: int = 12) -> TrainingData:
+def collate_with_masks(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`collate` plus the squares as ``labels["lesion"]`` for a segmentation task."""
+    batch = collate(examples)
+    batch["labels"]["lesion"] = torch.stack([e["mask"] for e in examples])
+    return batch
+
+
+def make_data(n_train: int = 24, n_val: int = 10, n_test: int = 12, masks: bool = False) -> TrainingData:
     return TrainingData(
         train=SquaresDataset(n_train, 0),
         validation=SquaresDataset(n_val, 1, offset=100),
         test=SquaresDataset(n_test, 2, offset=200),
-        collate_fn=collate,
+        collate_fn=collate_with_masks if masks else collate,
         processor=MTLImageProcessor(size=32, num_channels=1),
         split_manifest_hash="synthetic",
     )

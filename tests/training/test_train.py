@@ -54,7 +54,7 @@ def test_each_strategy_trains_and_writes_its_outputs(tmp_path: Path, strategy: s
     assert [r["step"] for r in train_rows] == list(range(1, len(train_rows) + 1))  # 3 steps per epoch
     selection = json.loads((out / "best_model" / "selection.json").read_text())
     best_val = max(r["roc_auc/tumour"] for r in val_rows if "roc_auc/tumour" in r)
-    assert selection["val_roc_auc"] == pytest.approx(best_val)
+    assert selection["metric"] == "roc_auc" and selection["value"] == pytest.approx(best_val)
     test = json.loads((out / "test_metrics.json").read_text())
     t = test["tumour"]
     assert (

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -15,6 +12,7 @@ from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.training.checkpointing import list_checkpoints
 from mtl_hf.training.evaluation_loop import roc_auc
 from mtl_hf.training.metrics_log import read_metrics
+from tests.launch import launch_two_processes
 from tests.training.synthetic import TINY_BACKBONE, SquaresDataset, collate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,16 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "tests" / "training" / "ddp_check.py"), str(out),
-    ]  # fmt: skip
-    # Without ACCELERATE_USE_CPU, a GPU-less machine starts two independent single-process runs.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    launch_two_processes(REPO / "tests" / "training" / "ddp_check.py", str(out))
 
     ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2

@@ -3,15 +3,12 @@ make the same update as one process on the same global batch."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.launch import launch_two_processes
 from tests.weighting.helpers import (
     ACCUMULATION_STEPS,
     DISTRIBUTED_WEIGHTINGS,
@@ -29,25 +26,10 @@ from tests.weighting.helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("ddp")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
-        str(ROOT / "tests" / "weighting" / "distributed_steps.py"), str(out),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    launch_two_processes(ROOT / "tests" / "weighting" / "distributed_steps.py", str(out), timeout=300)
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 

@@ -22,7 +22,7 @@ from mtl_hf.heads import BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput
 
 from .decoder import ProgressiveDecoder
 from .losses import dice_bce_loss
-from .metrics import segmentation_metrics
+from .metrics import dice_from_sums, dice_statistics, segmentation_metrics
 
 DEFAULT_CHANNELS = (256, 128, 64, 32)
 
@@ -84,6 +84,7 @@ class SegmentationHead(TaskHead):
     Options = SegmentationOptions
     options: SegmentationOptions
     requires_hidden_states = True
+    evaluation_metrics = ("dice", "dice_global")
 
     def __init__(self, task_name: str, options: SegmentationOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone)
@@ -144,6 +145,14 @@ class SegmentationHead(TaskHead):
                 pos_weight=options.pos_weight,
             )
         return HeadOutput(loss=loss, logits=logits)
+
+    def metric_statistics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image Dice statistics at this task's threshold (see :mod:`mtl_hf_segmentation.metrics`)."""
+        return dice_statistics(logits, self.check_labels(labels, labels.shape[0]), self.options.threshold)
+
+    def metrics_from_sums(self, sums: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean per-image Dice (``dice``, which selects the best model) and pooled Dice (``dice_global``)."""
+        return dice_from_sums(sums)
 
     def compute_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Dice of this task's predictions over an evaluation set (see :mod:`mtl_hf_segmentation.metrics`)."""
