@@ -225,6 +225,18 @@ def _train(
             out.name, config={"strategy": cfg.strategy, "seed": cfg.seed, "lr": config.optimizer.lr}
         )
 
+    any_process = _max_over_processes(accelerator)
+
+    def stop_together(failure: CheckpointWriteError | None, folder: Path, previous: Path | None) -> None:
+        """Every process raises if any failed to write ``folder`` (a process left waiting at the next
+        barrier for one that died would hang the whole job); this is also that barrier."""
+        if any_process(int(failure is not None)) == 0:
+            return
+        if failure is not None:
+            raise failure
+        kept = f"{previous} is intact." if previous is not None else "No earlier complete copy exists."
+        raise CheckpointWriteError(f"writing {folder} failed on another process (its error says why). {kept}")
+
     def save_checkpoint() -> None:
         final = checkpoint_dir(out, state.global_step)
         if accelerator.is_main_process:
@@ -241,9 +253,13 @@ def _train(
         if accelerator.is_main_process and tmp.exists():
             shutil.rmtree(tmp)  # left by a run killed while saving: start from an empty folder
         accelerator.wait_for_everyone()
-        with checkpoint_write_guard(final, tmp, previous):  # a full disk: say where, keep the previous
-            write(tmp)
-        accelerator.wait_for_everyone()
+        failure = None
+        try:
+            with checkpoint_write_guard(final, tmp, previous):  # a full disk: say where, keep the previous
+                write(tmp)
+        except CheckpointWriteError as exc:
+            failure = exc
+        stop_together(failure, final, previous)
         if accelerator.is_main_process:
             commit_folder(tmp, final)
         if accelerator.is_main_process:
@@ -280,11 +296,16 @@ def _train(
                     )
                 )
 
-            previous = out / BEST_MODEL if (out / BEST_MODEL).is_dir() else None
-            with checkpoint_write_guard(out / BEST_MODEL, None, previous):
-                write_atomically(out / BEST_MODEL, write)
+        previous = out / BEST_MODEL if (out / BEST_MODEL).is_dir() else None
+        failure = None
+        if accelerator.is_main_process:
+            try:
+                with checkpoint_write_guard(out / BEST_MODEL, None, previous):
+                    write_atomically(out / BEST_MODEL, write)
+            except CheckpointWriteError as exc:
+                failure = exc
+        stop_together(failure, out / BEST_MODEL, previous)
         state.best_metric, state.best_step = metric, state.global_step
-        accelerator.wait_for_everyone()
 
     # -- the phases of the strategy -------------------------------------------------------------------
     progress = tqdm(
