@@ -20,10 +20,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from .configuration_mtl import MTLConfig
@@ -45,6 +46,7 @@ from .training.config import RunConfig, dump_config, load_config
 from .training.evaluation_loop import evaluate, write_test_outputs
 from .training.faults import (
     DATA_ERRORS_FILE,
+    BatchAgreement,
     CheckpointWriteError,
     DataFaultError,
     DataFaultMonitor,
@@ -195,7 +197,7 @@ def _train(
         cfg.max_skipped_samples,
         log_path=out / DATA_ERRORS_FILE if accelerator.is_main_process else None,
         echo=accelerator.print,
-        sync=_max_over_processes(accelerator) if accelerator.num_processes > 1 else None,
+        sync=_agree_on_batches(accelerator) if accelerator.num_processes > 1 else None,
     )
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
@@ -484,6 +486,20 @@ def _max_over_processes(accelerator: Accelerator) -> Callable[[int], int]:
         return int(gathered.max().item())
 
     return reduce
+
+
+def _agree_on_batches(accelerator: Accelerator) -> BatchAgreement:
+    """The data-fault monitor's agreement: the maximum code and, when any process skipped samples,
+    every process's skipped samples (only then are Python objects exchanged)."""
+
+    def agree(code: int, skipped: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+        mine = torch.tensor([[code, len(skipped)]], device=accelerator.device)
+        everyone = accelerator.gather(mine).view(-1, 2)
+        if int(everyone[:, 1].sum()) > 0:
+            skipped = list(gather_object(skipped))
+        return int(everyone[:, 0].max()), skipped
+
+    return agree
 
 
 def _check_output_dir(out: Path, resume: str | bool, overwrite: bool) -> None:

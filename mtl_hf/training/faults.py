@@ -22,7 +22,9 @@ out-of-memory killer, a crash in a decoding library). ``training.on_data_error``
   ``data_errors.jsonl``; more than ``training.max_skipped_samples`` skips stop the run as above.
 
 A dead worker always stops the run: it says nothing about the data, and the processes of a
-distributed run must stop together.
+distributed run must stop together. In a distributed run the processes exchange, for every batch,
+whether they hit a fault and which samples they skipped, so each one takes the same decision and
+keeps the same count of the whole run's skips; the main process logs them all.
 
 The pieces: :class:`GuardedDataset` turns a :class:`~mtl_hf.data.DataError` raised by a sample into a
 :class:`SkippedSample` marker (in the worker, where the error happens), :class:`GuardedCollate` takes
@@ -180,6 +182,9 @@ def worker_death(exc: BaseException) -> str | None:
 # Codes exchanged between processes for each batch (the maximum over processes wins).
 _OK, _EMPTY, _FAULT = 0, 1, 2
 
+BatchAgreement = Callable[[int, list[dict[str, Any]]], tuple[int, list[dict[str, Any]]]]
+"""``(this process's code, its skipped samples) -> (maximum code, skipped samples of every process)``."""
+
 
 class DataFaultMonitor:
     """Iterate a training loader, applying ``training.on_data_error`` (see the module docstring).
@@ -189,8 +194,10 @@ class DataFaultMonitor:
         max_skipped: With ``"skip"``: stop once more samples than this were skipped in the run.
         log_path: ``data_errors.jsonl`` to append skip events to (``None`` on non-main processes).
         echo: Prints a line per event (``accelerator.print``).
-        sync: In distributed runs, a function returning the maximum of an integer over all processes,
-            so that every process skips or stops on the same batch; ``None`` in a single process.
+        sync: In distributed runs, ``sync(code, skipped) -> (max code, every process's skipped
+            samples)`` over all processes (:data:`BatchAgreement`), so that every process skips or
+            stops on the same batch and counts, logs and limits the skips of the whole run; ``None``
+            in a single process.
     """
 
     def __init__(
@@ -199,7 +206,7 @@ class DataFaultMonitor:
         max_skipped: int,
         log_path: Path | None = None,
         echo: Callable[[str], None] = print,
-        sync: Callable[[int], int] | None = None,
+        sync: BatchAgreement | None = None,
     ) -> None:
         if policy not in ("stop", "skip"):
             raise ValueError(f"on_data_error must be 'stop' or 'skip', got {policy!r}")
@@ -254,14 +261,17 @@ class DataFaultMonitor:
                     f"a data-loader worker died ({fault}); this is often the out-of-memory killer: lower "
                     "training.num_workers or the batch size"
                 )
-            skipped = batch.pop(SKIPPED_KEY, []) if fault is None else []
-            if skipped and self.policy == "stop":
+            local = batch.pop(SKIPPED_KEY, []) if fault is None else []
+            code = _FAULT if fault is not None else (_EMPTY if not batch else _OK)
+            # Every process sees every process's skips: the same decision, the same counts everywhere.
+            agreed, skipped = self.sync(code, local) if self.sync is not None else (code, local)
+            if agreed != _FAULT and skipped and self.policy == "stop":
                 first = skipped[0]
                 fault = (
                     f"training sample {first['index']} cannot be used: {first['error']} "
                     "(training.on_data_error is 'stop'; set it to 'skip' to leave such samples out)"
                 )
-            elif skipped:
+            elif agreed != _FAULT and skipped:
                 total = state.skipped_samples + len(skipped)
                 if total > self.max_skipped:
                     fault = (
@@ -271,9 +281,7 @@ class DataFaultMonitor:
                     )
                 else:
                     self._record(skipped, state, epoch)
-            code = _FAULT if fault is not None else (_EMPTY if not batch else _OK)
-            agreed = self.sync(code) if self.sync is not None else code
-            if agreed == _FAULT:
+            if agreed == _FAULT or fault is not None:
                 saved = checkpoint() if checkpoint is not None else None
                 where = f"checkpoint {saved} holds" if saved is not None else "no checkpoint holds"
                 raise DataFaultError(

@@ -108,7 +108,9 @@ def test_too_many_skips_stop_without_counting_the_batch_twice() -> None:
 
 
 def test_every_process_stops_when_another_one_faults() -> None:
-    monitor = DataFaultMonitor("skip", 10, echo=lambda _: None, sync=lambda code: max(code, 2))
+    monitor = DataFaultMonitor(
+        "skip", 10, echo=lambda _: None, sync=lambda code, skipped: (max(code, 2), skipped)
+    )
     with pytest.raises(DataFaultError, match="another process of this run hit a data fault"):
         consume(monitor, loader(set()), TrainerState())
 
