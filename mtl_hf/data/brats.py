@@ -25,6 +25,7 @@ Segmentation labels (BraTS): 0 background, 1 necrotic / non-enhancing core, 2 pe
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,11 +302,14 @@ def iter_case_slices(
         image = np.ascontiguousarray(np.rot90(images[:, i], axes=(1, 2)))
         mask = np.ascontiguousarray(np.rot90(seg[i]))
         counts.kept += 1
+        image_bytes, mask_bytes = image.tobytes(), mask.tobytes()
         yield {
-            "image": image.tobytes(),
+            "image": image_bytes,
             "image_shape": list(image.shape),
             "image_dtype": str(image.dtype),
-            "mask": mask.tobytes(),
+            "image_crc32": zlib.crc32(image_bytes),
+            "mask": mask_bytes,
+            "mask_crc32": zlib.crc32(mask_bytes),
             BRATS_TUMOUR_LABEL: int(tumour_pixels[i] >= config.min_tumour_pixels),
             "tumour_pixels": int(tumour_pixels[i]),
             "brain_fraction": float(brain_fraction[i]),
@@ -322,6 +326,8 @@ def brats_features() -> Any:
     ``image`` holds the slice's ``(C, H, W)`` array as raw bytes (``image_shape``, ``image_dtype``):
     decoding is one ``np.frombuffer`` (see :func:`mtl_hf.data.decode_image`), far cheaper in data-loader
     workers than Arrow's nested lists. ``mask`` holds the segmentation slice (uint8, ``(H, W)``).
+    Raw bytes carry no checksum of their own (unlike PNG's CRCs), so ``image_crc32`` and ``mask_crc32``
+    hold their CRC-32, checked at every decode: a cache damaged on disk is reported, never trained on.
     """
     from datasets import Features, List, Value
 
@@ -330,7 +336,9 @@ def brats_features() -> Any:
             "image": Value("binary"),
             "image_shape": List(Value("int32"), length=3),
             "image_dtype": Value("string"),
+            "image_crc32": Value("int64"),
             "mask": Value("binary"),
+            "mask_crc32": Value("int64"),
             BRATS_TUMOUR_LABEL: Value("int64"),
             "tumour_pixels": Value("int32"),
             "brain_fraction": Value("float32"),

@@ -38,7 +38,7 @@ from .images import ImageItem, image_features, iter_item_rows, plan_image_items
 if TYPE_CHECKING:
     from datasets import Dataset
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Bumped whenever the cached rows change meaning; part of every fingerprint."""
 
 SUMMARY_DIR = "mtl_hf_builds"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from .errors import DataError
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-RAW_COLUMNS = frozenset({"image", "image_shape", "image_dtype", "mask"})
+RAW_COLUMNS = frozenset({"image", "image_shape", "image_dtype", "image_crc32", "mask", "mask_crc32"})
 """Columns the transform consumes; every other column passes through unchanged."""
 
 
@@ -65,9 +66,16 @@ def _damaged(what: str, exc: BaseException) -> str:
     )
 
 
+def _check_crc32(data: bytes | bytearray | memoryview, expected: int | None) -> None:
+    """Raw arrays in the BraTS cache carry a CRC-32 (``image_crc32`` / ``mask_crc32``)."""
+    if expected is not None and zlib.crc32(data) != int(expected):
+        raise ValueError(f"CRC-32 mismatch: stored {int(expected):#010x}, computed {zlib.crc32(data):#010x}")
+
+
 def _decode_image(example: Mapping[str, Any]) -> np.ndarray:
     image = example["image"]
     if isinstance(image, (bytes, bytearray, memoryview)):
+        _check_crc32(image, example.get("image_crc32"))
         shape = tuple(example["image_shape"])
         # A copy: torch refuses to wrap read-only buffers without a warning.
         return np.frombuffer(image, dtype=np.dtype(example["image_dtype"])).reshape(shape).copy()
@@ -94,6 +102,7 @@ def _decode_mask(example: Mapping[str, Any]) -> np.ndarray | None:
     if mask is None:
         return None
     if isinstance(mask, (bytes, bytearray, memoryview)):
+        _check_crc32(mask, example.get("mask_crc32"))
         shape = tuple(example["image_shape"])[1:]
         return np.frombuffer(mask, dtype=np.uint8).reshape(shape).copy()
     if isinstance(mask, dict):

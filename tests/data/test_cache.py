@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mtl_hf.data import DataError, build_cache, prepare_datasets
+from mtl_hf.data import DataError, build_cache, decode_image, decode_mask, prepare_datasets
 
 from .files import brats_config, make_volumes, write_case
 
@@ -89,3 +90,33 @@ def test_prepare_twice_reuses_cache_and_manifest(brats_root: Path, tmp_path: Pat
     assert Path(first.split_manifest_path).parent == brats_root
     for split in ("train", "validation", "test"):
         assert list(second.datasets[split]["sample_id"]) == list(first.datasets[split]["sample_id"])
+
+
+def test_a_damaged_slice_in_the_cache_is_caught_by_its_checksum(brats_root: Path, tmp_path: Path) -> None:
+    """Raw slice bytes have no format checksum: one flipped bit in the Arrow file must not be read as a
+    slightly different image or mask."""
+    config, cache = brats_config(brats_root), tmp_path / "cache"
+    dataset, _ = build_cache(config, cache)
+    index = int(np.argmax(dataset["tumour_pixels"]))  # a slice with a lesion in its mask
+    row = dataset[index]
+    assert row["image_crc32"] == zlib.crc32(row["image"]) and row["mask_crc32"] == zlib.crc32(row["mask"])
+
+    (arrow,) = arrow_files(cache)
+    original = arrow.read_bytes()
+    for column, decode in (("image", decode_image), ("mask", decode_mask)):
+        data = row[column]
+        damaged = bytearray(original)
+        damaged[original.find(data) + len(data) // 2] ^= 0x01  # one bit of one value of some row
+        arrow.write_bytes(bytes(damaged))
+        failed = []
+        for r in build_cache(config, cache)[0]:  # a cache hit: the damaged file is what is read
+            try:
+                decode(r)
+            except DataError as exc:
+                failed.append((r["sample_id"], str(exc)))
+        assert len(failed) == 1, failed  # the damaged row, and no other
+        sample, message = failed[0]
+        assert f"(sample {sample}): cannot decode the stored {column} (ValueError: CRC-32 mismatch" in message
+        assert "the cache is damaged: delete the cache folder to rebuild it" in message
+        arrow.write_bytes(original)
+    assert all(decode_mask(r) is not None for r in build_cache(config, cache)[0])  # repaired
