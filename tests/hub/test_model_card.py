@@ -178,6 +178,14 @@ def test_the_test_hub_rejects_malformed_metadata() -> None:
 EXAMPLE_CARD = Path(__file__).resolve().parents[2] / "model_cards" / "example" / "README.md"
 
 
+def test_the_template_in_model_cards_is_the_one_the_package_ships() -> None:
+    from importlib import resources
+
+    linked = EXAMPLE_CARD.parents[1] / "model_card.md"
+    shipped = resources.files("mtl_hf.hub").joinpath("templates").joinpath("model_card.md")
+    assert linked.read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
+
+
 def test_the_example_card_in_the_repository_is_current(tmp_path: Path) -> None:
     """``model_cards/example/README.md`` is what the template renders today (set
     ``MTL_HF_WRITE_EXAMPLE_CARD=1`` to rewrite it after changing the template)."""
