@@ -125,6 +125,18 @@ class MTLPreTrainedModel(PreTrainedModel):
                 check_weights_folder(folder, allow_pickle=allow_pickle)
         return super().from_pretrained(source, *model_args, **kwargs)
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        """transformers treats a model defined outside its package as custom code and then skips every
+        module whose own parameters are all initialised: vacuously, every module without parameters of
+        its own. A head's or weighter's ``init_parameters`` covers its whole subtree, so heads and
+        weighters are always visited (after their submodules: the hook has the last word; parameters
+        loaded from a checkpoint are left alone by the ``transformers.initialization`` functions)."""
+        if isinstance(module, (LossWeighter, TaskHead)) and not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            setattr(module, "_is_hf_initialized", True)  # noqa: B010 (a flag transformers reads)
+            return
+        super()._initialize_weights(module, is_custom_code)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """Heads: truncated normal (std ``initializer_range``) for linear and conv weights, zero biases,

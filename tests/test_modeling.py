@@ -486,6 +486,40 @@ def test_in_process_head_registration_trains_saves_and_reloads(tmp_path: Path) -
     torch.testing.assert_close(reloaded.heads["intensity"].proj.weight, model.heads["intensity"].proj.weight)
 
 
+def test_init_parameters_of_a_head_without_parameters_of_its_own_runs_and_spares_loaded_weights(
+    tmp_path: Path,
+) -> None:
+    """transformers skips parameter-less modules of models defined outside it; a head's hook must run."""
+    from transformers import initialization as init
+
+    from mtl_hf.heads import HEADS, BackboneFeatures, HeadOutput, TaskHead
+
+    @HEADS.register("test_own_init")
+    class OwnInitHead(TaskHead):
+        requires_labels = False
+
+        def __init__(self, task_name, options, backbone):
+            super().__init__(task_name, options, backbone)
+            self.proj = torch.nn.Sequential(torch.nn.Linear(backbone.hidden_size, 1))
+
+        def init_parameters(self) -> None:
+            init.constant_(self.proj[0].bias, 0.5)
+
+        def forward(self, features: BackboneFeatures, labels=None) -> HeadOutput:
+            pred = self.proj(features.cls_token)[:, 0]
+            return HeadOutput(loss=pred.pow(2).mean(), logits=pred)
+
+    model = MTLModel(tiny_config(tasks={"own": {"type": "test_own_init"}}))
+    assert model.heads["own"].proj[0].bias.item() == 0.5  # the hook ran after the generic zero bias
+    torch.optim.SGD(model.parameters(), lr=0.1).zero_grad()
+    model(torch.randn(2, 3, 64, 64)).loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    trained = model.heads["own"].proj[0].bias.item()
+    assert trained != 0.5
+    model.save_pretrained(tmp_path)
+    assert AutoModel.from_pretrained(tmp_path).heads["own"].proj[0].bias.item() == trained
+
+
 def test_package_registers_auto_classes() -> None:
     from transformers import AutoConfig
 
