@@ -28,6 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -193,6 +194,18 @@ class TaskHead(nn.Module, ABC):
         """The ``evaluation_metrics`` from ``(..., S)`` sums of :meth:`metric_statistics` rows; every
         leading dimension (bootstrap resamples) is kept, so each value has shape ``sums.shape[:-1]``."""
         raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
+
+    def plot_examples(
+        self, pixel_values: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, path: Path
+    ) -> bool:
+        """Draw this head's predictions on a few test images into the PNG ``path``; return whether a
+        figure was drawn (the base class draws none).
+
+        A training run calls it once, with the first test batch (normalised ``pixel_values``, the
+        head's ``logits`` and the task's labels), and writes ``plots/<task>_test_examples.png``: a
+        segmentation head overlays predicted and true masks, which says more than a Dice score.
+        """
+        return False
 
     @abstractmethod
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:

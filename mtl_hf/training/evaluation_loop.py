@@ -46,6 +46,7 @@ def collect_predictions(
     statistics: dict[str, list[torch.Tensor]] = {t: [] for t in measured}
     patients: list[Any] = []
     samples: list[Any] = []
+    first: dict[str, Any] = {}
     for batch in loader:
         pixel_values = batch["pixel_values"]
         b = pixel_values.shape[0]
@@ -56,6 +57,8 @@ def collect_predictions(
             mask = heads[masked[0]].sample_mask(b, grid, torch.device("cpu"), generator=generator)
             mask = mask.to(pixel_values.device)
         out = model(pixel_values=pixel_values, labels=batch_labels, tasks=list(tasks), bool_masked_pos=mask)
+        if not first:  # this process's first batch, for figures of example predictions
+            first = {"pixel_values": pixel_values.cpu(), "logits": out.logits, "labels": batch_labels}
         for t in scored:
             if t in batch_labels:
                 probs[t].append(accelerator.gather_for_metrics(heads[t].probabilities(out.logits[t])).cpu())
@@ -89,6 +92,7 @@ def collect_predictions(
         "losses": {t: float(torch.cat(v).mean()) for t, v in losses.items()},
         "mse": {t: float(torch.cat(v).mean()) for t, v in mse.items() if v},
         "statistics": {t: torch.cat(v) for t, v in statistics.items() if v},
+        "first_batch": first,
         "patients": patients,
         "samples": samples,
         "kinds": {t: heads[t].prediction_kind for t in scored},
@@ -203,7 +207,18 @@ def write_test_outputs(
     if accelerator.is_main_process:
         (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
         _write_predictions(out / "test_predictions.csv", pred)
+        _plot_examples(unwrapped, pred["first_batch"], out / "plots")
     return results
+
+
+def _plot_examples(model: MTLModel, batch: dict[str, Any], folder: Path) -> None:
+    """``<folder>/<task>_test_examples.png`` for every head that draws its predictions."""
+    for task, labels in batch.get("labels", {}).items():
+        logits = batch["logits"].get(task)
+        if logits is not None:
+            path = folder / f"{task}_test_examples.png"
+            folder.mkdir(parents=True, exist_ok=True)
+            model.head(task).plot_examples(batch["pixel_values"], logits.float().cpu(), labels.cpu(), path)
 
 
 def _write_predictions(path: Path, pred: dict[str, Any]) -> None:

@@ -7,10 +7,13 @@ from typing import Any
 
 from .metrics_log import read_metrics
 
+NOT_METRICS = ("loss", "mse/", "n/", "weight/", "lr")
+"""Logged keys that are not a ``<metric>/<task>`` score (ROC AUC, Dice, a plugin head's metric)."""
+
 
 def curves(metrics_path: str | Path) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
-    """``{"train": {key: (steps, values)}, "val": {...}}`` for the loss and metric keys of ``metrics.jsonl``
-    (non-finite values logged as strings are left out)."""
+    """``{"train": {key: (steps, values)}, "val": {...}}`` for the losses, reconstruction errors and
+    ``<metric>/<task>`` scores of ``metrics.jsonl`` (non-finite values logged as strings are left out)."""
     out: dict[str, dict[str, tuple[list[float], list[float]]]] = {"train": {}, "val": {}}
     for row in read_metrics(metrics_path):
         split = row.get("split")
@@ -19,7 +22,7 @@ def curves(metrics_path: str | Path) -> dict[str, dict[str, tuple[list[float], l
         for key, value in row.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            if key.startswith(("loss", "roc_auc/", "mse/")):
+            if key.startswith(("loss", "mse/")) or ("/" in key and not key.startswith(NOT_METRICS)):
                 steps, values = out[split].setdefault(key, ([], []))
                 steps.append(float(row["step"]))
                 values.append(float(value))
@@ -27,7 +30,8 @@ def curves(metrics_path: str | Path) -> dict[str, dict[str, tuple[list[float], l
 
 
 def plot_training_curves(metrics_path: str | Path, path: str | Path) -> dict[str, Any]:
-    """Three panels: training losses, validation losses, validation ROC AUC; returns the plotted data."""
+    """Three panels: training losses, validation losses, validation scores (ROC AUC, Dice...); returns
+    the plotted data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,19 +40,21 @@ def plot_training_curves(metrics_path: str | Path, path: str | Path) -> dict[str
     data = curves(metrics_path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     panels = [
-        (axes[0], data["train"], "loss", "training loss"),
-        (axes[1], data["val"], "loss/", "validation loss"),
-        (axes[2], data["val"], "roc_auc/", "validation ROC AUC"),
+        (axes[0], data["train"], lambda key: key.startswith("loss"), "training loss"),
+        (axes[1], data["val"], lambda key: key.startswith("loss/"), "validation loss"),
+        (axes[2], data["val"], lambda key: not key.startswith(("loss", "mse/")), "validation scores"),
     ]
-    for ax, series, prefix, title in panels:
+    for ax, series, shown, title in panels:
         for key, (steps, values) in sorted(series.items()):
-            if key.startswith(prefix):
+            if shown(key):
                 ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=key)
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
         if ax.lines:
             ax.legend(fontsize=8)
-    axes[2].set_ylim(0.0, 1.0)
+    scores = [v for line in axes[2].lines for v in line.get_ydata()]
+    if scores and min(scores) >= 0.0 and max(scores) <= 1.0:
+        axes[2].set_ylim(0.0, 1.0)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -20,6 +20,7 @@ from mtl_hf.options import from_dict
 from mtl_hf.train import train
 from mtl_hf.training.config import RunConfig, load_config
 from mtl_hf.training.inputs import build_training_data
+from mtl_hf.training.plots import curves
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-brats-segmentation.yaml"
 
@@ -117,6 +118,10 @@ def test_classification_mim_and_segmentation_train_jointly_and_report_dice(
     assert lesion["dice_low"] <= lesion["dice"] <= lesion["dice_high"]
     assert lesion["n_resamples"] == 300
     assert "roc_auc" in test["tumour"] and "mim" not in test
+    assert (out / "plots" / "lesion_test_examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"dice/lesion", "dice_global/lesion", "roc_auc/tumour"} <= set(
+        curves(out / "metrics.jsonl")["val"]
+    )
     assert result.state.finished
 
 
@@ -133,3 +138,19 @@ def test_a_sample_without_mask_is_named(demo_data: Path) -> None:
     rows[1]["has_lesion_mask"] = True
     labels = collate(rows)["labels"]["lesion"]
     assert labels.dtype == torch.float32 and labels.tolist() == [[[1.0] * 4] * 4, [[0.0] * 4] * 4]
+
+
+def test_the_example_figure_shows_the_largest_lesions_with_their_dice(tmp_path: Path) -> None:
+    from mtl_hf_segmentation import plot_segmentation_examples
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(5, 16, 16)
+    masks[1, 2:6, 2:6] = 1  # 16 pixels
+    masks[3, 4:12, 4:12] = 1  # 64 pixels
+    masks[4, 0:3, 0:3] = 1  # 9 pixels
+    logits = torch.randn(5, 16, 16, generator=g) * 4
+    panels = plot_segmentation_examples(torch.randn(5, 1, 16, 16), logits, masks, tmp_path / "x.png", count=4)
+    assert [p.index for p in panels] == [3, 1, 4, 0]  # largest lesions first, then lesion-free ones
+    per_image, _ = hand_dice(logits.numpy(), masks.numpy())
+    assert [p.dice for p in panels] == pytest.approx(per_image[[3, 1, 4, 0]].tolist())
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,6 +14,7 @@ Labels: ``labels["lesion"]``, the lesion mask ``(B, H, W)`` (or ``(B, 1, H, W)``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -153,6 +154,15 @@ class SegmentationHead(TaskHead):
     def metrics_from_sums(self, sums: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean per-image Dice (``dice``, which selects the best model) and pooled Dice (``dice_global``)."""
         return dice_from_sums(sums)
+
+    def plot_examples(
+        self, pixel_values: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, path: Path
+    ) -> bool:
+        """Test images with the true (green) and predicted (red) lesion outlines and their Dice."""
+        from .figures import plot_segmentation_examples
+
+        plot_segmentation_examples(pixel_values, logits, labels, path, self.options.threshold)
+        return True
 
     def compute_metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Dice of this task's predictions over an evaluation set (see :mod:`mtl_hf_segmentation.metrics`)."""
