@@ -195,6 +195,12 @@ class TaskHead(nn.Module, ABC):
         leading dimension (bootstrap resamples) is kept, so each value has shape ``sums.shape[:-1]``."""
         raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
 
+    def segmentation_masks(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """``(B, H, W)`` bool masks from this head's per-pixel ``logits`` (at any size), for heads that
+        segment; ``None`` otherwise. ``mtl-hf predict`` writes them next to the inputs' probabilities
+        (:mod:`mtl_hf.inference.masks`)."""
+        return None
+
     def plot_examples(
         self, pixel_values: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, path: Path
     ) -> bool:

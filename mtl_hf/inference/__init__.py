@@ -1,8 +1,9 @@
-"""Inference: class probabilities for images and volumes (:func:`predict`), and the
-``"mtl-image-classification"`` transformers pipeline (registered when this package is imported)."""
+"""Inference: class probabilities and segmentation masks for images and volumes (:func:`predict`),
+and the ``"mtl-image-classification"`` transformers pipeline (registered when this package is imported)."""
 
 from .aggregation import AGGREGATIONS, aggregate_slices
 from .loading import load_model_and_processor, model_display_name, resolve_model_path
+from .masks import MaskWriter, canonical_geometry, mask_tasks
 from .pipeline import TASK as PIPELINE_TASK
 from .pipeline import MTLImageClassificationPipeline, register_pipeline
 from .predict import ImagePrediction, PredictionResult, VolumePrediction, predict, volume_predictions
@@ -29,13 +30,16 @@ __all__ = [
     "ImagePrediction",
     "InputImage",
     "MTLImageClassificationPipeline",
+    "MaskWriter",
     "PredictionResult",
     "VolumePrediction",
     "aggregate_slices",
+    "canonical_geometry",
     "classification_tasks",
     "column_names",
     "expand_inputs",
     "load_model_and_processor",
+    "mask_tasks",
     "model_display_name",
     "output_names",
     "predict",

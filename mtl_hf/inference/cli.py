@@ -1,4 +1,5 @@
-"""``mtl-hf predict MODEL INPUT...``: class probabilities per task for images, DICOM and NIfTI volumes."""
+"""``mtl-hf predict MODEL INPUT...``: class probabilities per task for images, DICOM and NIfTI volumes,
+and masks of segmentation tasks."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Probabilities per task for every image, slice and frame of the inputs, written as "
             "predictions.csv and predictions.json (and volume_predictions.csv for NIfTI volumes and "
-            "multi-frame DICOM, one volume-level score per task output). Runs on the device Accelerate "
-            f"picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}."
+            "multi-frame DICOM, one volume-level score per task output). Segmentation tasks (a plugin "
+            "head such as mtl-hf-segmentation's) write masks under masks/<task>/: a PNG per image, a "
+            "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
+            f"Accelerate picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}."
         ),
     )
     parser.add_argument("model", help="model folder, training run folder (its best_model/) or Hub id")
@@ -80,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(result.images)} images/slices, {len(result.volumes)} volumes -> {args.output_dir}/")
+    if result.masks:
+        print(f"  segmentation masks of {len(result.masks)} inputs in {args.output_dir}/masks/")
     for row in result.volume_rows():
         scores = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in ("source", "num_slices"))
         print(f"  {row['source']} ({row['num_slices']} slices): {scores}")

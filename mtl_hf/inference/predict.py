@@ -1,4 +1,5 @@
-"""``predict``: images and volumes in, class probabilities per task out (CSV and JSON).
+"""``predict``: images and volumes in, class probabilities per task out (CSV and JSON), and masks of
+segmentation tasks (PNG, NIfTI; :mod:`mtl_hf.inference.masks`).
 
 What a user does with a trained or downloaded model::
 
@@ -38,6 +39,7 @@ from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
 from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
 from .loading import load_model_and_processor
+from .masks import MaskWriter, mask_tasks, masks_at_size
 from .probabilities import classification_tasks, column_names, output_names, task_probabilities
 from .readers import InputImage, Intensity, expand_inputs, read_file
 
@@ -89,6 +91,8 @@ class PredictionResult:
         images: One entry per image, slice or frame, in input order.
         volumes: One entry per multi-slice source.
         aggregation, top_k: How volume-level scores were formed.
+        masks: ``{source: {task: path}}`` of the segmentation masks written (``task/<frame>`` keys for
+            the frames of a multi-frame DICOM); empty without segmentation tasks or ``output_dir``.
     """
 
     model: str
@@ -98,6 +102,7 @@ class PredictionResult:
     volumes: list[VolumePrediction] = field(default_factory=list)
     aggregation: str = "topk_mean"
     top_k: int = 3
+    masks: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def image_rows(self) -> list[dict[str, Any]]:
         """Flat rows for ``predictions.csv``: ``source``, ``index`` (empty for 2-D images), then one
@@ -134,6 +139,7 @@ class PredictionResult:
                 }
                 for v in self.volumes
             ],
+            "masks": self.masks,
         }
 
     def save(self, output_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -188,9 +194,10 @@ def predict(
             loaded :class:`~mtl_hf.MTLModel`.
         inputs: Files and folders (searched recursively): PNG, JPEG, BMP, TIFF, DICOM, NIfTI.
         output_dir: When given, write ``predictions.csv``, ``predictions.json`` and
-            ``volume_predictions.csv`` there (see :meth:`PredictionResult.save`).
+            ``volume_predictions.csv`` there (see :meth:`PredictionResult.save`), and the masks of
+            segmentation tasks under ``masks/`` (see :mod:`mtl_hf.inference.masks`).
         image_processor: Overrides the processor saved with the model.
-        tasks: Tasks to predict; default every task that gives probabilities.
+        tasks: Tasks to predict; default every task that gives probabilities or masks.
         batch_size: Images per forward pass.
         aggregation: Volume-level rule, ``"topk_mean"`` (default), ``"max"`` or ``"mean"``.
         top_k: Slices averaged by ``"topk_mean"``.
@@ -209,10 +216,12 @@ def predict(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     files = expand_inputs(inputs)
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
-    chosen = classification_tasks(net, tasks)
-    if not chosen:
-        raise ValueError("the model has no task that gives class probabilities")
+    segmenting = mask_tasks(net, tasks)
+    chosen = classification_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
+    if not chosen and not segmenting:
+        raise ValueError("the model has no task that gives class probabilities or segmentation masks")
     state = PartialState()
+    writer = MaskWriter(output_dir, slice_axis) if output_dir is not None and segmenting else None
     with state.split_between_processes(files) as my_files:
         images = _predict_files(
             net,
@@ -223,9 +232,12 @@ def predict(
             reader_kwargs={"slice_axis": slice_axis, "intensity": intensity, "skip_empty": skip_empty},
             progress=progress and state.is_local_main_process,
             device=state.device,
+            masks=(segmenting, writer) if writer is not None else None,
         )
+    written = writer.written if writer is not None else {}
     if state.num_processes > 1:
         images = gather_object(images)
+        written = {k: v for part in gather_object([written]) for k, v in part.items()}
     result = PredictionResult(
         model="<in memory>" if isinstance(model, MTLModel) else os.fspath(model),
         columns={t: column_names(net, t) for t in chosen},
@@ -234,6 +246,7 @@ def predict(
         volumes=volume_predictions(images, aggregation, top_k),
         aggregation=aggregation,
         top_k=top_k,
+        masks=written,
     )
     if output_dir is not None and state.is_main_process:
         result.save(output_dir)
@@ -275,9 +288,11 @@ def _predict_files(
     reader_kwargs: dict[str, Any],
     progress: bool,
     device: torch.device,
+    masks: tuple[list[str], MaskWriter] | None = None,
 ) -> list[ImagePrediction]:
     was_training = model.training
     nn.Module.to(model, device).eval()
+    segmenting, writer = masks if masks is not None else ([], None)
     results: list[ImagePrediction] = []
     bar = tqdm(total=len(files), unit="file", desc="predict", disable=not progress)
     try:
@@ -285,12 +300,21 @@ def _predict_files(
             pixel_values = processor([item.image for item in batch], return_tensors="pt")["pixel_values"]
             pixel_values = pixel_values.to(device=device, dtype=model.dtype)
             with torch.inference_mode():
-                logits = model(pixel_values, tasks=tasks).logits or {}
+                logits = model(pixel_values, tasks=[*tasks, *segmenting]).logits or {}
             probs = task_probabilities(model, logits, tasks)
             arrays = {t: p.cpu().numpy().astype(np.float64) for t, p in probs.items()}
             for i, item in enumerate(batch):
                 results.append(ImagePrediction(item.source, item.index, {t: a[i] for t, a in arrays.items()}))
+                if writer is not None:
+                    size = (item.image.shape[0], item.image.shape[1])
+                    writer.add(
+                        item.source,
+                        item.index,
+                        {t: masks_at_size(model.head(t), logits[t][i], size) for t in segmenting},
+                    )
             bar.set_postfix(images=len(results))
+        if writer is not None:
+            writer.flush()
     finally:
         bar.close()
         model.train(was_training)

@@ -155,6 +155,10 @@ class SegmentationHead(TaskHead):
         """Mean per-image Dice (``dice``, which selects the best model) and pooled Dice (``dice_global``)."""
         return dice_from_sums(sums)
 
+    def segmentation_masks(self, logits: torch.Tensor) -> torch.Tensor:
+        """Lesion masks: ``sigmoid(logits) > threshold`` (the task's ``threshold`` option)."""
+        return torch.sigmoid(logits.float()) > self.options.threshold
+
     def plot_examples(
         self, pixel_values: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, path: Path
     ) -> bool:
