@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..heads import TaskHead
-from .readers import kind_of
+from .readers import SUPPORTED_SUFFIXES, kind_of
 
 MASKS_DIR = "masks"
 
@@ -40,7 +40,8 @@ def masks_at_size(head: TaskHead, logits: torch.Tensor, size: tuple[int, int]) -
     """``(H, W)`` bool mask of one image from its ``(h, w)`` logits, resized to ``size`` first."""
     resized = F.interpolate(logits.float()[None, None], size=size, mode="bilinear", align_corners=False)
     masks = head.segmentation_masks(resized[:, 0])
-    assert masks is not None
+    if masks is None:
+        raise ValueError(f"task {head.task_name!r} ({type(head).__name__}) gives no segmentation masks")
     return masks[0].cpu().numpy().astype(bool)
 
 
@@ -111,18 +112,7 @@ class MaskWriter:
         folder.mkdir(parents=True, exist_ok=True)
         if source not in self._names:
             name = Path(source).name
-            for suffix in (
-                ".nii.gz",
-                ".nii",
-                ".dcm",
-                ".dicom",
-                ".png",
-                ".jpg",
-                ".jpeg",
-                ".bmp",
-                ".tif",
-                ".tiff",
-            ):
+            for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):  # ".nii.gz" before ".nii"
                 if name.lower().endswith(suffix):
                     name = name[: -len(suffix)]
                     break
