@@ -19,9 +19,15 @@ def free_port() -> int:
 
 
 def launch_two_processes(
-    script: Path, *args: str, extra_paths: Sequence[str] = (), timeout: int = 600, check: bool = True
+    script: Path | str,
+    *args: str,
+    extra_paths: Sequence[str] = (),
+    timeout: int = 600,
+    check: bool = True,
+    module: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``script args`` in two processes; with ``check``, fail with the tail of their output if they fail.
+    """Run ``script args`` (with ``module``: ``-m script args``) in two processes; with ``check``, fail
+    with the tail of their output if they fail.
 
     ``ACCELERATE_USE_CPU=1``: without it, a GPU-less machine starts two independent single-process runs.
     ``extra_paths`` go on ``PYTHONPATH`` after the repository (a plugin installed into a folder, say).
@@ -31,7 +37,7 @@ def launch_two_processes(
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(free_port()),
-        str(script), *args,
+        *(["-m", str(script)] if module else [str(script)]), *args,
     ]  # fmt: skip
     env = {
         **os.environ,

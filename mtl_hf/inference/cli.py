@@ -89,3 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in ("source", "num_slices"))
         print(f"  {row['source']} ({row['num_slices']} slices): {scores}")
     return 0
+
+
+if __name__ == "__main__":  # accelerate launch -m mtl_hf.inference.cli ...
+    sys.exit(main())

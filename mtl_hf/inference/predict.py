@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
-from accelerate.utils import gather_object
+from accelerate.utils import gather_object, parse_flag_from_env
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -220,7 +220,8 @@ def predict(
     chosen = classification_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
     if not chosen and not segmenting:
         raise ValueError("the model has no task that gives class probabilities or segmentation masks")
-    state = PartialState()
+    # As Accelerator does: ACCELERATE_USE_CPU=1 makes `accelerate launch` processes on a CPU one gloo group.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     writer = MaskWriter(output_dir, slice_axis) if output_dir is not None and segmenting else None
     with state.split_between_processes(files) as my_files:
         images = _predict_files(

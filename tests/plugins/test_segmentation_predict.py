@@ -18,6 +18,7 @@ from mtl_hf.inference import predict
 from mtl_hf.inference.cli import main as predict_main
 from mtl_hf.inference.readers import read_nifti_slices
 from tests.conftest import tiny_config
+from tests.launch import launch_two_processes
 
 LESION = {"type": "segmentation", "layers": [1, 2], "decoder_channels": [8, 8], "image_skip_channels": 4}
 
@@ -114,3 +115,27 @@ def test_a_segmentation_only_model_predicts_masks_from_the_command_line(tmp_path
     assert code == 0
     assert "segmentation masks of 1 inputs" in capsys.readouterr().out
     assert np.array(Image.open(tmp_path / "out" / "masks" / "lesion" / "x.png")).shape == (40, 40)
+
+
+def test_two_processes_write_every_mask_once_and_gather_their_paths(
+    model_dir: Path, segmentation_plugin: metadata.Distribution, tmp_path: Path
+) -> None:
+    """``accelerate launch -m mtl_hf.inference.cli`` on two CPU processes: files split, masks gathered."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "imgs").mkdir()
+    images = {f"{i}.png": rng.integers(0, 255, (30 + i, 40), dtype=np.uint8) for i in range(5)}
+    for name, image in images.items():
+        Image.fromarray(image).save(tmp_path / "imgs" / name)
+    out = tmp_path / "out"
+    site = str(segmentation_plugin.locate_file(""))
+    args = [str(model_dir), str(tmp_path / "imgs"), "-o", str(out), "--batch-size", "2", "--no-progress"]
+    proc = launch_two_processes("mtl_hf.inference.cli", *args, extra_paths=[site], timeout=300, module=True)
+    assert proc.stdout.count("5 images/slices") == 2  # each process holds the gathered result
+
+    masks = json.loads((out / "predictions.json").read_text())["masks"]
+    assert sorted(Path(s).name for s in masks) == sorted(images)
+    assert sorted(p.name for p in (out / "masks" / "lesion").iterdir()) == sorted(images)
+    model = MTLModel.from_pretrained(model_dir).eval()
+    for source, paths in masks.items():
+        written = np.array(Image.open(paths["lesion"])) == 255
+        np.testing.assert_array_equal(written, expected_mask(model, images[Path(source).name]))
