@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from importlib import metadata
 from pathlib import Path
@@ -154,3 +155,30 @@ def test_the_example_figure_shows_the_largest_lesions_with_their_dice(tmp_path: 
     per_image, _ = hand_dice(logits.numpy(), masks.numpy())
     assert [p.dice for p in panels] == pytest.approx(per_image[[3, 1, 4, 0]].tolist())
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_lists_the_segmentation_dice_of_every_run(demo_data: Path, tmp_path: Path) -> None:
+    from mtl_hf.experiments.compare import CompareConfig, compare
+
+    torch.set_num_threads(1)
+    base = yaml.safe_load(CONFIG.read_text())
+    config = tiny_config(demo_data, tmp_path)
+    base.update({"data": config.data, "cache_dir": config.cache_dir})
+    base["model"] = {"backbone_config": config.model.backbone_config, "tasks": config.model.tasks}
+    base["training"].update({"epochs": 1, "batch_size": 16, "monitor": "lesion"})
+    compare_config = from_dict(
+        CompareConfig,
+        {"output_dir": str(tmp_path / "cmp"), "grid": {"strategies": ["stl", "mtl"], "seeds": [0]},
+         "bootstrap_resamples": 100, "attention": False},
+    )  # fmt: skip
+    text = compare(compare_config, base)
+    rows = list(csv.DictReader((tmp_path / "cmp" / "other_metrics.csv").open()))
+    assert {(r["strategy"], r["metric"]) for r in rows} == {
+        ("stl", "dice"), ("stl", "dice_global"), ("mtl", "dice"), ("mtl", "dice_global"),
+    }  # fmt: skip
+    for r in rows:  # each row is its run's test_metrics.json
+        lesion = json.loads((Path(r["run_dir"]) / "test_metrics.json").read_text())["lesion"]
+        assert float(r["value"]) == pytest.approx(lesion[r["metric"]])
+        assert float(r["low"]) <= float(r["value"]) <= float(r["high"])
+    assert "Other tasks (test split)" in text
+    assert "## Other tasks (test split)" in (tmp_path / "cmp" / "results.md").read_text()
