@@ -7,7 +7,13 @@ figures (:func:`plot_auc_intervals`, :func:`plot_low_data`, :func:`plot_roc_curv
 heads (segmentation Dice) get the same patient-level intervals from :func:`bootstrap_additive_metrics`.
 """
 
-from .additive import MetricInterval, bootstrap_additive_metrics
+from .additive import (
+    MetricInterval,
+    PairedMetricInterval,
+    Resampling,
+    bootstrap_additive_metrics,
+    paired_bootstrap_additive_metrics,
+)
 from .bootstrap import (
     BootstrapResult,
     PairedBootstrapResult,
@@ -53,8 +59,10 @@ __all__ = [
     "MetricInterval",
     "PairedBootstrapResult",
     "PairedComparison",
+    "PairedMetricInterval",
     "PlotData",
     "ROCAUCReport",
+    "Resampling",
     "ResultRow",
     "ResultsFiles",
     "ThresholdMetrics",
@@ -73,6 +81,7 @@ __all__ = [
     "group_resamples",
     "load_metric",
     "metric_path",
+    "paired_bootstrap_additive_metrics",
     "paired_bootstrap_roc_auc",
     "plot_auc_intervals",
     "plot_low_data",

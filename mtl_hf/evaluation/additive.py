@@ -25,12 +25,10 @@ SumsToMetrics = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
-class MetricInterval:
-    """A metric on the whole set with its percentile bootstrap interval.
+class Resampling:
+    """How a bootstrap interval was drawn.
 
     Attributes:
-        estimate: the metric on every sample.
-        low, high: percentile interval over resamples (resamples where the metric is NaN are skipped).
         confidence_level: e.g. 0.95.
         n_resamples: resamples drawn.
         n_groups: resampling units (patients, or samples without ids).
@@ -38,9 +36,6 @@ class MetricInterval:
         seed: seed of the random stream.
     """
 
-    estimate: float
-    low: float
-    high: float
     confidence_level: float
     n_resamples: int
     n_groups: int
@@ -49,6 +44,20 @@ class MetricInterval:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class MetricInterval(Resampling):
+    """A metric on the whole set with its percentile bootstrap interval (and :class:`Resampling`).
+
+    Attributes:
+        estimate: the metric on every sample.
+        low, high: percentile interval over resamples (resamples where the metric is NaN are skipped).
+    """
+
+    estimate: float
+    low: float
+    high: float
 
 
 def bootstrap_additive_metrics(
@@ -72,21 +81,11 @@ def bootstrap_additive_metrics(
         ValueError: ``statistics`` is not a non-empty 2-D finite array, or the other arguments are bad.
     """
     _check_bootstrap_args(n_resamples, confidence_level)
-    stats = np.asarray(statistics, dtype=np.float64)
-    if stats.ndim != 2 or stats.shape[0] == 0:
-        raise ValueError(
-            f"statistics: expected a non-empty (samples, statistics) array, got shape {stats.shape}"
-        )
-    if not np.isfinite(stats).all():
-        raise ValueError("statistics: holds NaN or inf")
+    stats = _checked(statistics, "statistics")
     codes = group_codes(groups, stats.shape[0])
     num_groups = int(codes.max()) + 1
-    group_sums = np.zeros((num_groups, stats.shape[1]))
-    np.add.at(group_sums, codes, stats)
-
-    def metrics(sums: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v.double().numpy() for k, v in metrics_from_sums(torch.from_numpy(sums)).items()}
-
+    group_sums = _sum_by_group(stats, codes, num_groups)
+    metrics = _on_arrays(metrics_from_sums)
     estimates = metrics(stats.sum(axis=0))
     blocks = [
         metrics(multiplicities @ group_sums)
@@ -109,3 +108,106 @@ def bootstrap_additive_metrics(
             seed=int(seed),
         )
     return out
+
+
+@dataclass(frozen=True)
+class PairedMetricInterval(Resampling):
+    """Difference of a metric between two models on the same samples, with its paired bootstrap
+    interval (and :class:`Resampling`).
+
+    Attributes:
+        value_a, value_b: the metric of each model on every sample.
+        difference: ``value_a - value_b``.
+        low, high: percentile interval of the difference over resamples of patients (both models
+            resampled alike; resamples where it is NaN are skipped).
+        p_value: two-sided p-value of ``difference == 0`` from inverting the percentile interval, as
+            for the paired ROC AUC bootstrap.
+    """
+
+    value_a: float
+    value_b: float
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
+def paired_bootstrap_additive_metrics(
+    statistics_a: Any,
+    statistics_b: Any,
+    metrics_from_sums: SumsToMetrics,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, PairedMetricInterval]:
+    """Paired patient bootstrap of ``metric(A) - metric(B)`` for two models' statistics of the same
+    samples (row ``i`` of both is sample ``i``); the resamples are those of
+    :func:`bootstrap_additive_metrics` with the same ``seed``.
+
+    Raises:
+        ValueError: the two arrays differ in shape, or as :func:`bootstrap_additive_metrics`.
+    """
+    _check_bootstrap_args(n_resamples, confidence_level)
+    a, b = _checked(statistics_a, "statistics_a"), _checked(statistics_b, "statistics_b")
+    if a.shape != b.shape:
+        raise ValueError(f"statistics_a {a.shape} and statistics_b {b.shape}: must describe the same samples")
+    codes = group_codes(groups, a.shape[0])
+    num_groups = int(codes.max()) + 1
+    sums_a, sums_b = _sum_by_group(a, codes, num_groups), _sum_by_group(b, codes, num_groups)
+    metrics = _on_arrays(metrics_from_sums)
+    full_a, full_b = metrics(a.sum(axis=0)), metrics(b.sum(axis=0))
+    blocks = []
+    for multiplicities in group_resamples(num_groups, n_resamples, seed):
+        resampled_a, resampled_b = metrics(multiplicities @ sums_a), metrics(multiplicities @ sums_b)
+        blocks.append({k: resampled_a[k] - resampled_b[k] for k in resampled_a})
+    alpha = 1.0 - float(confidence_level)
+    out = {}
+    for name in full_a:
+        differences = np.concatenate([block[name] for block in blocks])
+        differences = differences[np.isfinite(differences)]
+        if differences.size:
+            low, high = np.quantile(differences, [alpha / 2.0, 1.0 - alpha / 2.0])
+            tail = min(float(np.mean(differences <= 0.0)), float(np.mean(differences >= 0.0)))
+        else:
+            low, high, tail = np.nan, np.nan, np.nan
+        out[name] = PairedMetricInterval(
+            value_a=float(full_a[name]),
+            value_b=float(full_b[name]),
+            difference=float(full_a[name] - full_b[name]),
+            low=float(low),
+            high=float(high),
+            p_value=min(1.0, 2.0 * tail),
+            confidence_level=float(confidence_level),
+            n_resamples=int(n_resamples),
+            n_groups=num_groups,
+            n_samples=int(a.shape[0]),
+            seed=int(seed),
+        )
+    return out
+
+
+def _sum_by_group(stats: np.ndarray, codes: np.ndarray, num_groups: int) -> np.ndarray:
+    """``(G, S)``: the statistics of each group's samples, summed."""
+    sums = np.zeros((num_groups, stats.shape[1]))
+    np.add.at(sums, codes, stats)
+    return sums
+
+
+def _on_arrays(metrics_from_sums: SumsToMetrics) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``metrics_from_sums`` (torch in, torch out) on numpy arrays of any leading shape."""
+
+    def metrics(sums: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.double().numpy() for k, v in metrics_from_sums(torch.from_numpy(sums)).items()}
+
+    return metrics
+
+
+def _checked(statistics: Any, name: str) -> np.ndarray:
+    stats = np.asarray(statistics, dtype=np.float64)
+    if stats.ndim != 2 or stats.shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty (samples, statistics) array, got shape {stats.shape}")
+    if not np.isfinite(stats).all():
+        raise ValueError(f"{name}: holds NaN or inf")
+    return stats

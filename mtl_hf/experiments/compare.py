@@ -22,7 +22,8 @@ paired bootstrap give ΔAUC with its interval and a p-value. Outputs: ``results.
 (one row per run and task), ``results_summary.csv`` (mean ± sd over seeds), ``comparisons.csv``,
 plots in ``plots/``, and ``compare_info.json`` (grid, split hashes, versions, code revision). Tasks that
 are not classifiers (a segmentation plugin's) are listed with their test metrics and patient-bootstrap
-intervals in ``other_metrics.csv`` and a section of ``results.md``.
+intervals in ``other_metrics.csv``, their paired differences in ``other_comparisons.csv``, and a
+section of ``results.md`` (:mod:`mtl_hf.experiments.other_tasks`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import yaml
 from ..options import OptionsError, from_dict, to_dict
 from ..training.config import RunConfig, apply_overrides
 from ..training.run_info import git_revision, package_versions
+from .other_tasks import other_tasks_section
 
 
 @dataclass
@@ -270,11 +272,9 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
                     run_dir=str(folder),
                 )
             )
-    labels = list(dict.fromkeys(c.label for c, _ in runs))
-    pairs = [tuple(p) for p in config.comparisons] or _default_pairs(labels)
     comparisons = []
     for (a, b), sampling, fraction, seed in product(
-        pairs, config.grid.sampling, config.grid.train_fractions, config.grid.seeds
+        strategy_pairs(config, runs), config.grid.sampling, config.grid.train_fractions, config.grid.seeds
     ):
         if (a, sampling, fraction, seed) not in metrics_of or (b, sampling, fraction, seed) not in metrics_of:
             continue
@@ -311,6 +311,12 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
                 )
             )
     return rows, comparisons
+
+
+def strategy_pairs(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> list[tuple[str, str]]:
+    """The pairs of strategies compared: ``config.comparisons``, or by default every pair in grid order."""
+    labels = list(dict.fromkeys(c.label for c, _ in runs))
+    return [(a, b) for a, b in config.comparisons] or _default_pairs(labels)
 
 
 def _default_pairs(labels: list[str]) -> list[tuple[str, str]]:
@@ -366,7 +372,7 @@ def compare(config: CompareConfig, base: dict[str, Any]) -> str:
         raise RuntimeError(f"{out}: no run produced test metrics; see the runs' logs")
     write_results(out, rows, comparisons, title=f"Results: {out.name}")
     plots = write_plots(out, rows, runs, config.grid)
-    other = other_metrics_table(config, runs)
+    other = other_tasks_section(config, runs, strategy_pairs(config, runs))
     if other is not None:
         with (out / "results.md").open("a") as handle:
             handle.write("\n## Other tasks (test split)\n\n" + other + "\n")
@@ -385,41 +391,6 @@ def compare(config: CompareConfig, base: dict[str, Any]) -> str:
     (out / "compare_info.json").write_text(json.dumps(info, indent=2, default=str))
     text = render_text(rows, comparisons)
     return text if other is None else f"{text}\n\nOther tasks (test split)\n{other}"
-
-
-def other_metrics_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str | None:
-    """The test metrics of tasks that are not classifiers (segmentation Dice), one row per run, task and
-    metric, with their patient-bootstrap intervals; also written to ``other_metrics.csv``. ``None`` when
-    no run has such a task."""
-    rows = []
-    for cell, folder in runs:
-        path = folder / "test_metrics.json"
-        if not path.exists():
-            continue
-        for task, values in json.loads(path.read_text()).items():
-            if "roc_auc" in values or (config.tasks is not None and task not in config.tasks):
-                continue
-            for metric in [k for k in values if f"{k}_low" in values and f"{k}_high" in values]:
-                rows.append(
-                    {
-                        "strategy": cell.label, "sampling": cell.sampling, "train_fraction": cell.train_fraction,
-                        "seed": cell.seed, "task": task, "metric": metric, "value": values[metric],
-                        "low": values[f"{metric}_low"], "high": values[f"{metric}_high"], "run_dir": str(folder),
-                    }
-                )  # fmt: skip
-    if not rows:
-        return None
-    with (Path(config.output_dir) / "other_metrics.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    header = "| strategy | sampling | fraction | seed | task | metric | value | interval |\n|---|---|---|---|---|---|---|---|"
-    lines = [
-        f"| {r['strategy']} | {r['sampling']} | {r['train_fraction']:g} | {r['seed']} | {r['task']} | "
-        f"{r['metric']} | {r['value']:.3f} | {r['low']:.3f}–{r['high']:.3f} |"
-        for r in rows
-    ]
-    return "\n".join([header, *lines])
 
 
 def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str | None:

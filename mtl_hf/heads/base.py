@@ -129,6 +129,8 @@ class TaskHead(nn.Module, ABC):
     evaluation_metrics: ClassVar[tuple[str, ...]] = ()
     """Metrics of a non-classification head, higher is better; the first one selects the best model when
     the head's task is ``training.monitor``."""
+    metric_statistic_names: ClassVar[tuple[str, ...]] = ()
+    """Names of the columns of :meth:`metric_statistics` (``test_statistics.csv`` headers)."""
     registered_name: ClassVar[str]
 
     def __init__(self, task_name: str, options: HeadOptions, backbone: BackboneSpec) -> None:

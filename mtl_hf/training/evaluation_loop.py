@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .config import TrainingSection
 
 
+TEST_STATISTICS = "test_statistics_{task}.csv"
+"""Per-sample metric statistics of the test split, for tasks whose heads declare ``evaluation_metrics``."""
+
+
 @torch.no_grad()
 def collect_predictions(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
@@ -207,8 +211,23 @@ def write_test_outputs(
     if accelerator.is_main_process:
         (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
         _write_predictions(out / "test_predictions.csv", pred)
+        _write_statistics(out, pred, unwrapped)
         _plot_examples(unwrapped, pred["first_batch"], out / "plots")
     return results
+
+
+def _write_statistics(out: Path, pred: dict[str, Any], model: MTLModel) -> None:
+    """``test_statistics_<task>.csv`` per task with ``evaluation_metrics``: each test sample's metric
+    statistics, so that ``mtl-hf compare`` can test two runs' metrics against each other, paired."""
+    for t, rows in pred["statistics"].items():
+        names = model.head(t).metric_statistic_names or tuple(f"s{j}" for j in range(rows.shape[1]))
+        with (out / TEST_STATISTICS.format(task=t)).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sample_id", "patient_id", *names])
+            for i, values in enumerate(rows.tolist()):
+                sample = pred["samples"][i] if pred["samples"] else str(i)
+                patient = pred["patients"][i] if pred["patients"] else ""
+                writer.writerow([sample, patient, *(repr(float(v)) for v in values)])
 
 
 def _plot_examples(model: MTLModel, batch: dict[str, Any], folder: Path) -> None:

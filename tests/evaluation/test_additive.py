@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_hf.evaluation import bootstrap_additive_metrics, group_resamples
+from mtl_hf.evaluation import bootstrap_additive_metrics, group_resamples, paired_bootstrap_additive_metrics
 
 
 def mean_and_pooled(sums: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -74,3 +74,27 @@ def test_bad_statistics_are_refused() -> None:
         bootstrap_additive_metrics(random_statistics(3, 0), mean_and_pooled, ["a", "b"])
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_additive_metrics(random_statistics(3, 0), mean_and_pooled, n_resamples=0)
+
+
+def test_paired_differences_equal_resamples_rebuilt_patient_by_patient() -> None:
+    a, b = random_statistics(24, seed=4), random_statistics(24, seed=5)
+    patients = [f"p{i // 3}" for i in range(24)]  # 8 patients of 3 slices
+    result = paired_bootstrap_additive_metrics(a, b, mean_and_pooled, patients, n_resamples=400, seed=2)[
+        "mean"
+    ]
+    differences = []
+    for block in group_resamples(8, 400, seed=2):
+        for counts in block:
+            rows = [i for g in range(8) for _ in range(counts[g]) for i in range(3 * g, 3 * g + 3)]
+            differences.append(np.mean(a[rows, 0]) - np.mean(b[rows, 0]))
+    differences = np.array(differences)
+    low, high = np.quantile(differences, [0.025, 0.975])
+    p_value = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
+    assert result.difference == pytest.approx(a[:, 0].mean() - b[:, 0].mean(), rel=1e-12)
+    assert (result.value_a, result.value_b) == (pytest.approx(a[:, 0].mean()), pytest.approx(b[:, 0].mean()))
+    assert (result.low, result.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+    assert result.p_value == pytest.approx(p_value) and result.n_groups == 8
+    same = paired_bootstrap_additive_metrics(a, a, mean_and_pooled, patients, n_resamples=50)["pooled"]
+    assert same.difference == same.low == same.high == 0.0 and same.p_value == 1.0
+    with pytest.raises(ValueError, match=r"statistics_a \(24, 5\) and statistics_b \(23, 5\)"):
+        paired_bootstrap_additive_metrics(a, b[:23], mean_and_pooled)

@@ -118,6 +118,10 @@ def test_classification_mim_and_segmentation_train_jointly_and_report_dice(
     assert lesion["n_samples"] == len(per_image) and lesion["n_groups"] == len(set(patients))
     assert lesion["dice_low"] <= lesion["dice"] <= lesion["dice_high"]
     assert lesion["n_resamples"] == 300
+    # the per-slice statistics kept for paired comparisons: the hand Dice of each slice, by sample id
+    stats = list(csv.DictReader((out / "test_statistics_lesion.csv").open()))
+    assert [r["patient_id"] for r in stats] == [str(p) for p in patients]
+    assert [float(r["dice"]) for r in stats] == pytest.approx(per_image.tolist(), abs=1e-12)
     assert "roc_auc" in test["tumour"] and "mim" not in test
     assert (out / "plots" / "lesion_test_examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"dice/lesion", "dice_global/lesion", "roc_auc/tumour"} <= set(
@@ -180,5 +184,16 @@ def test_compare_lists_the_segmentation_dice_of_every_run(demo_data: Path, tmp_p
         lesion = json.loads((Path(r["run_dir"]) / "test_metrics.json").read_text())["lesion"]
         assert float(r["value"]) == pytest.approx(lesion[r["metric"]])
         assert float(r["low"]) <= float(r["value"]) <= float(r["high"])
-    assert "Other tasks (test split)" in text
+    # the paired test: the difference of the two runs' Dice on the same test slices, with an interval
+    (comp,) = [
+        r
+        for r in csv.DictReader((tmp_path / "cmp" / "other_comparisons.csv").open())
+        if r["metric"] == "dice"
+    ]
+    assert (comp["model_a"], comp["model_b"], comp["task"]) == ("mtl", "stl", "lesion")  # as "MTL vs STL"
+    dice = {r["strategy"]: float(r["value"]) for r in rows if r["metric"] == "dice"}
+    assert float(comp["difference"]) == pytest.approx(dice["mtl"] - dice["stl"])
+    assert float(comp["low"]) <= float(comp["difference"]) <= float(comp["high"])
+    assert 0.0 <= float(comp["p_value"]) <= 1.0 and int(comp["n_test"]) == 40
+    assert "Other tasks (test split)" in text and "mtl vs stl" in text
     assert "## Other tasks (test split)" in (tmp_path / "cmp" / "results.md").read_text()

@@ -23,7 +23,7 @@ from mtl_hf.heads import BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput
 
 from .decoder import ProgressiveDecoder
 from .losses import dice_bce_loss
-from .metrics import dice_from_sums, dice_statistics, segmentation_metrics
+from .metrics import STATISTICS, dice_from_sums, dice_statistics, segmentation_metrics
 
 DEFAULT_CHANNELS = (256, 128, 64, 32)
 
@@ -86,6 +86,7 @@ class SegmentationHead(TaskHead):
     options: SegmentationOptions
     requires_hidden_states = True
     evaluation_metrics = ("dice", "dice_global")
+    metric_statistic_names = STATISTICS
 
     def __init__(self, task_name: str, options: SegmentationOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone)
