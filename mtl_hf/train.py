@@ -322,6 +322,7 @@ def _train(
     recorder = SharedFeatureRecorder(unwrapped.heads.values(), owner=unwrapped)
     window: dict[str, list[torch.Tensor]] = {}
     window_finite = True
+    replay: list[dict[str, Any]] = []  # the step's micro-batches, for weighters that need losses after it
     while state.phase_index < len(phases) and not state.stopped_early:
         current = state.phase_index
         phase = phases[current]
@@ -350,6 +351,11 @@ def _train(
                         window_finite = False
                     for name, value in {"": output.loss, **(output.task_losses or {})}.items():
                         window.setdefault(name, []).append(value.detach().float())
+                    if weighter.needs_losses_after_step:
+                        replay.append(
+                            {"pixel_values": batch["pixel_values"], "labels": labels, "tasks": list(phase.tasks),
+                             "bool_masked_pos": output.bool_masked_pos}
+                        )  # fmt: skip
                     state.batches_in_epoch += 1
                     if not accelerator.sync_gradients:
                         continue
@@ -388,6 +394,9 @@ def _train(
                 if all(math.isfinite(v) for v in task_losses.values()):
                     weighter.on_step_end(task_losses)
                     state.add_epoch_losses(task_losses)
+                    if replay:
+                        weighter.on_losses_after_step(losses_after_step(model, replay, accelerator))
+                replay = []
                 state.add_log_values(
                     {"loss": step_losses[""], **{f"loss/{k}": v for k, v in task_losses.items()}}
                 )
@@ -486,6 +495,21 @@ def _max_over_processes(accelerator: Accelerator) -> Callable[[int], int]:
         return int(gathered.max().item())
 
     return reduce
+
+
+@torch.no_grad()
+def losses_after_step(
+    model: torch.nn.Module, replay: list[dict[str, Any]], accelerator: Accelerator
+) -> dict[str, float]:
+    """Task losses of an optimizer step's micro-batches (same inputs, labels and masks) with the
+    updated weights: means over the micro-batches and over processes, as the step's own losses."""
+    window: dict[str, list[torch.Tensor]] = {}
+    for inputs in replay:
+        for name, value in (model(**inputs).task_losses or {}).items():
+            window.setdefault(name, []).append(value.detach().float())
+    names = list(window)
+    means = accelerator.reduce(torch.stack([torch.stack(window[n]).mean() for n in names]), "mean")
+    return dict(zip(names, means.tolist(), strict=True))
 
 
 def _agree_on_batches(accelerator: Accelerator) -> BatchAgreement:

@@ -207,6 +207,9 @@ class LossWeighter(nn.Module, ABC):
 
     Options: ClassVar[type[WeighterOptions]] = WeighterOptions
     registered_name: ClassVar[str]
+    needs_losses_after_step: bool = False
+    """When true, the training loop re-evaluates each optimizer step's micro-batches (same masks, no
+    gradient) after the step and calls :meth:`on_losses_after_step`: one more forward pass per step."""
 
     def __init__(self, task_names: Sequence[str], options: WeighterOptions) -> None:
         super().__init__()
@@ -284,6 +287,11 @@ class LossWeighter(nn.Module, ABC):
     def on_step_end(self, losses: Mapping[str, float]) -> None:
         """Called after each optimizer step with the step's task losses (means over its micro-batches
         and over processes)."""
+
+    def on_losses_after_step(self, losses: Mapping[str, float]) -> None:
+        """Called after :meth:`on_step_end` when :attr:`needs_losses_after_step`: the same step's task
+        losses on the same micro-batches, evaluated with the updated weights (means over micro-batches
+        and over processes, as :meth:`on_step_end`'s)."""
 
     def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
         """Called at the end of each training epoch with the epoch's mean task losses (over processes)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import initialization as init
@@ -25,12 +25,16 @@ class FAMOOptions(WeighterOptions):
         min_losses: ``{task_name: lower bound of its loss}`` (``L_i*``, default 0); FAMO balances the
             log of ``L_i - L_i*``.
         eps: Added to ``L_i - L_i*`` before the logarithm (default 1e-8).
+        update: Which losses ``D(t+1)`` the logits learn from: ``"next_batch"`` (default; the next
+            step's, at no extra cost) or ``"same_batch"`` (the step's own micro-batches re-evaluated
+            after the update, as the authors' code does; one more forward pass per step).
     """
 
     lr: float = 0.025
     weight_decay: float = 1e-3
     min_losses: dict[str, float] = field(default_factory=dict)
     eps: float = 1e-8
+    update: Literal["next_batch", "same_batch"] = "next_batch"
 
 
 @WEIGHTERS.register("famo")
@@ -43,10 +47,10 @@ class FAMO(LossWeighter):
     each optimizer step the logits move by one step of their own Adam along
     ``J_softmax(xi)^T (log D(t) - log D(t+1))``: tasks whose loss fell fastest lose weight.
 
-    ``D(t+1)`` is the loss of the next step (on the next batch, as the O(1) method allows), so the
-    logits lag the model by one step; the authors' code re-evaluates the same batch after the update
-    instead, which costs a forward pass. Weights use the losses averaged over processes, so every
-    process weighs alike. Buffers ``logits``, ``previous_losses`` and the Adam moments
+    By default ``D(t+1)`` is the loss of the next step (on the next batch, as the O(1) method allows),
+    so the logits lag the model by one step; ``update: same_batch`` re-evaluates the step's own
+    micro-batches after the update, as the authors' code does, for one more forward pass per step.
+    Weights use the losses averaged over processes, so every process weighs alike. Buffers ``logits``, ``previous_losses`` and the Adam moments
     (``optimizer.*``) are saved with the model.
     """
 
@@ -78,6 +82,7 @@ class FAMO(LossWeighter):
         self.register_buffer("has_previous", torch.zeros(t, dtype=torch.bool))
         self.optimizer = BufferedAdam((t,), lr=options.lr, weight_decay=options.weight_decay)
         self.min_losses = [float(options.min_losses.get(name, 0.0)) for name in self.state_names]
+        self.needs_losses_after_step = options.update == "same_batch"
 
     def init_parameters(self) -> None:
         init.zeros_(self.logits)
@@ -120,6 +125,17 @@ class FAMO(LossWeighter):
 
     @torch.no_grad()
     def on_step_end(self, losses: Mapping[str, float]) -> None:
+        if self.needs_losses_after_step:  # same_batch: these are D(t); D(t+1) comes after the update
+            self.has_previous.zero_()
+        self._learn(losses)
+
+    @torch.no_grad()
+    def on_losses_after_step(self, losses: Mapping[str, float]) -> None:
+        self._learn(losses)
+
+    def _learn(self, losses: Mapping[str, float]) -> None:
+        """Move the logits from ``previous_losses`` to ``losses`` (where both are known), then keep
+        ``losses`` as the previous ones."""
         t = len(self.task_names)
         current = self.previous_losses.clone().double()
         seen = torch.zeros(t, dtype=torch.bool, device=self.logits.device)

@@ -23,7 +23,7 @@ from mtl_hf.train import train
 from mtl_hf.training.checkpointing import RunFolderError, list_checkpoints
 from mtl_hf.training.config import RunConfig, load_config
 from mtl_hf.training.metrics_log import read_metrics
-from tests.training.synthetic import base_config, make_data
+from tests.training.synthetic import base_config, collate, make_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,3 +231,43 @@ def test_bf16_accumulation_and_early_stopping_come_from_config_and_launcher(
         assert aucs[-1] <= max(aucs[:-1])
     assert all(math.isfinite(r["loss"]) for r in train_rows)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())  # autocast, fp32 weights
+
+
+def test_weighters_that_ask_get_the_steps_losses_after_the_update(tmp_path: Path) -> None:
+    """A weighter with ``needs_losses_after_step`` (FAMO's ``same_batch``) gets each step's
+    micro-batches re-evaluated with the updated weights: with 8 samples, micro-batches of 4 and
+    accumulation 2, a step covers every sample, so the last step's losses after the update are the
+    final model's mean classification loss on the whole training set (the clean view: no mask)."""
+    import torch.nn.functional as F
+
+    from mtl_hf.weighting import WEIGHTERS
+    from mtl_hf.weighting.fixed import FixedWeights
+
+    calls: list[tuple[dict, dict]] = []
+
+    @WEIGHTERS.register("test_after_step")
+    class AfterStep(FixedWeights):
+        needs_losses_after_step = True
+
+        def on_step_end(self, losses):
+            calls.append((dict(losses), {}))
+
+        def on_losses_after_step(self, losses):
+            calls[-1][1].update(losses)
+
+    torch.set_num_threads(1)
+    raw = base_config(
+        str(tmp_path / "run"), strategy="mtl", epochs=2, batch_size=4, gradient_accumulation_steps=2
+    )
+    raw["model"]["weighting"] = {"type": "test_after_step"}
+    data = make_data(n_train=8)
+    result = train(from_dict(RunConfig, raw), data)
+    assert len(calls) == 2 and all(set(before) == set(after) == {"tumour", "mim"} for before, after in calls)
+    model = result.model  # holds the best model's weights now: take the last step's from its checkpoint
+    model.load_state_dict(load_file(list_checkpoints(result.output_dir)[-1] / "model.safetensors"))
+    batch = collate([data.train[i] for i in range(8)])
+    with torch.no_grad():
+        logits = model.train()(batch["pixel_values"]).logits["tumour"]
+    expected = F.binary_cross_entropy_with_logits(logits, batch["labels"]["tumour"]).item()
+    assert calls[-1][1]["tumour"] == pytest.approx(expected, rel=1e-5)
+    assert calls[-1][1]["tumour"] != pytest.approx(calls[-1][0]["tumour"], rel=1e-6)  # after != before

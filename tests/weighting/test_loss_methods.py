@@ -175,6 +175,24 @@ def test_famo_follows_its_update_rule_step_by_step() -> None:
     assert int(np.argmin(weighter.logits.numpy())) == 0
 
 
+def test_famo_same_batch_learns_from_each_steps_losses_before_and_after_its_update() -> None:
+    """``update: same_batch``: the logits move by log D(before) - log D(after) of the same step only,
+    never across steps (the next step's losses are on another batch)."""
+    weighter = make("famo", ["a", "b"], lr=0.1, weight_decay=1e-3, update="same_batch")
+    assert weighter.needs_losses_after_step and not make("famo", ["a", "b"]).needs_losses_after_step
+    reference = ReferenceFAMO(2, lr=0.1, gamma=1e-3)
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        before = rng.uniform(0.5, 2.0, 2)
+        after = before * rng.uniform(0.7, 1.0, 2)
+        weighter.on_step_end({"a": float(before[0]), "b": float(before[1])})
+        weighter.on_losses_after_step({"a": float(after[0]), "b": float(after[1])})
+        reference.update(torch.from_numpy(before), torch.from_numpy(after))
+        np.testing.assert_allclose(
+            weighter.logits.numpy(), reference.w.detach().numpy(), rtol=1e-5, atol=1e-7
+        )
+
+
 def test_famo_gradient_is_the_weighted_sum_of_task_gradients() -> None:
     weighter = make("famo", ["a", "b"])
     with torch.no_grad():
