@@ -139,3 +139,27 @@ def test_two_processes_write_every_mask_once_and_gather_their_paths(
     for source, paths in masks.items():
         written = np.array(Image.open(paths["lesion"])) == 255
         np.testing.assert_array_equal(written, expected_mask(model, images[Path(source).name]))
+
+
+def test_dicom_masks_have_the_image_size_and_one_png_per_frame(model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    from mtl_hf.inference.readers import read_dicom
+
+    ultrasound, mri = (
+        get_testdata_file("US1_UNCR.dcm"),
+        get_testdata_file("emri_small.dcm"),
+    )  # RGB 1 frame; MR 10 frames
+    result = predict(model_dir, [ultrasound, mri], output_dir=tmp_path / "out", progress=False)
+    model = MTLModel.from_pretrained(model_dir).eval()
+    us_mask = np.array(Image.open(result.masks[str(ultrasound)]["lesion"]))
+    assert Path(result.masks[str(ultrasound)]["lesion"]).name == "US1_UNCR.png"
+    np.testing.assert_array_equal(us_mask == 255, expected_mask(model, read_dicom(ultrasound)[0]))
+    frames = read_dicom(mri)
+    written = result.masks[str(mri)]
+    assert sorted(written) == [f"lesion/{i}" for i in range(10)]
+    assert Path(written["lesion/3"]).name == "emri_small_frame0003.png"
+    np.testing.assert_array_equal(
+        np.array(Image.open(written["lesion/3"])) == 255, expected_mask(model, frames[3])
+    )
