@@ -12,6 +12,7 @@ import torch
 
 from .base import WEIGHTERS
 from .gradient import GradientWeighter, GradientWeighterOptions
+from .simplex import minimize_on_simplex, unit_scaled_gram
 
 
 @dataclass
@@ -38,12 +39,8 @@ def cagrad_coefficients(gram: torch.Tensor, c: float) -> torch.Tensor:
     the dual objective ``<g_w, g0> + c |g0| |g_w|`` (SciPy's SLSQP, exact gradients). ``d`` maximises
     ``min_i <g_i, d>`` over ``|d - g0| <= c |g0|``.
     """
-    from scipy.optimize import minimize  # imported on first use: it is slow to import
-
     t = gram.shape[0]
-    k = gram.double().numpy()
-    scale = max(float(np.abs(k).max()), 1e-300)
-    k = k / scale  # the optimal w does not depend on the scale
+    k = unit_scaled_gram(gram)  # the optimal w does not depend on the scale
     b = k.mean(axis=1)
     g0_norm = float(np.sqrt(max(k.mean(), 0.0)))
     radius = c * g0_norm
@@ -52,17 +49,7 @@ def cagrad_coefficients(gram: torch.Tensor, c: float) -> torch.Tensor:
         norm = float(np.sqrt(max(w @ k @ w, 0.0) + 1e-20))
         return float(w @ b) + radius * norm, b + radius * (k @ w) / norm
 
-    result = minimize(
-        objective,
-        np.full(t, 1.0 / t),
-        jac=True,
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * t,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
-        options={"ftol": 1e-15, "maxiter": 500},
-    )
-    w = np.clip(result.x, 0.0, None)
-    w = w / w.sum()
+    w = minimize_on_simplex(objective, t)
     gw_norm = float(np.sqrt(max(w @ k @ w, 0.0)))
     lam = radius / gw_norm if gw_norm > 0 else 0.0
     return torch.from_numpy(np.full(t, 1.0 / t) + lam * w)

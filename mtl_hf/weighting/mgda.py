@@ -12,6 +12,7 @@ import torch
 
 from .base import WEIGHTERS
 from .gradient import GradientWeighter, GradientWeighterOptions
+from .simplex import minimize_on_simplex, unit_scaled_gram
 
 
 @dataclass
@@ -38,8 +39,6 @@ def min_norm_weights(gram: torch.Tensor) -> torch.Tensor:
     simplex, solved by SciPy's SLSQP with exact gradients, then refined by solving its optimality
     conditions exactly on the support found.
     """
-    from scipy.optimize import minimize  # imported on first use: it is slow to import
-
     t = gram.shape[0]
     if t == 1:
         return torch.ones(1, dtype=torch.float64)
@@ -50,20 +49,8 @@ def min_norm_weights(gram: torch.Tensor) -> torch.Tensor:
             return torch.full((2,), 0.5, dtype=torch.float64)
         w1 = float(((k[1, 1] - k[0, 1]) / denominator).clamp(0.0, 1.0))
         return torch.tensor([w1, 1.0 - w1], dtype=torch.float64)
-    a = k.numpy()
-    scale = max(float(np.abs(a).max()), 1e-300)
-    a = a / scale
-    result = minimize(
-        lambda w: (float(w @ a @ w), 2.0 * (a @ w)),
-        np.full(t, 1.0 / t),
-        jac=True,
-        method="SLSQP",
-        bounds=[(0.0, 1.0)] * t,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
-        options={"ftol": 1e-15, "maxiter": 500},
-    )
-    w = np.clip(result.x, 0.0, None)
-    w = _polish(a, w / w.sum())
+    a = unit_scaled_gram(gram)
+    w = _polish(a, minimize_on_simplex(lambda w: (float(w @ a @ w), 2.0 * (a @ w)), t))
     return torch.from_numpy(w)
 
 
