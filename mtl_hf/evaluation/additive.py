@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bootstrap import DEFAULT_RESAMPLES, _check_bootstrap_args, group_resamples
+from .bootstrap import (
+    DEFAULT_RESAMPLES,
+    _check_bootstrap_args,
+    bootstrap_p_value,
+    group_resamples,
+    percentile_interval,
+)
 from .inputs import group_codes
 
 SumsToMetrics = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
@@ -91,12 +97,11 @@ def bootstrap_additive_metrics(
         metrics(multiplicities @ group_sums)
         for multiplicities in group_resamples(num_groups, n_resamples, seed)
     ]
-    alpha = 1.0 - float(confidence_level)
     out = {}
     for name, estimate in estimates.items():
         values = np.concatenate([block[name] for block in blocks])
         values = values[np.isfinite(values)]
-        low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0]) if values.size else (np.nan, np.nan)
+        low, high = percentile_interval(values, confidence_level) if values.size else (np.nan, np.nan)
         out[name] = MetricInterval(
             estimate=float(estimate),
             low=float(low),
@@ -162,23 +167,22 @@ def paired_bootstrap_additive_metrics(
     for multiplicities in group_resamples(num_groups, n_resamples, seed):
         resampled_a, resampled_b = metrics(multiplicities @ sums_a), metrics(multiplicities @ sums_b)
         blocks.append({k: resampled_a[k] - resampled_b[k] for k in resampled_a})
-    alpha = 1.0 - float(confidence_level)
     out = {}
     for name in full_a:
         differences = np.concatenate([block[name] for block in blocks])
         differences = differences[np.isfinite(differences)]
         if differences.size:
-            low, high = np.quantile(differences, [alpha / 2.0, 1.0 - alpha / 2.0])
-            tail = min(float(np.mean(differences <= 0.0)), float(np.mean(differences >= 0.0)))
+            low, high = percentile_interval(differences, confidence_level)
+            p_value = bootstrap_p_value(differences)
         else:
-            low, high, tail = np.nan, np.nan, np.nan
+            low, high, p_value = np.nan, np.nan, 1.0
         out[name] = PairedMetricInterval(
             value_a=float(full_a[name]),
             value_b=float(full_b[name]),
             difference=float(full_a[name] - full_b[name]),
             low=float(low),
             high=float(high),
-            p_value=min(1.0, 2.0 * tail),
+            p_value=p_value,
             confidence_level=float(confidence_level),
             n_resamples=int(n_resamples),
             n_groups=num_groups,

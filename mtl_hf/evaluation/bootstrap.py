@@ -211,6 +211,22 @@ def group_resamples(num_groups: int, n_resamples: int, seed: int) -> Iterator[np
         done += size
 
 
+def percentile_interval(
+    values: np.ndarray, confidence_level: float, axis: int | None = None
+) -> tuple[Any, Any]:
+    """The ``(low, high)`` percentile interval of bootstrap ``values`` (along ``axis``)."""
+    alpha = 1.0 - float(confidence_level)
+    low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0], axis=axis)
+    return low, high
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of ``difference == 0`` from inverting the percentile interval of the
+    bootstrap ``differences``: twice the share of resamples on the far side of 0."""
+    tail = min(float(np.mean(differences <= 0.0)), float(np.mean(differences >= 0.0)))
+    return min(1.0, 2.0 * tail)
+
+
 def _check_bootstrap_args(n_resamples: int, confidence_level: float) -> None:
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise ValueError(f"n_resamples: must be a positive integer, got {n_resamples!r}")
@@ -263,11 +279,9 @@ def bootstrap_columns(
     """:func:`bootstrap_roc_auc` on already validated columns and group codes."""
     _check_bootstrap_args(n_resamples, confidence_level)
     (dist,), skipped = _resampled_aucs([columns], codes, n_resamples, seed)
-    alpha = 1.0 - float(confidence_level)
-    quantiles = [alpha / 2.0, 1.0 - alpha / 2.0]
     per_column = roc_auc_per_column(columns)
-    macro_low, macro_high = np.quantile(dist.mean(axis=1), quantiles)
-    column_low, column_high = np.quantile(dist, quantiles, axis=0)
+    macro_low, macro_high = percentile_interval(dist.mean(axis=1), confidence_level)
+    column_low, column_high = percentile_interval(dist, confidence_level, axis=0)
     return BootstrapResult(
         estimate=float(per_column.mean()),
         low=float(macro_low),
@@ -330,9 +344,7 @@ def paired_bootstrap_columns(
         raise ValueError("predictions_b: must be scored against the same references as predictions")
     (dist_a, dist_b), skipped = _resampled_aucs([columns_a, columns_b], codes, n_resamples, seed)
     differences = dist_a.mean(axis=1) - dist_b.mean(axis=1)
-    alpha = 1.0 - float(confidence_level)
-    low, high = np.quantile(differences, [alpha / 2.0, 1.0 - alpha / 2.0])
-    tail = min(float(np.mean(differences <= 0.0)), float(np.mean(differences >= 0.0)))
+    low, high = percentile_interval(differences, confidence_level)
     auc_a = float(roc_auc_per_column(columns_a).mean())
     auc_b = float(roc_auc_per_column(columns_b).mean())
     return PairedBootstrapResult(
@@ -341,7 +353,7 @@ def paired_bootstrap_columns(
         difference=auc_a - auc_b,
         low=float(low),
         high=float(high),
-        p_value=min(1.0, 2.0 * tail),
+        p_value=bootstrap_p_value(differences),
         confidence_level=float(confidence_level),
         n_resamples=int(n_resamples),
         n_skipped=skipped,

@@ -4,7 +4,9 @@ Slices of one patient are not independent: resampling slices would give interval
 narrow. With ``groups`` (patient ids), each resample draws as many patients as there are, with
 replacement, and takes the mean over all their images (Field & Welsh 2007, the cluster bootstrap).
 Without groups each image is its own cluster (the ordinary percentile bootstrap, Efron & Tibshirani
-1993). Non-finite values (e.g. an ROC AUC undefined for an image) are left out first.
+1993). Non-finite values (e.g. an ROC AUC undefined for an image) are left out first. The resampling
+is :func:`mtl_hf.evaluation.bootstrap_additive_metrics` (a mean is a ratio of sums), so patients are
+drawn from the same random stream as every other interval of the package.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..evaluation.additive import bootstrap_additive_metrics
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,6 @@ def bootstrap_mean(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    chunk: int = 100,
 ) -> MeanWithCI:
     """The mean of ``values`` with a cluster percentile bootstrap interval over ``groups``."""
     if not 0.0 < confidence < 1.0:
@@ -56,16 +59,14 @@ def bootstrap_mean(
     v, g = v[finite], g[finite]
     if v.size == 0:
         return MeanWithCI(float("nan"), float("nan"), float("nan"), 0, 0)
-    _, inverse = np.unique(g.astype(str), return_inverse=True)
-    sums = np.bincount(inverse, weights=v)
-    counts = np.bincount(inverse).astype(np.float64)
-    n_groups = sums.shape[0]
-    rng = np.random.default_rng(seed)
-    stats = []
-    for start in range(0, n_resamples, chunk):
-        size = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n_groups, size=(size, n_groups))
-        stats.append(sums[idx].sum(axis=1) / counts[idx].sum(axis=1))
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(np.concatenate(stats), [alpha, 1.0 - alpha])
-    return MeanWithCI(float(v.mean()), float(low), float(high), int(v.size), int(n_groups))
+    # A mean is a ratio of sums: the cluster bootstrap of additive statistics does the resampling.
+    intervals = bootstrap_additive_metrics(
+        np.stack([v, np.ones_like(v)], axis=1),
+        lambda sums: {"mean": sums[..., 0] / sums[..., 1]},
+        g.astype(str),
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        seed=seed,
+    )
+    ci = intervals["mean"]
+    return MeanWithCI(float(v.mean()), ci.low, ci.high, int(v.size), ci.n_groups)
