@@ -165,7 +165,13 @@ def write_test_outputs(
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).selection_metric() is not None]
     pred = collect_predictions(model, test_loader, accelerator, tasks, cfg.seed)
-    val = collect_predictions(model, val_loader, accelerator, tasks, cfg.seed)
+    # The validation split only chooses the operating thresholds of binary tasks.
+    binary = [t for t in tasks if unwrapped.head(t).prediction_kind == "binary"]
+    val = (
+        collect_predictions(model, val_loader, accelerator, binary, cfg.seed)
+        if binary
+        else {"probs": {}, "labels": {}}
+    )
     results: dict[str, Any] = {}
     for t, rows in pred["statistics"].items():
         intervals = bootstrap_additive_metrics(
