@@ -12,16 +12,9 @@ from transformers import AutoModel
 
 from mtl_hf import HEADS, MTLConfig, MTLModel
 from mtl_hf.options import OptionsError
+from tests.conftest import tiny_backbone
 
-TINY_BACKBONE = {
-    "model_type": "vit",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "image_size": 32,
-    "patch_size": 8,
-}
+TINY_BACKBONE = tiny_backbone(image_size=32, patch_size=8)
 LESION = {"type": "segmentation", "decoder_channels": [16, 8], "image_skip_channels": 8}
 
 

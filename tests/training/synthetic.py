@@ -14,18 +14,9 @@ from torch.utils.data import Dataset
 
 from mtl_hf import MTLImageProcessor
 from mtl_hf.training.inputs import TrainingData
+from tests.conftest import tiny_backbone
 
-TINY_BACKBONE = {
-    "model_type": "vit",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "image_size": 32,
-    "patch_size": 8,
-    "encoder_stride": 8,
-    "num_channels": 1,
-}
+TINY_BACKBONE = tiny_backbone(image_size=32, patch_size=8, num_channels=1)
 
 
 class SquaresDataset(Dataset):

@@ -13,24 +13,16 @@ from torch import nn
 
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.weighting import BackwardContext, SharedFeatureRecorder
+from tests.conftest import tiny_backbone
 
 IMAGE = 32
 PATCH = 8
 GRID = (IMAGE // PATCH) ** 2
 NUM_MASKED = 6
 
-TINY_BACKBONE = {
-    "model_type": "vit",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "image_size": IMAGE,
-    "patch_size": PATCH,
-    "encoder_stride": PATCH,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-}
+TINY_BACKBONE = tiny_backbone(
+    image_size=IMAGE, patch_size=PATCH, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+)
 
 # A classification task on the clean view, a second one sharing that view, and MIM on the masked view.
 TASKS = {
