@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import Dinov2Model, Dinov2WithRegistersModel, PreTrainedConfig, PreTrainedModel, ViTModel
 
+from .options import OptionsError
+
 
 @dataclass(frozen=True)
 class BackboneKind:
@@ -35,7 +37,7 @@ def backbone_kind(config: PreTrainedConfig) -> BackboneKind:
     try:
         return BACKBONE_KINDS[config.model_type]
     except KeyError:
-        raise ValueError(
+        raise OptionsError(
             f"backbone model_type {config.model_type!r} is not supported; use one of {', '.join(BACKBONE_KINDS)}"
         ) from None
 
@@ -63,7 +65,7 @@ def patch_size_of(config: PreTrainedConfig) -> int:
     p = config.patch_size
     if isinstance(p, (list, tuple)):
         if p[0] != p[1]:
-            raise ValueError(f"backbone patch_size must be square, got {p}")
+            raise OptionsError(f"backbone patch_size must be square, got {p}")
         p = p[0]
     return int(p)
 

@@ -2,6 +2,12 @@
 
 Commands import their modules lazily, so ``mtl-hf --help`` is instant and a command only needs the
 optional packages it uses.
+
+Errors: every error mtl-hf raises on purpose derives from :class:`mtl_hf.errors.MtlHfError`; it is
+caught here, once for every command, and printed as one line (``mtl-hf COMMAND: error: ...``) with exit
+code 1, or 2 for a :class:`~mtl_hf.errors.UsageError` (a wrong option or configuration value). An
+``OSError`` (a file or folder that cannot be read or written; its message names the path) is printed the
+same way with exit code 1. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -65,7 +71,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"mtl-hf: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return int(_load(COMMANDS[argv[0]][0])(argv[1:]) or 0)
+    return run_command(argv[0], _load(COMMANDS[argv[0]][0]), argv[1:])
+
+
+def run_command(name: str, command: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:
+    """Run ``command(argv)``; an :class:`~mtl_hf.errors.MtlHfError` or ``OSError`` becomes a one-line
+    message on stderr and the exit code of the module docstring. Also for entry points outside
+    ``mtl-hf`` (``python -m mtl_hf.train``)."""
+    from .errors import MtlHfError
+
+    try:
+        return int(command(argv) or 0)
+    except (MtlHfError, OSError) as exc:
+        print(f"mtl-hf {name}: error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, MtlHfError) else 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its lines joined by ``"; "``), prefixed by the class name."""
+    message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .heads import HEADS
-from .options import to_dict
+from .options import OptionsError, to_dict
 from .registry import UnknownNameError
 from .weighting import WEIGHTERS
 
@@ -51,7 +51,7 @@ class MTLConfig(PreTrainedConfig):
             ``{task_name: {"type": head_type, **head_options}}``. Task names are yours; the head types
             come from :data:`mtl_hf.heads.HEADS` (built in: ``binary_classification``,
             ``multiclass_classification``, ``multilabel_classification``, ``mim``; more from plugins).
-            Unknown option keys or mistyped values raise ``ValueError`` naming ``tasks.<name>.<key>``.
+            Unknown option keys or mistyped values raise ``OptionsError`` (a ``ValueError``) naming ``tasks.<name>.<key>``.
             The stored value has every option filled in with its default.
         weighting (`dict`, *optional*, defaults to ``{"type": "fixed"}``):
             ``{"type": weighter_type, **options}``, from :data:`mtl_hf.weighting.WEIGHTERS`.
@@ -90,19 +90,19 @@ class MTLConfig(PreTrainedConfig):
         if isinstance(self.backbone_config, dict):
             model_type = self.backbone_config.get("model_type")
             if model_type is None:
-                raise ValueError(
+                raise OptionsError(
                     "backbone_config: a dict needs a 'model_type' key, one of "
                     + ", ".join(SUPPORTED_BACKBONES)
                 )
         super().__post_init__(**kwargs)
         backbone_type = getattr(self.backbone_config, "model_type", None)
         if backbone_type not in SUPPORTED_BACKBONES:
-            raise ValueError(
+            raise OptionsError(
                 f"backbone_config: model_type {backbone_type!r} is not supported; use one of "
                 + ", ".join(SUPPORTED_BACKBONES)
             )
         if self.view_layout not in ("two_pass", "concat"):
-            raise ValueError(f"view_layout: must be 'two_pass' or 'concat', got {self.view_layout!r}")
+            raise OptionsError(f"view_layout: must be 'two_pass' or 'concat', got {self.view_layout!r}")
         self.tasks = self._resolve_tasks(DEFAULT_TASKS if self.tasks is None else self.tasks)
         # config.json is written with sorted keys: the recorded order keeps heads and outputs in the
         # order the user gave.
@@ -116,16 +116,16 @@ class MTLConfig(PreTrainedConfig):
     # -- validation ------------------------------------------------------------------------------
     def _resolve_tasks(self, tasks: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(tasks, dict) or not tasks:
-            raise ValueError(f"tasks: expected a non-empty mapping of task name -> options, got {tasks!r}")
+            raise OptionsError(f"tasks: expected a non-empty mapping of task name -> options, got {tasks!r}")
         recorded = dict(self.head_sources or {})
         resolved: dict[str, dict[str, Any]] = {}
         for name, spec in tasks.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(
+                raise OptionsError(
                     f"tasks: task name {name!r} must be a Python identifier (letters, digits, _)"
                 )
             if not isinstance(spec, dict) or "type" not in spec:
-                raise ValueError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
+                raise OptionsError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
             spec = copy.deepcopy(spec)
             head_type = spec.pop("type")
             try:
@@ -136,7 +136,7 @@ class MTLConfig(PreTrainedConfig):
                     if head_type in recorded
                     else ""
                 )
-                raise ValueError(f"tasks.{name}.type: {exc}{hint}") from None
+                raise OptionsError(f"tasks.{name}.type: {exc}{hint}") from None
             options = head_cls.parse_options(name, spec)
             resolved[name] = {"type": head_type, **to_dict(options)}
             source = HEADS.source_of(head_type)
@@ -147,7 +147,7 @@ class MTLConfig(PreTrainedConfig):
 
     def _resolve_weighting(self, weighting: Any) -> dict[str, Any]:
         if not isinstance(weighting, dict) or "type" not in weighting:
-            raise ValueError(f"weighting: expected a mapping with a 'type' key, got {weighting!r}")
+            raise OptionsError(f"weighting: expected a mapping with a 'type' key, got {weighting!r}")
         spec = copy.deepcopy(weighting)
         kind = spec.pop("type")
         try:
@@ -155,7 +155,7 @@ class MTLConfig(PreTrainedConfig):
         except UnknownNameError as exc:
             recorded = self.weighter_source
             hint = f" It was provided by {recorded!r}: install that distribution." if recorded else ""
-            raise ValueError(f"weighting.type: {exc}{hint}") from None
+            raise OptionsError(f"weighting.type: {exc}{hint}") from None
         options = weighter_cls.parse_options(spec, list(self.tasks or {}))
         source = WEIGHTERS.source_of(kind)
         if source.distribution is not None:

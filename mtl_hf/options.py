@@ -19,12 +19,14 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from .errors import UsageError
+
 T = TypeVar("T")
 
 _MISSING = object()
 
 
-class OptionsError(ValueError):
+class OptionsError(UsageError, ValueError):
     """A configuration value or key is invalid; the message names its dotted path."""
 
 

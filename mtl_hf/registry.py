@@ -30,12 +30,14 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Generic, TypeVar
 
+from .errors import MtlHfError
+
 T = TypeVar("T", bound=type)
 
 BUILTIN_SOURCE = "mtl-hf (built in)"
 
 
-class UnknownNameError(KeyError, ValueError):
+class UnknownNameError(MtlHfError, KeyError, ValueError):
     """Raised when a registry has no entry of the given name (or its plugin failed to import)."""
 
     def __str__(self) -> str:  # KeyError would quote the message

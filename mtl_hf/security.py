@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import MtlHfError
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 """Suffixes of files written with pickle (``torch.save``, ``pickle.dump``, ``joblib.dump``)."""
 
@@ -49,7 +51,7 @@ ALLOW_PICKLE_HINT = (
 )
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(MtlHfError, ValueError):
     """A model folder or training checkpoint would need unpickling to load and was refused.
 
     Attributes:

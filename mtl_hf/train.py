@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .configuration_mtl import MTLConfig
 from .data.errors import CacheWriteError, DataError
+from .errors import MtlHfError
 from .modeling_mtl import MTLModel
 from .options import OptionsError, from_dict
 from .security import UnsafeCheckpointError, check_training_checkpoint
@@ -76,7 +77,7 @@ class TrainResult:
     state: TrainerState
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MtlHfError, RuntimeError):
     """Training cannot go on (e.g. too many consecutive non-finite losses); a checkpoint was kept."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from ..errors import MtlHfError
 
-class DataError(ValueError):
+
+class DataError(MtlHfError, ValueError):
     """An input file or manifest row cannot be used; the message names the file (and row or key).
 
     Raised for truncated or unreadable files, a volume whose shape differs from its segmentation, a
@@ -24,7 +26,7 @@ class DataError(ValueError):
         self.reason = message
 
 
-class CacheWriteError(OSError):
+class CacheWriteError(MtlHfError, OSError):
     """Writing the Arrow cache failed (full disk, quota, permissions, a failing file system).
 
     The message names the cache folder, the cause and the free space left. ``datasets`` writes into an

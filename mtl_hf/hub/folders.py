@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration_mtl import MTLConfig
+from ..errors import MtlHfError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 """Weight and object files written with pickle; refused because loading them can run arbitrary code."""
@@ -33,7 +34,7 @@ RUN_RESULT_FILES = ("test_metrics.json", "metrics.jsonl", "config.yaml", "run_in
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
-class HubFolderError(ValueError):
+class HubFolderError(MtlHfError, ValueError):
     """The folder cannot be shared: not a model or run folder, pickle weights, or missing safetensors."""
 
 

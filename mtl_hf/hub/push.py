@@ -18,6 +18,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from ..errors import MtlHfError
 from .folders import ShareableFolder, resolve_shareable
 from .model_card import ModelCardOptions, render_model_card
 
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".md", ".txt", ".csv")
 
 
-class HubPushError(RuntimeError):
+class HubPushError(MtlHfError, RuntimeError):
     """Pushing to the Hub failed: no token, a file holding the token, or an error from the Hub."""
 
 

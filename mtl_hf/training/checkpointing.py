@@ -16,13 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import MtlHfError
+
 CHECKPOINTS = "checkpoints"
 PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 LOCK_FILE = ".lock"
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(MtlHfError, RuntimeError):
     """The output folder cannot be used as asked (locked, finished, or holds no checkpoint)."""
 
 

@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
+from ..errors import MtlHfError
+
 OnDataError = Literal["stop", "skip"]
 
 SKIPPED_KEY = "skipped_samples"
@@ -56,7 +58,7 @@ _WORKER_DIED = ("is killed by signal", "exited unexpectedly")
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(MtlHfError, RuntimeError):
     """Writing a checkpoint failed; the message names it, what was written and what is kept."""
 
 
@@ -108,7 +110,7 @@ def _checkpoint_message(
 
 
 # -- data faults --------------------------------------------------------------------------------------
-class DataFaultError(RuntimeError):
+class DataFaultError(MtlHfError, RuntimeError):
     """Training data failed while the run went on (see the module docstring); the run must stop."""
 
 

@@ -1,0 +1,135 @@
+"""``mtl-hf``: an error we raise ends a command with one line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl_hf.cli import main, one_line, run_command
+from mtl_hf.data.errors import CacheWriteError, DataError
+from mtl_hf.errors import MtlHfError, UsageError
+from mtl_hf.hub.folders import HubFolderError
+from mtl_hf.hub.push import HubPushError
+from mtl_hf.options import OptionsError
+from mtl_hf.registry import UnknownNameError
+from mtl_hf.security import UnsafeCheckpointError
+from mtl_hf.train import TrainingError
+from mtl_hf.training.checkpointing import RunFolderError
+from mtl_hf.training.faults import CheckpointWriteError, DataFaultError
+
+
+@pytest.mark.parametrize(
+    ("error", "builtin"),
+    [
+        (OptionsError, ValueError),
+        (DataError, ValueError),
+        (CacheWriteError, OSError),
+        (UnsafeCheckpointError, ValueError),
+        (HubFolderError, ValueError),
+        (HubPushError, RuntimeError),
+        (UnknownNameError, KeyError),
+        (RunFolderError, RuntimeError),
+        (CheckpointWriteError, RuntimeError),
+        (DataFaultError, RuntimeError),
+        (TrainingError, RuntimeError),
+    ],
+)
+def test_every_error_derives_from_the_base_and_keeps_its_builtin(error: type, builtin: type) -> None:
+    assert issubclass(error, MtlHfError) and issubclass(error, builtin)
+
+
+def test_run_command_prints_one_line_and_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    def fails(error: Exception):
+        def command(argv) -> int:
+            raise error
+
+        return command
+
+    written = "/out/checkpoints/step-3:\n  model.safetensors (10 bytes)\nkept: step-2"
+    assert run_command("train", fails(CheckpointWriteError(written)), []) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "mtl-hf train: error: CheckpointWriteError: /out/checkpoints/step-3:; "
+        "model.safetensors (10 bytes); kept: step-2\n"
+    )
+    assert run_command("train", fails(OptionsError("training.lr: expected a number")), []) == 2
+    assert capsys.readouterr().err == "mtl-hf train: error: OptionsError: training.lr: expected a number\n"
+    assert OptionsError.exit_code == UsageError.exit_code == 2 and DataError.exit_code == 1
+    assert run_command("x", fails(FileNotFoundError(2, "No such file", "/a/b")), []) == 1
+    assert "/a/b" in capsys.readouterr().err
+    # anything else is a bug: its traceback is kept
+    with pytest.raises(ZeroDivisionError):
+        run_command("x", fails(ZeroDivisionError("bug")), [])
+    assert one_line(DataError("/d/x.nii.gz", "truncated")) == "DataError: /d/x.nii.gz: truncated"
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A plain file where folders are expected, a model folder holding only a pickle, and a run config
+    whose data folder does not exist."""
+    a_file = tmp_path / "a_file.png"
+    a_file.write_bytes(b"not an image")
+    pickle_model = tmp_path / "pickle_model"
+    pickle_model.mkdir()
+    (pickle_model / "config.json").write_text('{"model_type": "mtl_vit"}')
+    (pickle_model / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    run = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"tasks": {"tumour": {"type": "binary_classification"}}},
+        "data": {"kind": "brats", "root": str(tmp_path / "no_such_data")},
+        "task_columns": {"tumour": "tumour"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    compare = {"output_dir": str(tmp_path / "cmp"), "base": "run.yaml", "grid": {"strategies": ["stl"]}}
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(compare))
+    return {"file": a_file, "pickle_model": pickle_model, "run": tmp_path / "run.yaml", "tmp": tmp_path}
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["train", "{run}", "training.bogus=1"], 2, "training.bogus: unknown key"),
+        (["compare", "{tmp}/compare.yaml"], 1, "DataError: {tmp}/no_such_data: data folder not found"),
+        (
+            ["predict", "{pickle_model}", "{file}", "-o", "{tmp}/p"],
+            2,
+            "{pickle_model}: no safetensors weights",
+        ),
+        (["explain", "{pickle_model}", "--images", "{file}", "-o", "{tmp}/e"], 2, "only pickle files"),
+        (["push", "{file}", "me/model"], 2, "{file}: not a folder"),
+        (["make-demo-data", "{file}/out"], 1, "NotADirectoryError"),
+        (["demo", "--data", "{file}", "--out", "{tmp}/demo"], 1, "Not a directory: '{file}'"),
+    ],
+)
+def test_each_command_names_the_bad_input_without_a_traceback(
+    argv: list[str], code: int, message: str, bad_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = {k: str(v) for k, v in bad_inputs.items()}
+    assert main([a.format(**names) for a in argv]) == code
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["bench", "plugins"])
+def test_commands_without_inputs_refuse_unknown_options(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--no-such-option"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_compare_in_a_fresh_process_prints_no_traceback(bad_inputs: dict[str, Path]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mtl_hf.cli", "compare", str(bad_inputs["tmp"] / "compare.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"mtl-hf compare: error: DataError: {bad_inputs['tmp']}/no_such_data" in done.stderr
