@@ -45,8 +45,7 @@ from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.evaluation import align_by_sample_id, compare_scores
 from mtl_hf.experiments.compare import CompareConfig, compare, read_predictions
 from mtl_hf.experiments.demo import build, demo_run_config
-from mtl_hf.heads.mae import random_patch_mask
-from mtl_hf.masking import random_block_mask
+from mtl_hf.masking import random_block_mask, random_patch_mask
 from mtl_hf.options import from_dict
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.inputs import build_training_data

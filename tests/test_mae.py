@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModel
 
 from mtl_hf import MTLModel
-from mtl_hf.heads.mae import patchify, random_patch_mask, sincos_position_embedding, unpatchify
+from mtl_hf.heads.mae import sincos_position_embedding
+from mtl_hf.masking import random_patch_mask
 from tests.conftest import tiny_config
 
 MAE = {"type": "mae", "decoder_dim": 32, "decoder_depth": 2, "decoder_heads": 2}
@@ -171,7 +172,7 @@ def test_eval_mode_runs_mae_only_when_asked() -> None:
     assert set(out.reconstructions) == {"mae"} and torch.equal(out.bool_masked_pos, mask)
 
 
-# -- options, patches, positions -------------------------------------------------------------------------------------
+# -- options, positions -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -197,15 +198,6 @@ def test_config_defaults_are_maes() -> None:
         "loss": "mse",
         "norm_target": False,
     }
-
-
-def test_patchify_round_trip_and_layout() -> None:
-    x = torch.arange(2 * 3 * 8 * 12, dtype=torch.float32).reshape(2, 3, 8, 12)
-    patches = patchify(x, 4)
-    assert patches.shape == (2, 6, 48)
-    # Patch (row 1, col 2) -> index 5; its first value is pixel (4, 8) of channel 0, then channel 1.
-    assert patches[1, 5, 0] == x[1, 0, 4, 8] and patches[1, 5, 1] == x[1, 1, 4, 8]
-    assert torch.equal(unpatchify(patches, 4, (2, 3), 3), x)
 
 
 def test_sincos_positions_match_maes_numpy_formula() -> None:

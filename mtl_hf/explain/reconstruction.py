@@ -1,19 +1,18 @@
 """Masked-image-modeling reconstructions for figures (the paper's Fig. 1): original, masked input,
 reconstruction and error, with one mask shared by every model compared.
 
-Any head that reconstructs from a masked view works: the SimMIM ``mim`` head (the backbone sees mask
-tokens at the patches in ``bool_masked_pos``) and the MAE ``mae`` head (the backbone sees only the
-visible patches). Each model runs ``model(pixel_values, bool_masked_pos=mask, tasks=[task])`` with the
-same ``mask``; its head predicts every pixel.
+Any :class:`~mtl_hf.heads.reconstruction.ReconstructionHead` works: the SimMIM ``mim`` head (the
+backbone sees mask tokens at the patches in ``bool_masked_pos``), the MAE ``mae`` head (the backbone
+sees only the visible patches) and third-party ones. Each model runs
+``model(pixel_values, bool_masked_pos=mask, tasks=[task])`` with the same ``mask``; its head predicts
+every pixel, and only the head's interface is used from there on.
 
 For display, everything is brought back to image intensities with the image processor's
-``unnormalize``. A head trained with ``norm_target`` predicts each patch normalised by its own
-statistics; its output is first rescaled with the original patch's mean and standard deviation (as
-MAE's figures do), through the head's ``reconstruction_to_pixels(reconstruction, pixel_values)`` when
-it has one, else by the normalisation of the built-in heads (per channel for ``mim``, over the whole
-patch for ``mae``). The error map is the squared error per pixel between that prediction and the
-input, averaged over channels, in the normalised input space, and zero on visible patches (no loss is
-taken there); the per-image loss is the head's own.
+``unnormalize``, after the head's ``reconstruction_to_pixels`` (a head trained with ``norm_target``
+predicts each patch normalised by its own statistics; the original patch's are put back, as MAE's
+figures do). The error map is the squared error per pixel between that prediction and the input,
+averaged over channels, in the normalised input space, and zero on visible patches (no loss is taken
+there); the per-image loss is the head's own (``loss(..., per_sample=True)``).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..heads.mae import MaskedAutoencoderHead
+from ..heads.reconstruction import ReconstructionHead
 
 
 @dataclass
@@ -52,8 +51,8 @@ class Reconstruction:
 
 def mim_task_of(model: Any, mim_task: str | None = None) -> str:
     """The name of ``model``'s reconstruction task (``mim_task`` if given, checked): the first task
-    whose head reads a masked or visible view."""
-    names = [n for n in model.config.task_names if getattr(model.heads[n], "view", "clean") != "clean"]
+    whose head is a :class:`~mtl_hf.heads.reconstruction.ReconstructionHead`."""
+    names = [n for n in model.config.task_names if isinstance(model.heads[n], ReconstructionHead)]
     if mim_task is not None:
         if mim_task not in names:
             raise ValueError(
@@ -97,29 +96,15 @@ def reconstruct(
         x_dev = pixel_values.to(device=model.device, dtype=model.dtype)
         mask_dev = bool_masked_pos.to(model.device)
         out = model(x_dev, bool_masked_pos=mask_dev, tasks=[task])
-        losses = (
-            torch.stack(
-                [
-                    model(x_dev[i : i + 1], bool_masked_pos=mask_dev[i : i + 1], tasks=[task]).task_losses[
-                        task
-                    ]
-                    for i in range(x_dev.shape[0])
-                ]
-            )
-            .float()
-            .cpu()
-        )
     finally:
         model.train(was_training)
     if not out.reconstructions or task not in out.reconstructions:
         raise ValueError(f"task {task!r} ({type(head).__name__}) returned no reconstruction")
     pred = out.reconstructions[task].float().cpu()
     x = pixel_values.float().cpu()
-    h, w = model.grid_size(pixel_values)
-    p = model.patch_size
-    pixel_mask = bool_masked_pos.cpu().reshape(-1, h, w).repeat_interleave(p, 1).repeat_interleave(p, 2)
-    m = pixel_mask[:, None].float()
-    pred_pixels = reconstruction_to_pixels(head, pred, x, p)
+    mask = bool_masked_pos.cpu()
+    m = head.pixel_mask(mask, model.grid_size(pixel_values))
+    pred_pixels = head.reconstruction_to_pixels(pred, x)
     original = image_processor.unnormalize(x)
     reconstruction = image_processor.unnormalize(pred_pixels)
     return Reconstruction(
@@ -128,37 +113,6 @@ def reconstruct(
         reconstruction=reconstruction,
         composite=original * (1.0 - m) + reconstruction * m,
         error=((pred_pixels - x) ** 2).mean(dim=1) * m[:, 0],
-        pixel_mask=pixel_mask,
-        loss=losses,
+        pixel_mask=m[:, 0].bool(),
+        loss=head.loss(pred, x, mask, per_sample=True),
     )
-
-
-def reconstruction_to_pixels(
-    head: Any, reconstruction: torch.Tensor, pixel_values: torch.Tensor, patch_size: int
-) -> torch.Tensor:
-    """A head's reconstruction in the space of ``pixel_values`` (see the module docstring)."""
-    hook = getattr(head, "reconstruction_to_pixels", None)
-    if callable(hook):
-        return hook(reconstruction, pixel_values)
-    if not getattr(getattr(head, "options", None), "norm_target", False):
-        return reconstruction
-    if isinstance(head, MaskedAutoencoderHead):
-        return _denormalize_patches(reconstruction, pixel_values, patch_size, per_channel=False)
-    raise ValueError(
-        f"head {type(head).__name__} predicts normalised patches (norm_target) and has no "
-        "reconstruction_to_pixels(reconstruction, pixel_values) to bring them back to pixels"
-    )
-
-
-def _denormalize_patches(
-    pred: torch.Tensor, reference: torch.Tensor, patch_size: int, *, per_channel: bool, eps: float = 1e-6
-) -> torch.Tensor:
-    """Undo per-patch normalisation of ``pred`` with the mean and std of ``reference``'s patches
-    (per channel, or over all channels of a patch)."""
-    b, c, h, w = reference.shape
-    p = patch_size
-    ref = reference.reshape(b, c, h // p, p, w // p, p)
-    dims = (3, 5) if per_channel else (1, 3, 5)
-    mean = ref.mean(dim=dims, keepdim=True)
-    std = (ref.var(dim=dims, keepdim=True, unbiased=False) + eps).sqrt()
-    return (pred.reshape(b, c, h // p, p, w // p, p) * std + mean).reshape(b, c, h, w)

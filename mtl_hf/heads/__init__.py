@@ -6,6 +6,7 @@ from .mae import MaskedAutoencoderHead, MaskedAutoencoderOptions
 from .mim import MaskedImageModelingHead, MaskedImageModelingOptions
 from .multiclass_classification import MulticlassClassificationHead, MulticlassClassificationOptions
 from .multilabel_classification import MultilabelClassificationHead, MultilabelClassificationOptions
+from .reconstruction import ReconstructionHead, ReconstructionOptions
 
 __all__ = [
     "HEADS",
@@ -23,5 +24,7 @@ __all__ = [
     "MulticlassClassificationOptions",
     "MultilabelClassificationHead",
     "MultilabelClassificationOptions",
+    "ReconstructionHead",
+    "ReconstructionOptions",
     "TaskHead",
 ]

@@ -10,14 +10,11 @@ At MAE's 75 % masking the encoder pass costs about a quarter of a full one, so m
 (a full clean pass for the classifiers plus this pass) costs about 1.3 times a classification step
 instead of SimMIM's 2 times (``benchmarks/`` measures it).
 
-Loss, with ``M`` the patch mask (1 on masked patches), ``x_i`` patch ``i`` of the normalised input
-flattened to ``p * p * C`` values and ``r_i`` its prediction::
-
-    loss = sum_i M_i * mean(err(r_i, x_i)) / max(1, sum_i M_i)     err = (r - x)**2 (mse) | |r - x| (l1)
-
-i.e. the mean error over the pixels and channels of masked patches only (the same quantity as the
-``mim`` head's loss for the same mask). With ``norm_target`` each target patch is normalised by the
-mean and standard deviation of its ``p * p * C`` values (MAE's ``norm_pix_loss``).
+Loss: the mean error over the pixels and channels of masked patches only, as for the ``mim`` head
+(:class:`~mtl_hf.heads.reconstruction.ReconstructionHead`); since every patch has ``p * p * C`` values,
+it is also the mean over masked patches of each patch's mean error. With ``norm_target`` each target
+patch is normalised by the mean and standard deviation of its ``p * p * C`` values (MAE's
+``norm_pix_loss``).
 
 Masks: ``round(mask_ratio * N)`` of the ``N`` patches, uniformly at random per sample (MAE's per-sample
 shuffle), drawn from torch's global RNG or a given generator, like the ``mim`` head's block masks.
@@ -28,18 +25,19 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import initialization as init
 
-from ..masking import pixel_mask
-from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
+from ..masking import random_patch_mask, unpatchify
+from .base import HEADS, BackboneFeatures, BackboneSpec
+from .reconstruction import ReconstructionHead, ReconstructionOptions
 
 
 @dataclass
-class MaskedAutoencoderOptions(HeadOptions):
+class MaskedAutoencoderOptions(ReconstructionOptions):
     """Options of ``mae``.
 
     Attributes:
@@ -57,8 +55,6 @@ class MaskedAutoencoderOptions(HeadOptions):
     decoder_dim: int = 128
     decoder_depth: int = 2
     decoder_heads: int = 4
-    loss: Literal["mse", "l1"] = "mse"
-    norm_target: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -77,14 +73,14 @@ class MaskedAutoencoderOptions(HeadOptions):
 
 
 @HEADS.register("mae")
-class MaskedAutoencoderHead(TaskHead):
+class MaskedAutoencoderHead(ReconstructionHead):
     """MAE reconstruction on the visible view; needs no labels. ``reconstruction``: ``(B, C, H, W)``
     with every patch predicted (visible ones too, as MAE's decoder does; only masked ones are scored)."""
 
     Options = MaskedAutoencoderOptions
     options: MaskedAutoencoderOptions
     view = "visible"
-    requires_labels = False
+    normalize_per_channel = False
 
     def __init__(self, task_name: str, options: MaskedAutoencoderOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone)
@@ -124,12 +120,13 @@ class MaskedAutoencoderHead(TaskHead):
         device: torch.device,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """MAE's masks of single patches (:func:`mtl_hf.masking.random_patch_mask`)."""
         return random_patch_mask(batch_size, grid_size, self.options.mask_ratio, device, generator)
 
-    def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:
-        if features.bool_masked_pos is None or features.visible_indices is None:
-            raise ValueError(f"task {self.task_name!r} (mae) needs the visible view (bool_masked_pos)")
+    def reconstruct(self, features: BackboneFeatures) -> torch.Tensor:
         mask = features.bool_masked_pos
+        if mask is None or features.visible_indices is None:
+            raise ValueError(f"task {self.task_name!r} (mae) needs the visible view (bool_masked_pos)")
         batch, num_patches = mask.shape
         prefix = features.num_prefix_tokens
         tokens = self.decoder_embed(features.last_hidden_state)
@@ -145,63 +142,8 @@ class MaskedAutoencoderHead(TaskHead):
         for block in self.blocks:
             x = block(x)
         prediction = self.decoder_pred(self.decoder_norm(x))[:, prefix:]  # (B, N, p*p*C)
-
-        p = self.backbone.patch_size
-        target = patchify(features.pixel_values, p).float()
-        if self.options.norm_target:
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True, unbiased=False)
-            target = (target - mean) / (var + 1e-6).sqrt()
-        diff = prediction.float() - target
-        per_patch = (diff.square() if self.options.loss == "mse" else diff.abs()).mean(dim=-1)
-        weight = mask.to(per_patch.dtype)
-        loss = (per_patch * weight).sum() / weight.sum().clamp_min(1.0)
-        reconstruction = unpatchify(prediction, p, features.grid_size, features.pixel_values.shape[1])
-        return HeadOutput(loss=loss, reconstruction=reconstruction)
-
-    def pixel_mask(self, bool_masked_pos: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
-        """``(B, 1, H, W)`` float mask, 1 on pixels of masked patches (as the ``mim`` head's, for
-        evaluation code that scores reconstructions over masked pixels)."""
-        return pixel_mask(bool_masked_pos, grid_size, self.backbone.patch_size)
-
-
-def random_patch_mask(
-    batch_size: int,
-    grid_size: tuple[int, int],
-    mask_ratio: float,
-    device: torch.device | str | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """``(batch_size, h * w)`` bool, True = masked: ``round(mask_ratio * h * w)`` patches per sample
-    (at least one masked and one visible), chosen uniformly at random per sample (MAE's shuffle)."""
-    if not 0.0 < mask_ratio < 1.0:
-        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-    n = grid_size[0] * grid_size[1]
-    if n < 2:
-        raise ValueError(f"a patch grid of {grid_size} leaves no patch both to mask and to keep")
-    num_masked = min(n - 1, max(1, round(mask_ratio * n)))
-    noise = torch.rand(batch_size, n, generator=generator, device=generator.device if generator else device)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
-    return (ranks < num_masked).to(device)
-
-
-def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, N, p * p * C)``, patches in row-major grid order, values ``(p, p, C)``."""
-    b, c, h, w = images.shape
-    p = patch_size
-    x = images.reshape(b, c, h // p, p, w // p, p)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
-
-
-def unpatchify(
-    patches: torch.Tensor, patch_size: int, grid_size: tuple[int, int], channels: int
-) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``(B, N, p * p * C)`` -> ``(B, C, H, W)``."""
-    b = patches.shape[0]
-    p = patch_size
-    h, w = grid_size
-    x = patches.reshape(b, h, w, p, p, channels)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, h * p, w * p)
+        channels = features.pixel_values.shape[1]
+        return unpatchify(prediction, self.backbone.patch_size, features.grid_size, channels)
 
 
 @functools.lru_cache(maxsize=32)

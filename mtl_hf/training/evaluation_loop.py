@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from ..heads.mim import reconstruction_loss
+from ..heads.reconstruction import ReconstructionHead
 
 if TYPE_CHECKING:
     from ..modeling_mtl import MTLModel
@@ -46,7 +46,9 @@ def collect_predictions(
     probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
     labels: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
     losses: dict[str, list[torch.Tensor]] = {}
-    mse: dict[str, list[torch.Tensor]] = {t: [] for t in masked}
+    # reconstruction heads read a masked or visible view, so ``mask`` below is set when they run
+    reconstructing = {t: h for t in masked if isinstance(h := heads[t], ReconstructionHead)}
+    mse: dict[str, list[torch.Tensor]] = {t: [] for t in reconstructing}
     statistics: dict[str, list[torch.Tensor]] = {t: [] for t in measured}
     patients: list[Any] = []
     samples: list[Any] = []
@@ -75,17 +77,9 @@ def collect_predictions(
             losses.setdefault(t, []).append(
                 accelerator.gather_for_metrics(loss.detach().float().expand(b)).cpu()
             )
-        for t in masked:
-            pixel_mask = heads[t].pixel_mask(mask, unwrapped.grid_size(pixel_values))  # type: ignore[operator]
-            per_sample = torch.stack(
-                [
-                    reconstruction_loss(
-                        out.reconstructions[t][i : i + 1], pixel_values[i : i + 1], pixel_mask[i : i + 1]
-                    )
-                    for i in range(b)
-                ]
-            )
-            mse[t].append(accelerator.gather_for_metrics(per_sample).cpu())
+        for t, head in reconstructing.items():
+            errors = head.reconstruction_error(out.reconstructions[t], pixel_values, mask)  # type: ignore[arg-type]
+            mse[t].append(accelerator.gather_for_metrics(errors).cpu())
         if "patient_id" in batch:
             patients.extend(accelerator.gather_for_metrics(list(batch["patient_id"]), use_gather_object=True))
         if "sample_id" in batch:

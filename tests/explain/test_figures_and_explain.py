@@ -20,8 +20,6 @@ from mtl_hf.explain import (
     save_mim_figure,
     shared_mask,
 )
-from mtl_hf.explain.reconstruction import _denormalize_patches
-from mtl_hf.heads.mim import normalize_patches
 from tests.conftest import tiny_config
 from tests.explain.forced_model import forced_attention_model
 from tests.explain.test_localization import forced_batches
@@ -64,21 +62,6 @@ def test_reconstruction_panels_share_one_mask_and_match_the_loss() -> None:
                     task
                 ]
             assert rec.loss[i].item() == pytest.approx(loss.item(), rel=1e-5)
-
-
-def test_norm_target_predictions_are_brought_back_to_pixels() -> None:
-    x = torch.randn(2, 3, 32, 32) * 3 + 1
-    back = _denormalize_patches(normalize_patches(x, 16), x, 16, per_channel=True)
-    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
-    # MAE's norm_pix_loss: each patch's p*p*C values normalised together.
-    patches = x.reshape(2, 3, 2, 16, 2, 16)
-    mean, var = (
-        patches.mean(dim=(1, 3, 5), keepdim=True),
-        patches.var(dim=(1, 3, 5), keepdim=True, unbiased=False),
-    )
-    normalised = ((patches - mean) / (var + 1e-6).sqrt()).reshape(2, 3, 32, 32)
-    back = _denormalize_patches(normalised, x, 16, per_channel=False)
-    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
 
 
 def test_figures_are_valid_pngs(tmp_path: Path) -> None:
