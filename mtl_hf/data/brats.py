@@ -33,21 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import AXIS_INDEX, BRATS_TUMOUR_LABEL, BratsConfig
+from .config import AXIS_INDEX, BRATS_TUMOUR_LABEL, MODALITY_ALIASES, BratsConfig, canonical_modality
 from .errors import DataError
 from .normalization import normalize_volume
-
-MODALITY_ALIASES: dict[str, str] = {
-    "flair": "flair",
-    "t2f": "flair",
-    "t1": "t1",
-    "t1n": "t1",
-    "t1ce": "t1ce",
-    "t1c": "t1ce",
-    "t2": "t2",
-    "t2w": "t2",
-}
-"""File-name suffix (either convention) -> canonical modality name."""
 
 SEGMENTATION_SUFFIX = "seg"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -55,14 +43,6 @@ MAX_VOLUME_BYTES = 4 * 2**30
 """Largest volume :func:`read_volume` reads (decoded, as float64); a header declaring more is refused
 before any voxel is read, so a damaged or hostile header cannot exhaust memory (a BraTS volume is
 240 x 240 x 155 voxels, 71 MB as float64)."""
-
-
-def canonical_modality(name: str) -> str:
-    """``"t2f"`` -> ``"flair"`` and so on; raises ``ValueError`` listing the known names."""
-    key = name.lower()
-    if key not in MODALITY_ALIASES:
-        raise ValueError(f"unknown modality {name!r}; known: {', '.join(MODALITY_ALIASES)}")
-    return MODALITY_ALIASES[key]
 
 
 @dataclass

@@ -34,6 +34,26 @@ AXIS_INDEX: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 BRATS_TUMOUR_LABEL = "tumour"
 """Name of the slice-level target column of BraTS data sets (1 = tumour present)."""
 
+MODALITY_ALIASES: dict[str, str] = {
+    "flair": "flair",
+    "t2f": "flair",
+    "t1": "t1",
+    "t1n": "t1",
+    "t1ce": "t1ce",
+    "t1c": "t1ce",
+    "t2": "t2",
+    "t2w": "t2",
+}
+"""File-name suffix (either convention) -> canonical modality name."""
+
+
+def canonical_modality(name: str) -> str:
+    """``"t2f"`` -> ``"flair"`` and so on; raises ``ValueError`` listing the known names."""
+    key = name.lower()
+    if key not in MODALITY_ALIASES:
+        raise ValueError(f"unknown modality {name!r}; known: {', '.join(MODALITY_ALIASES)}")
+    return MODALITY_ALIASES[key]
+
 
 @dataclass
 class NormalizationConfig:
@@ -89,8 +109,6 @@ class BratsConfig:
     storage_dtype: Literal["float32", "float16"] = "float32"
 
     def __post_init__(self) -> None:
-        from .brats import canonical_modality  # local: brats imports this module
-
         if len(self.modalities) not in (1, 3):
             raise ValueError(
                 f"modalities: give 1 modality (replicated to the backbone's channels by the image "

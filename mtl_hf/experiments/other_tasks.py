@@ -16,23 +16,61 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import product
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..training.evaluation_loop import TEST_STATISTICS
 
-if TYPE_CHECKING:
-    from .compare import Cell, CompareConfig
+
+class Cell(Protocol):
+    """What this module reads of one run of the comparison grid (``compare.Cell``)."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def sampling(self) -> str: ...
+    @property
+    def train_fraction(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+
+
+class Grid(Protocol):
+    """What this module reads of the comparison grid (``compare.GridSection``)."""
+
+    @property
+    def sampling(self) -> Sequence[str]: ...
+    @property
+    def train_fractions(self) -> Sequence[float]: ...
+    @property
+    def seeds(self) -> Sequence[int]: ...
+
+
+class CompareConfig(Protocol):
+    """What this module reads of a comparison's configuration (``compare.CompareConfig``); described
+    here so that ``compare`` imports this module and not the other way round."""
+
+    @property
+    def output_dir(self) -> str: ...
+    @property
+    def grid(self) -> Grid: ...
+    @property
+    def tasks(self) -> Sequence[str] | None: ...
+    @property
+    def bootstrap_resamples(self) -> int: ...
+    @property
+    def confidence_level(self) -> float: ...
+
 
 OTHER_METRICS = "other_metrics.csv"
 OTHER_COMPARISONS = "other_comparisons.csv"
 
 
-def other_task_rows(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> list[dict[str, Any]]:
+def other_task_rows(config: CompareConfig, runs: Sequence[tuple[Cell, Path]]) -> list[dict[str, Any]]:
     """One row per run, non-classification task and metric of ``test_metrics.json``."""
     rows = []
     for cell, folder in runs:
@@ -54,7 +92,7 @@ def other_task_rows(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> lis
 
 
 def other_task_comparisons(
-    config: CompareConfig, runs: list[tuple[Cell, Path]], pairs: Iterable[tuple[str, str]]
+    config: CompareConfig, runs: Sequence[tuple[Cell, Path]], pairs: Iterable[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     """Paired differences of every non-classification metric between the runs of each pair of
     strategies that share sampling, training fraction and seed."""
@@ -124,7 +162,7 @@ def _metrics_function(folder: Path, task: str) -> Callable[..., Any]:
 
 
 def other_tasks_section(
-    config: CompareConfig, runs: list[tuple[Cell, Path]], pairs: Iterable[tuple[str, str]]
+    config: CompareConfig, runs: Sequence[tuple[Cell, Path]], pairs: Iterable[tuple[str, str]]
 ) -> str | None:
     """Write ``other_metrics.csv`` and ``other_comparisons.csv``; return their Markdown tables, or
     ``None`` when no run has a task that is not a classifier."""

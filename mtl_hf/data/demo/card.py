@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from . import DemoSummary
+from .summary import DemoSummary, demo_data_configs
 
 
 def write_data_card(
     summary: DemoSummary, *, brats_slices: int, brats_naming: str, ultrasound_size: int
 ) -> Path:
     """Write ``README.md`` in the demo folder and return its path."""
-    from . import demo_data_configs
-
     brats_cfg, us_cfg = demo_data_configs(".")
     n_brats = len(summary.brats_patients)
     n_tumour = summary.num_tumour_patients
