@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from ..options import OptionsError, from_dict, to_dict
+from ..safe_yaml import read_yaml
 from ..training.config import RunConfig, apply_overrides
 from ..training.run_info import git_revision, package_versions
 from .other_tasks import other_tasks_section
@@ -138,10 +138,9 @@ def load_compare_config(
 ) -> tuple[CompareConfig, dict[str, Any]]:
     """Read and validate a compare config; return it with the base training config (a plain dict)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OptionsError(f"{path}: cannot read the compare config ({exc})") from exc
+    raw = read_yaml(path, "compare config") or {}
+    if not isinstance(raw, dict):
+        raise OptionsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)
     try:
         config = from_dict(CompareConfig, raw)
@@ -151,9 +150,11 @@ def load_compare_config(
     if config.base is not None:
         base_path = (path.parent / config.base).resolve()
         try:
-            base = yaml.safe_load(base_path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise OptionsError(f"{path}: base: cannot read {base_path} ({exc})") from exc
+            base = read_yaml(base_path, "base training config") or {}
+        except OptionsError as exc:
+            raise OptionsError(f"{path}: base: {exc}") from None
+        if not isinstance(base, dict):
+            raise OptionsError(f"{path}: base: {base_path} is not a mapping")
     base = _merge(base, config.run)
     base.setdefault("output_dir", config.output_dir)
     return config, base

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..safe_yaml import load_yaml
 
 DATASETS = ("brats", "ultrasound")
 
@@ -24,7 +24,7 @@ DATASETS = ("brats", "ultrasound")
 def demo_run_config(dataset: str, data_dir: Path) -> dict[str, Any]:
     """The packaged demo training config of ``dataset``, pointed at ``data_dir``."""
     text = resources.files("mtl_hf.experiments").joinpath(f"configs/demo_{dataset}.yaml").read_text()
-    config = yaml.safe_load(text)
+    config = load_yaml(text, f"mtl_hf/experiments/configs/demo_{dataset}.yaml")
     config["data"]["root"] = str(data_dir / dataset)
     return config
 

@@ -23,11 +23,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .. import __version__
+from ..safe_yaml import load_yaml
 from .folders import ShareableFolder, resolve_shareable
 
 DEFAULT_TEMPLATE = "model_card.md"
@@ -366,5 +366,5 @@ def _read_text(path: Path | None) -> str | None:
     if path is None:
         return None
     text = path.read_text(encoding="utf-8")
-    yaml.safe_load(text)  # a broken config.yaml is an error, not a silently garbled card
+    load_yaml(text, str(path))  # a broken config.yaml is an error, not a silently garbled card
     return text.rstrip()

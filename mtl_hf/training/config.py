@@ -29,6 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from ..options import OptionsError, from_dict, to_dict
+from ..safe_yaml import YamlSyntaxError, load_yaml, read_yaml
 
 
 @dataclass
@@ -240,21 +241,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     where = "command line"
     if path is not None:
         where = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise OptionsError(f"{path}: cannot read the config file ({exc.strerror})") from exc
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise OptionsError(f"{path}: not valid YAML: {exc}") from exc
-        except RecursionError:
-            raise OptionsError(f"{path}: nested too deeply to be a configuration") from None
-        if _count_nodes(loaded, MAX_CONFIG_NODES) > MAX_CONFIG_NODES:
-            raise OptionsError(
-                f"{path}: more than {MAX_CONFIG_NODES} values once YAML aliases are expanded; "
-                "not a configuration (an alias bomb?)"
-            )
+        loaded = read_yaml(path, "config file")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -265,24 +252,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         return from_dict(RunConfig, raw)
     except OptionsError as exc:
         raise OptionsError(f"{where}: {exc}") from None
-
-
-MAX_CONFIG_NODES = 100_000
-"""Most values a configuration may hold once YAML aliases (``*name``) are expanded."""
-
-
-def _count_nodes(tree: Any, limit: int) -> int:
-    """Values in ``tree`` counted with aliases expanded, stopping once past ``limit``."""
-    count, stack = 0, [tree]
-    while stack and count <= limit:
-        node = stack.pop()
-        count += 1
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-    return count
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -305,16 +274,21 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             key, text = item.split("=", 1)
         else:
             raise OptionsError(f"{item!r}: overrides look like key=value or --key value")
-        set_dotted(result, key, parse_value(text))
+        set_dotted(result, key, parse_value(text, f"command line: {key}"))
         i += 1
     return result
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as YAML; numbers YAML 1.1 misses (``3e-4``) become floats."""
+def parse_value(text: str, where: str = "command line") -> Any:
+    """A command-line value as YAML; numbers YAML 1.1 misses (``3e-4``) become floats; text that is not
+    YAML stays a string. Read with :func:`~mtl_hf.safe_yaml.load_yaml`, so a value is bounded as a file is.
+
+    Raises:
+        OptionsError: naming ``where``: the value is valid YAML but too large or deep (an alias bomb).
+    """
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text, where)
+    except YamlSyntaxError:
         return text
     if isinstance(value, str):
         try:

@@ -7,7 +7,10 @@ or command-line override must end in a validated config that survives a round tr
 
 from __future__ import annotations
 
+import ast
 import copy
+import itertools
+import re
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -212,3 +215,118 @@ def test_hostile_yaml_is_refused(tmp_path: Path, name: str, figures: Counter[str
     assert str(path) in str(info.value)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     figures["hand-written bad inputs refused"] += 1
+
+
+# -- alias bombs and deep nesting in every YAML mtl-hf reads -----------------------------------------------
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """A flow sequence of anchors, each repeating the previous one ``width`` times: ``width ** levels``
+    values once expanded, in a few hundred bytes."""
+    names = [f"a{i}" for i in range(levels)]
+    parts = [f"&{names[0]} [{', '.join(['x'] * width)}]"]
+    parts += [f"&{n} [{', '.join([f'*{p}'] * width)}]" for p, n in itertools.pairwise(names)]
+    return "[" + ", ".join(parts) + "]"
+
+
+BOMB = alias_bomb()
+DEEP = "[" * 400 + "]" * 400  # past Python's recursion limit in yaml.safe_load (5,000: HOSTILE_YAML)
+
+
+def compare_config_text(value: str) -> str:
+    return f"output_dir: x\nrun:\n  data:\n    kind: brats\n    extra: {value}\n"
+
+
+def read_every_way(tmp_path: Path, value: str) -> list[tuple[str, Any]]:
+    """Each YAML reader of mtl-hf, fed ``value`` (a YAML flow value) in a file or on the command line."""
+    from mtl_hf.experiments.compare import load_compare_config
+    from mtl_hf.hub import render_model_card
+    from tests.hub.conftest import write_run
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(f"output_dir: x\ndata:\n  kind: brats\n  extra: {value}\n")
+    good_run = tmp_path / "good.yaml"
+    good_run.write_text(yaml.safe_dump(BASE))
+    compare_file = tmp_path / "compare.yaml"
+    compare_file.write_text(compare_config_text(value))
+    compare_base = tmp_path / "compare_base.yaml"
+    compare_base.write_text("output_dir: x\nbase: run.yaml\n")
+    good_compare = tmp_path / "good_compare.yaml"
+    good_compare.write_text("output_dir: x\n")
+    run_folder = write_run(tmp_path / "pushed")
+    (run_folder / "config.yaml").write_text(f"model:\n  tasks: {value}\n")
+    return [
+        (str(run_file), lambda: load_config(run_file)),
+        ("command line: data.extra", lambda: load_config(good_run, [f"data.extra={value}"])),
+        ("command line: data.extra", lambda: load_config(good_run, ["--data.extra", value])),
+        (str(compare_file), lambda: load_compare_config(compare_file)),
+        (f"{compare_base}: base: {run_file}", lambda: load_compare_config(compare_base)),
+        (
+            "command line: run.data.extra",
+            lambda: load_compare_config(good_compare, [f"run.data.extra={value}"]),
+        ),
+        (str(run_folder / "config.yaml"), lambda: render_model_card(run_folder)),
+    ]
+
+
+@pytest.mark.parametrize("name", ["alias bomb (10^9 values)", "400 levels of nesting", "recursive alias"])
+def test_every_yaml_reader_bounds_size_and_depth_before_expanding(
+    tmp_path: Path, name: str, figures: Counter[str]
+) -> None:
+    import tracemalloc
+
+    value, reason = {
+        "alias bomb (10^9 values)": (BOMB, "more than 100000 values once YAML aliases are expanded"),
+        "400 levels of nesting": (DEEP, "nested more than 64 levels deep"),
+        "recursive alias": ("&r [x, *r]", "the alias \\*r is used inside its own anchor"),
+    }[name]
+    assert len(BOMB) < 700
+    for where, read in read_every_way(tmp_path, value):
+        with time_limit(), pytest.raises(OptionsError, match=f"{re.escape(where)}.*{reason}"):
+            read()
+        figures["hand-written bad inputs refused"] += 1
+    # refused while composing, before anything is expanded: a few MiB, not the 10^9 values' worth
+    tracemalloc.start()
+    try:
+        with pytest.raises(OptionsError):
+            load_config(tmp_path / "run.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
+
+
+def test_bounded_yaml_reads_the_same_values_as_yaml_safe_load() -> None:
+    from mtl_hf.safe_yaml import load_yaml
+
+    text = "a: &x {b: [1, 2.5, null, true, '3e-4']}\nc: *x\nd: {<<: *x, e: 2020-01-01}\n"
+    assert load_yaml(text, "t.yaml") == yaml.safe_load(text)
+    wide = "[" + ", ".join(["[1, 2, 3]"] * 500) + "]"  # 2,001 values
+    assert load_yaml(wide, "wide.yaml", max_nodes=2001) == yaml.safe_load(wide)
+    with pytest.raises(OptionsError, match=r"wide\.yaml \(line 1\): more than 2000 values"):
+        load_yaml(wide, "wide.yaml", max_nodes=2000)
+    deep = "[" * 10 + "]" * 10
+    assert load_yaml(deep, "deep.yaml", max_depth=10) == yaml.safe_load(deep)
+    with pytest.raises(OptionsError, match=r"deep\.yaml \(line 1\): nested more than 9 levels deep"):
+        load_yaml(deep, "deep.yaml", max_depth=9)
+    with pytest.raises(OptionsError, match=r"t\.yaml: not valid YAML"):
+        load_yaml("a: [1, 2", "t.yaml")
+    with pytest.raises(OptionsError, match=r"not valid YAML"):
+        load_yaml("!!python/object/apply:os.system ['true']", "t.yaml")
+
+
+def test_no_yaml_is_parsed_outside_the_bounded_reader() -> None:
+    import mtl_hf
+
+    root = Path(mtl_hf.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "safe_yaml.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+                and node.attr not in ("safe_dump", "dump", "YAMLError")
+            ):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}: yaml.{node.attr}")
+    assert offenders == []
