@@ -61,7 +61,7 @@ Lower level
 
 from __future__ import annotations
 
-from .brats import BratsCase, find_brats_cases, read_volume
+from .brats import BratsCase, find_brats_cases
 from .build import PreparedData, load_datasets, prepare_datasets
 from .cache import BuildSummary, build_cache
 from .collate import MASK_COLUMN, MTLDataCollator, worker_init_fn
@@ -78,6 +78,7 @@ from .config import (
 from .demo import DemoSummary, build_demo_data
 from .errors import CacheWriteError, DataError, DataWarning, SkippedFile
 from .normalization import normalize_volume
+from .readers import read_volume
 from .sampling import training_fraction, undersample
 from .splits import SplitManifest, make_split
 from .statistics import LabelCounts, label_statistics, target_kinds

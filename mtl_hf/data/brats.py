@@ -36,13 +36,10 @@ import numpy as np
 from .config import AXIS_INDEX, BRATS_TUMOUR_LABEL, MODALITY_ALIASES, BratsConfig, canonical_modality
 from .errors import DataError
 from .normalization import normalize_volume
+from .readers import MAX_CASE_BYTES, NiftiHeader, read_header, read_volume, refuse_over
+from .readers.nifti import NIFTI_SUFFIXES
 
 SEGMENTATION_SUFFIX = "seg"
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-MAX_VOLUME_BYTES = 4 * 2**30
-"""Largest volume :func:`read_volume` reads (decoded, as float64); a header declaring more is refused
-before any voxel is read, so a damaged or hostile header cannot exhaust memory (a BraTS volume is
-240 x 240 x 155 voxels, 71 MB as float64)."""
 
 
 @dataclass
@@ -116,63 +113,6 @@ def find_brats_cases(root: str | os.PathLike[str]) -> list[BratsCase]:
     return [by_id[k] for k in sorted(by_id)]
 
 
-def read_volume(path: str, *, integer: bool = False, keep_dtype: bool = False) -> np.ndarray:
-    """A NIfTI volume as a 3-D array in RAS+ voxel order (a trailing axis of length 1 is dropped).
-
-    Args:
-        path: ``.nii`` or ``.nii.gz`` file.
-        integer: Read a label map: values must be whole numbers; returned as ``int32``. Otherwise the
-            scaled intensities are returned as float32 and must be finite.
-        keep_dtype: Intensities in the dtype nibabel decodes them to (e.g. ``int16``), not float32:
-            saves a pass over the volume when the caller converts anyway.
-
-    Raises:
-        DataError: unreadable or truncated file, not 3-D, an empty or oversized shape, voxels that are
-            not real numbers (complex, RGB), NaN/inf intensities, non-integer labels or labels outside
-            the ``int32`` range.
-    """
-    import nibabel as nib
-    from nibabel.orientations import apply_orientation, io_orientation
-
-    try:
-        image: Any = nib.load(path)
-        shape = tuple(int(n) for n in image.shape)
-        while len(shape) > 3 and shape[-1] == 1:
-            shape = shape[:-1]
-        if len(shape) != 3:
-            raise DataError(path, f"expected a 3-D volume, got shape {tuple(image.shape)}")
-        if min(shape) < 1:
-            raise DataError(path, f"empty volume: shape {shape}")
-        if int(np.prod(shape, dtype=np.float64)) * 8 > MAX_VOLUME_BYTES:
-            raise DataError(
-                path, f"shape {shape} is larger than a volume can be (over {MAX_VOLUME_BYTES // 2**30} GiB)"
-            )
-        data = np.asarray(image.dataobj).reshape(shape)
-        data = apply_orientation(data, io_orientation(image.affine))
-    except DataError:
-        raise
-    except Exception as exc:  # nibabel, gzip and zlib each raise their own kinds
-        raise DataError(path, f"cannot read NIfTI volume ({type(exc).__name__}: {exc})") from exc
-    if data.dtype.kind not in "biuf":
-        raise DataError(path, f"voxels of type {data.dtype} are not real numbers (complex or RGB data)")
-    if integer:
-        if data.dtype.kind == "f":
-            if not np.isfinite(data).all():
-                raise DataError(path, "label map contains NaN or inf")
-            if not np.array_equal(data, np.round(data)):
-                raise DataError(path, "label map has non-integer values")
-        labels = data.astype(np.int32)
-        if not np.array_equal(labels, data):
-            raise DataError(path, "label map has values outside the int32 range")
-        return labels
-    if not keep_dtype:
-        data = data.astype(np.float32, copy=False)
-    if data.dtype.kind == "f" and not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise DataError(path, f"volume contains {bad} NaN or inf voxels")
-    return data
-
-
 @dataclass
 class CaseVolumes:
     """One patient's volumes, checked and normalised, in RAS+ axis order.
@@ -191,9 +131,14 @@ class CaseVolumes:
 def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
     """Read the requested modalities and the segmentation of ``case`` and normalise each modality.
 
+    The headers are read first and the peak memory of the whole load estimated from them
+    (:func:`case_peak_bytes`); a case over :data:`~mtl_hf.data.readers.MAX_CASE_BYTES` is refused
+    before any voxel is read.
+
     Raises:
         DataError: a modality or the segmentation is missing or bad; shapes differ; the segmentation
-            holds a label outside ``config.segmentation_labels``.
+            holds a label outside ``config.segmentation_labels``; the case needs more memory than the
+            bound.
     """
     wanted = [canonical_modality(m) for m in config.modalities]
     missing = [m for m in wanted if m not in case.modalities]
@@ -206,36 +151,42 @@ def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
     if case.segmentation is None:
         raise DataError(case.folder, f"patient {case.patient_id}: no segmentation (<id>_seg / <id>-seg)")
     files = [case.modalities[m] for m in wanted]
-    segmentation = read_volume(case.segmentation, integer=True)
-    volumes = []
-    for path in files:
-        volume = read_volume(path, keep_dtype=True)
-        if volume.shape != segmentation.shape:
-            raise DataError(
-                path, f"shape {volume.shape} differs from its segmentation's {segmentation.shape}"
-            )
-        volumes.append(volume)
+    seg_header = read_header(case.segmentation)
+    headers = [read_header(path) for path in files]
+    peak = case_peak_bytes(seg_header, headers, np.dtype(config.storage_dtype).itemsize)
+    what = f"patient {case.patient_id} ({len(files)} volumes of {seg_header.shape} and a segmentation)"
+    refuse_over(case.folder, what, peak, MAX_CASE_BYTES)
     axis = AXIS_INDEX[config.axis]
-    labels = np.ascontiguousarray(np.moveaxis(segmentation, axis, 0))
-    present = _labels_present(labels)
+    segmentation = read_volume(seg_header, integer=True)
+    present = _labels_present(segmentation)
     unexpected = sorted(set(present) - set(config.segmentation_labels))
     if unexpected:
         raise DataError(
             case.segmentation,
             f"labels {unexpected} outside the declared set {config.segmentation_labels}",
         )
-    # Slice-first buffers: (C, S, A, B) with S the slicing axis; exposed as RAS-ordered views.
-    seg = labels.astype(np.uint8)  # the declared labels are bytes (checked by BratsConfig)
+    # Slice-first buffers: (C, S, A, B) with S the slicing axis; exposed as RAS-ordered views. The
+    # declared labels are bytes (checked by BratsConfig).
+    shape = segmentation.shape
+    seg = np.ascontiguousarray(np.moveaxis(segmentation, axis, 0), dtype=np.uint8)
+    del segmentation
     brain = np.zeros(seg.shape, dtype=bool)
-    moved = [np.moveaxis(v, axis, 0) for v in volumes]
-    for volume in moved:
+    moved = []
+    for header in headers:
+        volume = read_volume(header, keep_dtype=True)
+        if volume.shape != shape:
+            raise DataError(header.path, f"shape {volume.shape} differs from its segmentation's {shape}")
+        volume = np.moveaxis(volume, axis, 0)
         brain |= volume != 0
+        moved.append(volume)
     norm = config.normalization
     images = np.empty((len(moved), *seg.shape), dtype=config.storage_dtype)
     scratch = images if images.dtype == np.float32 else np.empty(seg.shape, dtype=np.float32)
-    for c, volume in enumerate(moved):
+    for c in range(len(headers)):
+        volume = moved.pop(0)  # each decoded volume is freed once normalised
         target = scratch[c] if scratch is images else scratch
         normalize_volume(volume, brain, norm.method, norm.percentiles, out=target)
+        del volume
         if scratch is not images:
             images[c] = scratch
     return CaseVolumes(
@@ -244,6 +195,22 @@ def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
         brain=np.moveaxis(brain, 0, axis),
         files=files,
     )
+
+
+CASE_WORKING_BYTES_PER_VOXEL = 32
+"""Bytes per voxel the case loader needs besides the decoded volumes and the normalised channels:
+the int32 label map with its checks (reading the segmentation), or the uint8 segmentation, the brain
+mask, a float32 scratch volume and the normalisation's temporaries (its percentile copies, z-score's
+float64 values). Checked against the measured peak in the tests."""
+
+
+def case_peak_bytes(segmentation: NiftiHeader, volumes: list[NiftiHeader], storage_itemsize: int) -> int:
+    """Estimated peak memory of :func:`load_case` from the headers alone: every decoded volume (they
+    are held together to form the brain mask), the normalised channels, the segmentation's decoded
+    voxels and :data:`CASE_WORKING_BYTES_PER_VOXEL`."""
+    voxels = max([segmentation.voxels, *(h.voxels for h in volumes)])
+    decoded = sum(h.decoded_bytes for h in volumes) + segmentation.decoded_bytes
+    return decoded + voxels * (len(volumes) * storage_itemsize + CASE_WORKING_BYTES_PER_VOXEL)
 
 
 def _labels_present(labels: np.ndarray) -> list[int]:

@@ -14,9 +14,7 @@ a multi-frame file (a cine loop) gives one sample per frame.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import re
 import warnings
@@ -29,11 +27,11 @@ import numpy as np
 
 from .config import ImagesConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
+from .readers import KEEP_MODES, decoding, listed_file, open_picture, picture_array, read_dicom, read_manifest
+from .readers import is_dicom as _is_dicom
+from .readers.dicom import DICOM_SUFFIXES
+from .readers.pictures import IMAGE_SUFFIXES
 from .targets import CLASS_FOLDER, TargetEncoder
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-KEEP_MODES = ("L", "I;16", "RGB")
 
 
 @dataclass
@@ -139,12 +137,7 @@ def _make_item(
     raw_path = row.get(config.path_column)
     if raw_path is None or str(raw_path).strip() == "":
         raise DataError(where, f"column {config.path_column!r} is empty")
-    path = Path(str(raw_path).strip())
-    if not path.is_absolute():
-        path = base / path
-    _check_inside(path, inside, where)
-    if not path.is_file():
-        raise DataError(str(path), f"image file not found ({where})")
+    path = listed_file(str(raw_path).strip(), base, where, inside)
     relpath = os.path.relpath(path, base)
     patient = ""
     if config.patient_column is not None and config.manifest is not None:
@@ -163,47 +156,8 @@ def _make_item(
     if config.mask_column is not None:
         cell = row.get(config.mask_column)
         if cell is not None and str(cell).strip():
-            mask_path = Path(str(cell).strip())
-            mask = str(mask_path if mask_path.is_absolute() else base / mask_path)
-            _check_inside(Path(mask), inside, where)
-            if not Path(mask).is_file():
-                raise DataError(mask, f"mask file not found ({where})")
+            mask = str(listed_file(str(cell).strip(), base, where, inside, "mask"))
     return ImageItem(path=str(path), relpath=relpath, patient_id=patient, labels=labels, mask=mask)
-
-
-def _check_inside(path: Path, root: Path | None, where: str) -> None:
-    """Refuse ``path`` unless it resolves (links followed) under ``root`` (``None``: anything goes)."""
-    if root is None:
-        return
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root):
-        raise DataError(
-            str(path),
-            f"resolves to {resolved}, outside the data root {root} ({where}); files outside the root are "
-            "refused unless the data config sets allow_outside_root: true",
-        )
-
-
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV, JSON (a list of objects) or JSON-lines manifest."""
-    if not path.is_file():
-        raise DataError(str(path), "manifest not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix.lower() == ".csv":
-            return [dict(r) for r in csv.DictReader(io.StringIO(text))]
-        if path.suffix.lower() in (".json", ".jsonl"):
-            stripped = text.strip()
-            if stripped.startswith("["):
-                rows = json.loads(stripped)
-            else:
-                rows = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-            if not all(isinstance(r, dict) for r in rows):
-                raise DataError(str(path), "expected a list of objects (one per image)")
-            return rows
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
-        raise DataError(str(path), f"cannot parse manifest ({exc})") from exc
-    raise DataError(str(path), "manifest must be .csv, .json or .jsonl")
 
 
 def _imagefolder_rows(root: Path, path_column: str) -> list[dict[str, Any]]:
@@ -222,13 +176,7 @@ def _imagefolder_rows(root: Path, path_column: str) -> list[dict[str, Any]]:
 # -- reading pixels -------------------------------------------------------------------------------
 def is_dicom(path: str) -> bool:
     """By suffix, or by the ``DICM`` marker after the 128-byte preamble."""
-    if path.lower().endswith(DICOM_SUFFIXES):
-        return True
-    if path.lower().endswith(IMAGE_SUFFIXES):
-        return False
-    with open(path, "rb") as f:
-        f.seek(128)
-        return f.read(4) == b"DICM"
+    return _is_dicom(path, IMAGE_SUFFIXES)
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -242,99 +190,32 @@ def encode_png(array: np.ndarray) -> bytes:
 
 def read_image_frames(path: str, grayscale: bool = False) -> list[tuple[int, bytes, tuple[int, int]]]:
     """``[(frame index, encoded image, (height, width))]``: one entry (index -1), or one per frame of a
-    multi-frame DICOM.
+    multi-frame DICOM. Files are read by :mod:`mtl_hf.data.readers` (its size limits apply).
 
     Raises:
-        DataError: the file cannot be decoded (truncated, not an image, pydicom missing for DICOM).
+        DataError: the file cannot be decoded (truncated, not an image, too large, pydicom missing for
+            DICOM).
     """
     if is_dicom(path):
-        frames = read_dicom_frames(path, grayscale)
+        frames = read_dicom(path, grayscale)
         indices = range(len(frames)) if len(frames) > 1 else [-1]
-        return [(i, encode_png(a), (a.shape[0], a.shape[1])) for i, a in zip(indices, frames, strict=True)]
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode in KEEP_MODES and not (grayscale and mode == "RGB"):
-                with open(path, "rb") as f:
-                    data = f.read()
-                return [(-1, data, (image.height, image.width))]
-            array = _pil_to_array(image, grayscale)
-    except Exception as exc:  # Pillow raises many kinds for damaged files (and DecompressionBombError)
-        raise DataError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
-    return [(-1, encode_png(array), array.shape[:2])]
-
-
-def _pil_to_array(image: Any, grayscale: bool) -> np.ndarray:
-    mode = image.mode
-    if mode in ("I", "F", "I;16B", "I;16L"):
-        array = np.asarray(image, dtype=np.float64)
-        return _to_uint16(array)
-    if mode in ("1", "L", "LA", "I;16"):
-        return np.asarray(image.convert("L") if mode != "I;16" else image)
-    rgb = image.convert("RGB")
-    return np.asarray(rgb.convert("L") if grayscale else rgb)
-
-
-def _to_uint16(array: np.ndarray) -> np.ndarray:
-    array = array.astype(np.float64)
-    lo, hi = float(array.min()), float(array.max())
-    scaled = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
-    return np.round(scaled * 65535).astype(np.uint16)
-
-
-def read_dicom_frames(path: str, grayscale: bool = False) -> list[np.ndarray]:
-    """Frames of a DICOM file as ``uint8`` (grey or RGB) or ``uint16`` (grey) arrays.
-
-    Palette colour is applied; ``MONOCHROME1`` is inverted (bright = high signal); grey data that is not
-    8-bit is min-max scaled to 16 bits over all frames; RGB data above 8 bits is scaled to 8 bits.
-    """
-    try:
-        import pydicom
-    except ImportError as exc:
-        raise DataError(path, "reading DICOM needs pydicom: pip install 'mtl-hf[dicom]'") from exc
-    try:
-        from pydicom.pixels import apply_color_lut  # pydicom >= 3
-    except ImportError:  # pragma: no cover - pydicom 2.x
-        from pydicom.pixel_data_handlers.util import apply_color_lut  # type: ignore[no-redef]
-    try:
-        ds = pydicom.dcmread(path)
-        array = ds.pixel_array
-        photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-        if photometric == "PALETTE COLOR":
-            array = apply_color_lut(array, ds)
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    except Exception as exc:  # pydicom raises many kinds for corrupt files
-        raise DataError(path, f"cannot decode DICOM ({type(exc).__name__}: {exc})") from exc
-    colour = array.ndim == (4 if frames > 1 else 3) and array.shape[-1] == 3
-    if frames == 1:
-        array = array[None]
-    if colour:
-        if array.dtype != np.uint8:
-            array = (array.astype(np.float64) / max(float(array.max()), 1.0) * 255).round().astype(np.uint8)
-        if grayscale:
-            weights = np.array([0.299, 0.587, 0.114])
-            array = (array @ weights).round().clip(0, 255).astype(np.uint8)
-    else:
-        if photometric == "MONOCHROME1":
-            array = array.max() - array
-        if array.dtype != np.uint8:
-            array = _to_uint16(array)
-    return [np.ascontiguousarray(a) for a in array]
+        with decoding(path, "DICOM"):
+            return [
+                (i, encode_png(a), (a.shape[0], a.shape[1])) for i, a in zip(indices, frames, strict=True)
+            ]
+    with open_picture(path) as image:
+        if image.mode in KEEP_MODES and not (grayscale and image.mode == "RGB"):
+            with open(path, "rb") as f:
+                return [(-1, f.read(), (image.height, image.width))]
+        array = picture_array(image, grayscale)
+    with decoding(path, "image"):
+        return [(-1, encode_png(array), (array.shape[0], array.shape[1]))]
 
 
 def read_mask(path: str, size: tuple[int, int]) -> bytes:
     """A lesion mask image as PNG bytes (``L``: 0 = background); its size must equal the image's."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            array = np.asarray(image.convert("L"))
-    except Exception as exc:  # Pillow raises many kinds for damaged files (and DecompressionBombError)
-        raise DataError(path, f"cannot decode mask ({type(exc).__name__}: {exc})") from exc
+    with open_picture(path, "mask") as image:
+        array = np.asarray(image.convert("L"))
     if array.shape != tuple(size):
         raise DataError(path, f"mask size {array.shape} differs from its image's {tuple(size)}")
     return encode_png(array)

@@ -1,12 +1,21 @@
 """Inference: class probabilities and segmentation masks for images and volumes (:func:`predict`),
 and the ``"mtl-image-classification"`` transformers pipeline (registered when this package is imported)."""
 
+from ..data.readers import canonical_geometry
 from .aggregation import AGGREGATIONS, aggregate_slices
 from .loading import load_model_and_processor, model_display_name, resolve_model_path
-from .masks import MaskWriter, canonical_geometry, mask_tasks
+from .masks import MaskWriter, mask_tasks
+from .outputs import UnsafeOutputError
 from .pipeline import TASK as PIPELINE_TASK
 from .pipeline import MTLImageClassificationPipeline, register_pipeline
-from .predict import ImagePrediction, PredictionResult, VolumePrediction, predict, volume_predictions
+from .predict import (
+    ImagePrediction,
+    InputError,
+    PredictionResult,
+    VolumePrediction,
+    predict,
+    volume_predictions,
+)
 from .probabilities import (
     classification_tasks,
     column_names,
@@ -17,6 +26,7 @@ from .probabilities import (
 from .readers import (
     InputImage,
     expand_inputs,
+    find_inputs,
     read_dicom,
     read_file,
     read_image,
@@ -28,16 +38,19 @@ __all__ = [
     "AGGREGATIONS",
     "PIPELINE_TASK",
     "ImagePrediction",
+    "InputError",
     "InputImage",
     "MTLImageClassificationPipeline",
     "MaskWriter",
     "PredictionResult",
+    "UnsafeOutputError",
     "VolumePrediction",
     "aggregate_slices",
     "canonical_geometry",
     "classification_tasks",
     "column_names",
     "expand_inputs",
+    "find_inputs",
     "load_model_and_processor",
     "mask_tasks",
     "model_display_name",

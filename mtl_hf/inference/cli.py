@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
             "multi-frame DICOM, one volume-level score per task output). Segmentation tasks (a plugin "
             "head such as mtl-hf-segmentation's) write masks under masks/<task>/: a PNG per image, a "
             "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
-            f"Accelerate picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}."
+            f"Accelerate picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}. A file that cannot be "
+            "read is named on stderr and in errors.csv, the others are still predicted, and the exit "
+            "status is 1; 2 when nothing could be run (a bad model, option or output folder)."
         ),
     )
     parser.add_argument("model", help="model folder, training run folder (its best_model/) or Hub id")
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="NIfTI intensity scaling: brain (as the training data, default), volume or slice min-max",
     )
     parser.add_argument("--keep-empty", action="store_true", help="also score constant (background) slices")
+    parser.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="convert colour images to grey when reading (as data.images.grayscale: true in training)",
+    )
     parser.add_argument("--revision", help="Hub revision of the model")
     parser.add_argument("--local-files-only", action="store_true", help="do not contact the Hub")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -77,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             intensity=args.intensity,
             skip_empty=not args.keep_empty,
             progress=not args.no_progress,
+            grayscale=args.grayscale,
             **hub,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
@@ -88,6 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in result.volume_rows():
         scores = ", ".join(f"{k}={v:.3f}" for k, v in row.items() if k not in ("source", "num_slices"))
         print(f"  {row['source']} ({row['num_slices']} slices): {scores}")
+    for error in result.errors:
+        print(f"error: {error.source}: {error.reason}", file=sys.stderr)
+    if result.errors:
+        print(
+            f"{len(result.errors)} input(s) could not be read (listed in {args.output_dir}/errors.csv); "
+            "every other input was predicted",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -10,13 +10,16 @@ each input image's own size before the head thresholds them, so every mask has i
   orientation with its affine (what the reader sliced), so it overlays the input in any viewer
   (ITK-SNAP, 3D Slicer, nilearn) in world coordinates. Slices left out as empty are 0.
 
-Names that repeat (the same file name in two folders) get ``_2``, ``_3``... in input order.
+Names that repeat (the same file name in two folders) get ``_2``, ``_3``... in input order. Each file
+is written to a temporary file and renamed into place, never through a symbolic link
+(:mod:`mtl_hf.inference.outputs`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.readers import canonical_geometry
 from ..heads import TaskHead
+from .outputs import output_subfolder, write_replacing
 from .readers import SUPPORTED_SUFFIXES, kind_of
 
 MASKS_DIR = "masks"
@@ -45,18 +50,6 @@ def masks_at_size(head: TaskHead, logits: torch.Tensor, size: tuple[int, int]) -
     return masks[0].cpu().numpy().astype(bool)
 
 
-def canonical_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape and affine of a NIfTI volume in its closest RAS+ orientation, from the header alone."""
-    import nibabel as nib
-
-    img: Any = nib.load(os.fspath(path))
-    shape = tuple(int(s) for s in img.shape[:3]) + (1,) * (3 - len(img.shape[:3]))
-    ornt = nib.orientations.io_orientation(img.affine)
-    canonical = tuple(shape[int(axis)] for axis in ornt[:, 0])
-    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, shape)
-    return (canonical[0], canonical[1], canonical[2]), affine
-
-
 class MaskWriter:
     """Collects the masks of each source and writes them as their source is complete.
 
@@ -66,7 +59,7 @@ class MaskWriter:
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], slice_axis: int = 2) -> None:
-        self.root = Path(output_dir) / MASKS_DIR
+        self.output_dir = Path(output_dir)
         self.slice_axis = slice_axis
         self.written: dict[str, dict[str, str]] = {}
         self._pending: dict[str, dict[int, np.ndarray]] = {}
@@ -87,7 +80,8 @@ class MaskWriter:
             path = self._path(task, source, f"{suffix}.png")
             from PIL import Image
 
-            Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+            picture = Image.fromarray(mask.astype(np.uint8) * 255)
+            write_replacing(path, partial(picture.save, format="PNG"))
             self.written.setdefault(source, {})[task if index is None else f"{task}/{index}"] = str(path)
 
     def flush(self) -> None:
@@ -103,13 +97,12 @@ class MaskWriter:
             for i, mask in slices.items():
                 moved[i] = np.rot90(mask, k=-1)  # the reader showed slices with np.rot90
             path = self._path(task, self._source, ".nii.gz")
-            nib.save(nib.Nifti1Image(volume, affine), os.fspath(path))
+            write_replacing(path, partial(nib.save, nib.Nifti1Image(volume, affine)))
             self.written.setdefault(self._source, {})[task] = str(path)
         self._pending = {}
 
     def _path(self, task: str, source: str, ending: str) -> Path:
-        folder = self.root / task
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = output_subfolder(self.output_dir, MASKS_DIR, task)
         if source not in self._names:
             name = Path(source).name
             for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):  # ".nii.gz" before ".nii"

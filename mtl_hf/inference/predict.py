@@ -14,6 +14,11 @@ Probabilities come from :mod:`mtl_hf.inference.probabilities` (sigmoid for binar
 softmax for multi-class). A source with several slices or frames also gets a volume-level score per
 output (:mod:`mtl_hf.inference.aggregation`, top-3 mean by default).
 
+A file that cannot be read (missing, unsupported, truncated, damaged, over the readers' size limits)
+does not stop the others: it is listed in ``PredictionResult.errors`` and in ``errors.csv`` with the
+reason, and every other input is still predicted. Every file is written to a temporary file and
+renamed into place, never through a symbolic link (:mod:`mtl_hf.inference.outputs`).
+
 Launched on several processes (``accelerate launch``), the files are split between the processes and
 the results gathered on every process, in input order; only the main process writes files.
 """
@@ -21,6 +26,7 @@ the results gathered on every process, in input order; only the main process wri
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -35,17 +41,33 @@ from accelerate.utils import gather_object, parse_flag_from_env
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.errors import DataError
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
 from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
 from .loading import load_model_and_processor
 from .masks import MaskWriter, mask_tasks, masks_at_size
+from .outputs import output_subfolder, write_text_replacing
 from .probabilities import classification_tasks, column_names, output_names, task_probabilities
-from .readers import InputImage, Intensity, expand_inputs, read_file
+from .readers import InputImage, Intensity, find_inputs, read_file
 
 PREDICTIONS_CSV = "predictions.csv"
 VOLUME_PREDICTIONS_CSV = "volume_predictions.csv"
 PREDICTIONS_JSON = "predictions.json"
+ERRORS_CSV = "errors.csv"
+
+
+@dataclass(frozen=True)
+class InputError:
+    """An input that could not be predicted on, and why.
+
+    Attributes:
+        source: The file (or the path as given, when it could not be listed).
+        reason: What is wrong with it.
+    """
+
+    source: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,7 @@ class PredictionResult:
         aggregation, top_k: How volume-level scores were formed.
         masks: ``{source: {task: path}}`` of the segmentation masks written (``task/<frame>`` keys for
             the frames of a multi-frame DICOM); empty without segmentation tasks or ``output_dir``.
+        errors: The inputs that could not be read, in input order (none predicted from).
     """
 
     model: str
@@ -103,6 +126,7 @@ class PredictionResult:
     aggregation: str = "topk_mean"
     top_k: int = 3
     masks: dict[str, dict[str, str]] = field(default_factory=dict)
+    errors: list[InputError] = field(default_factory=list)
 
     def image_rows(self) -> list[dict[str, Any]]:
         """Flat rows for ``predictions.csv``: ``source``, ``index`` (empty for 2-D images), then one
@@ -140,22 +164,33 @@ class PredictionResult:
                 for v in self.volumes
             ],
             "masks": self.masks,
+            "errors": [{"source": e.source, "reason": e.reason} for e in self.errors],
         }
 
     def save(self, output_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``predictions.csv``, ``predictions.json`` and, when there are volumes,
-        ``volume_predictions.csv`` into ``output_dir``; return their paths by name."""
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write ``predictions.csv``, ``predictions.json``, ``errors.csv`` (``source``, ``reason``; only
+        the header when every input was read) and, when there are volumes, ``volume_predictions.csv``
+        into ``output_dir``; return their paths by name.
+
+        Raises:
+            UnsafeOutputError: one of these names in ``output_dir`` is a symbolic link.
+        """
+        out = output_subfolder(Path(output_dir))
         columns = [c for cols in self.columns.values() for c in cols]
-        paths = {"predictions_csv": out / PREDICTIONS_CSV, "predictions_json": out / PREDICTIONS_JSON}
+        paths = {
+            "predictions_csv": out / PREDICTIONS_CSV,
+            "predictions_json": out / PREDICTIONS_JSON,
+            "errors_csv": out / ERRORS_CSV,
+        }
         _write_csv(paths["predictions_csv"], ["source", "index", *columns], self.image_rows())
         if self.volumes:
             paths["volume_predictions_csv"] = out / VOLUME_PREDICTIONS_CSV
             _write_csv(
                 paths["volume_predictions_csv"], ["source", "num_slices", *columns], self.volume_rows()
             )
-        paths["predictions_json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        errors = [{"source": e.source, "reason": e.reason} for e in self.errors]
+        _write_csv(paths["errors_csv"], ["source", "reason"], errors)
+        write_text_replacing(paths["predictions_json"], json.dumps(self.to_dict(), indent=2) + "\n")
         return paths
 
     def _flat(self, probabilities: dict[str, np.ndarray]) -> dict[str, float]:
@@ -185,6 +220,7 @@ def predict(
     intensity: Intensity = "brain",
     skip_empty: bool = True,
     progress: bool = True,
+    grayscale: bool = False,
     **hub_kwargs: Any,
 ) -> PredictionResult:
     """Class probabilities per task for every image, slice and frame of ``inputs``.
@@ -206,6 +242,8 @@ def predict(
             or ``"slice"`` (see :mod:`mtl_hf.inference.readers`).
         skip_empty: Leave out constant (background-only) slices and frames.
         progress: Show a tqdm progress bar.
+        grayscale: Convert colour pictures and DICOM to grey when reading (as ``data.images.grayscale``
+            does in training), for a model with a 1-channel backbone.
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for loading.
     """
     if batch_size < 1:
@@ -214,7 +252,7 @@ def predict(
         raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    files = expand_inputs(inputs)
+    files, listing_errors = find_inputs(inputs)
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
     segmenting = mask_tasks(net, tasks)
     chosen = classification_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
@@ -224,13 +262,18 @@ def predict(
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     writer = MaskWriter(output_dir, slice_axis) if output_dir is not None and segmenting else None
     with state.split_between_processes(files) as my_files:
-        images = _predict_files(
+        images, errors = _predict_files(
             net,
             processor,
             list(my_files),
             chosen,
             batch_size=batch_size,
-            reader_kwargs={"slice_axis": slice_axis, "intensity": intensity, "skip_empty": skip_empty},
+            reader_kwargs={
+                "slice_axis": slice_axis,
+                "intensity": intensity,
+                "skip_empty": skip_empty,
+                "grayscale": grayscale,
+            },
             progress=progress and state.is_local_main_process,
             device=state.device,
             masks=(segmenting, writer) if writer is not None else None,
@@ -238,6 +281,7 @@ def predict(
     written = writer.written if writer is not None else {}
     if state.num_processes > 1:
         images = gather_object(images)
+        errors = gather_object(errors)
         written = {k: v for part in gather_object([written]) for k, v in part.items()}
     result = PredictionResult(
         model="<in memory>" if isinstance(model, MTLModel) else os.fspath(model),
@@ -248,6 +292,7 @@ def predict(
         aggregation=aggregation,
         top_k=top_k,
         masks=written,
+        errors=[InputError(e.path, e.reason) for e in listing_errors] + errors,
     )
     if output_dir is not None and state.is_main_process:
         result.save(output_dir)
@@ -290,14 +335,15 @@ def _predict_files(
     progress: bool,
     device: torch.device,
     masks: tuple[list[str], MaskWriter] | None = None,
-) -> list[ImagePrediction]:
+) -> tuple[list[ImagePrediction], list[InputError]]:
     was_training = model.training
     nn.Module.to(model, device).eval()
     segmenting, writer = masks if masks is not None else ([], None)
     results: list[ImagePrediction] = []
+    errors: list[InputError] = []
     bar = tqdm(total=len(files), unit="file", desc="predict", disable=not progress)
     try:
-        for batch in _batches(_read_all(files, reader_kwargs, bar), batch_size):
+        for batch in _batches(_read_all(files, reader_kwargs, bar, errors), batch_size):
             pixel_values = processor([item.image for item in batch], return_tensors="pt")["pixel_values"]
             pixel_values = pixel_values.to(device=device, dtype=model.dtype)
             with torch.inference_mode():
@@ -319,13 +365,22 @@ def _predict_files(
     finally:
         bar.close()
         model.train(was_training)
-    return results
+    return results, errors
 
 
-def _read_all(files: list[Path], reader_kwargs: dict[str, Any], bar: Any) -> Iterator[InputImage]:
+def _read_all(
+    files: list[Path], reader_kwargs: dict[str, Any], bar: Any, errors: list[InputError]
+) -> Iterator[InputImage]:
+    """The images of each file in turn; a file that cannot be read is added to ``errors`` and skipped
+    whole (all its images are read before the first is used)."""
     for path in files:
-        yield from read_file(path, **reader_kwargs)
+        try:
+            images = list(read_file(path, **reader_kwargs))
+        except DataError as exc:
+            errors.append(InputError(exc.path, exc.reason))
+            images = []
         bar.update(1)
+        yield from images
 
 
 def _batches(items: Iterator[InputImage], size: int) -> Iterator[list[InputImage]]:
@@ -340,7 +395,8 @@ def _batches(items: Iterator[InputImage], size: int) -> Iterator[list[InputImage
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_replacing(path, buffer.getvalue())

@@ -1,15 +1,20 @@
-"""Read image files and volumes into 2-D arrays the image processor accepts.
+"""Read image files and volumes into 2-D arrays the image processor accepts, through the same readers
+and guards as training (:mod:`mtl_hf.data.readers`): what a model sees at ``predict`` is what it saw
+in training, and a bad file is a :class:`~mtl_hf.data.DataError` naming it.
 
 Supported inputs (by suffix; a file without suffix is read as DICOM when it has the DICOM preamble):
 
-* ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.tif``/``.tiff`` through Pillow: one image each. 8-bit images
-  stay ``uint8`` (the processor divides by 255); 16-bit and other integer images stay integer (the
-  processor min-max scales them per image); floating-point images are min-max scaled to [0, 1] here.
+* ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.tif``/``.tiff``, ``.gif``, ``.webp`` through Pillow: one
+  image each, as the training cache stores it (:mod:`mtl_hf.data.readers.pictures`): 8-bit grey and
+  RGB stay ``uint8`` (the processor divides by 255); 16-bit grey stays ``uint16``, 32-bit and float
+  images are scaled to ``uint16`` (the processor min-max scales them per image); palette images become
+  RGB; colour becomes grey only with ``grayscale=True``.
 * ``.dcm``/``.dicom`` through pydicom (install ``mtl-hf[dicom]``): one image, or one image per frame of a
-  multi-frame object (an ultrasound cine loop). ``MONOCHROME1`` images are inverted so that bright
-  means high signal, ``PALETTE COLOR`` images go through their colour table (to RGB), and pixel data
-  that is not ``uint8`` is then min-max scaled to [0, 1] over all frames.
-* ``.nii``/``.nii.gz`` through nibabel: a 3-D volume (a trailing axis of length 1 is dropped),
+  multi-frame object (an ultrasound cine loop), as :mod:`mtl_hf.data.readers.dicom` decodes them for
+  training (``MONOCHROME1`` inverted, palette colour applied, grey above 8 bits scaled to ``uint16``
+  over all frames).
+* ``.nii``/``.nii.gz`` through nibabel (:mod:`mtl_hf.data.readers.nifti`): a 3-D volume (a trailing
+  axis of length 1 is dropped),
   reoriented to the closest RAS+ orientation (``nibabel.as_closest_canonical``) and cut into slices
   along ``slice_axis`` (2, axial, by default). Each slice is shown with ``np.rot90``: anterior (or
   superior) up and the patient's left on the left, as nilearn displays it and as
@@ -31,17 +36,27 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+from ..data.errors import DataError
+from ..data.readers import MAX_CASE_BYTES, decoding, read_header, read_picture, read_volume, refuse_over
+from ..data.readers import read_dicom as read_dicom_frames
+from ..data.readers.dicom import DICOM_SUFFIXES, is_dicom
+from ..data.readers.nifti import NIFTI_SUFFIXES
+from ..data.readers.pictures import IMAGE_SUFFIXES
+
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
 
 Intensity = Literal["brain", "volume", "slice"]
 INTENSITIES: tuple[str, ...] = ("brain", "volume", "slice")
+
+VOLUME_WORKING_BYTES_PER_VOXEL = 24
+"""Bytes per voxel :func:`read_nifti_slices` needs besides the decoded voxels: the float32 volume,
+the brain mask, the normalised copy and its percentile temporaries, and the slices cut from it.
+With the decoded voxels, checked against :data:`~mtl_hf.data.readers.MAX_CASE_BYTES` before reading
+(and against the measured peak in the tests)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class InputImage:
         source: The file it came from.
         index: Slice index (NIfTI, along ``slice_axis``) or frame index (multi-frame DICOM); ``None`` for
             a single 2-D image.
-        image: ``(H, W)`` or ``(H, W, C)`` array, ``uint8``, another integer type, or float in [0, 1].
+        image: ``(H, W)`` or ``(H, W, C)`` array, ``uint8``, ``uint16``, or float in [0, 1] (NIfTI).
         in_volume: True when the source holds several slices or frames (NIfTI, multi-frame DICOM), whose
             scores are also aggregated per source.
     """
@@ -72,31 +87,47 @@ def kind_of(path: Path) -> Literal["image", "dicom", "nifti"] | None:
         return "dicom"
     if name.endswith(IMAGE_SUFFIXES):
         return "image"
-    if not path.suffix and path.is_file() and _has_dicom_preamble(path):
+    if not path.suffix and path.is_file() and is_dicom(path):
         return "dicom"
     return None
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files to read: files as given, folders searched recursively (sorted) for supported files."""
+def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[DataError]]:
+    """Files to read (files as given, folders searched recursively, sorted, for supported files), and
+    an error for each given path that is missing, unsupported, or a folder without supported files."""
     files: list[Path] = []
+    errors: list[DataError] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and kind_of(p) is not None)
-            if not found:
-                raise ValueError(
-                    f"{path}: no supported files found (suffixes {', '.join(SUPPORTED_SUFFIXES)})"
-                )
-            files.extend(found)
-        elif path.is_file():
-            if kind_of(path) is None:
-                raise ValueError(
-                    f"{path}: unsupported file type; supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
-                )
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+        try:
+            if path.is_dir():
+                found = sorted(p for p in path.rglob("*") if p.is_file() and kind_of(p) is not None)
+                if not found:
+                    raise DataError(
+                        str(path), f"no supported files found (suffixes {', '.join(SUPPORTED_SUFFIXES)})"
+                    )
+                files.extend(found)
+            elif path.is_file():
+                if kind_of(path) is None:
+                    raise DataError(
+                        str(path),
+                        f"unsupported file type; supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}",
+                    )
+                files.append(path)
+            else:
+                raise DataError(str(path), "no such file or folder")
+        except DataError as exc:
+            errors.append(exc)
+        except (OSError, ValueError) as exc:  # a NUL byte, an over-long name, a link loop, no permission
+            errors.append(DataError(str(raw), f"cannot list ({type(exc).__name__}: {exc})"))
+    return files, errors
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files to read, as :func:`find_inputs`; raises its first error (a :class:`DataError`)."""
+    files, errors = find_inputs(paths)
+    if errors:
+        raise errors[0]
     return files
 
 
@@ -106,10 +137,13 @@ def read_inputs(
     slice_axis: int = 2,
     intensity: Intensity = "brain",
     skip_empty: bool = True,
+    grayscale: bool = False,
 ) -> Iterator[InputImage]:
     """Every image, slice and frame of ``paths`` (files or folders), in order, one at a time."""
     for path in expand_inputs(paths):
-        yield from read_file(path, slice_axis=slice_axis, intensity=intensity, skip_empty=skip_empty)
+        yield from read_file(
+            path, slice_axis=slice_axis, intensity=intensity, skip_empty=skip_empty, grayscale=grayscale
+        )
 
 
 def read_file(
@@ -118,14 +152,19 @@ def read_file(
     slice_axis: int = 2,
     intensity: Intensity = "brain",
     skip_empty: bool = True,
+    grayscale: bool = False,
 ) -> Iterator[InputImage]:
-    """The images of one file (see the module docstring for each format's conventions)."""
+    """The images of one file (see the module docstring for each format's conventions).
+
+    Raises:
+        DataError: the file is unsupported, damaged, truncated or over the readers' size limits.
+    """
     path = Path(path)
     kind = kind_of(path)
     if kind == "image":
-        yield InputImage(str(path), None, read_image(path), in_volume=False)
+        yield InputImage(str(path), None, read_image(path, grayscale), in_volume=False)
     elif kind == "dicom":
-        frames = read_dicom(path)
+        frames = read_dicom(path, grayscale)
         multi = frames.shape[0] > 1
         for i, frame in enumerate(frames):
             if skip_empty and multi and _is_constant(frame):
@@ -137,88 +176,53 @@ def read_file(
                 continue
             yield InputImage(str(path), i, image, in_volume=True)
     else:
-        raise ValueError(
-            f"{path}: unsupported file type; supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
+        raise DataError(
+            str(path), f"unsupported file type; supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
         )
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """A PNG, JPEG, BMP or TIFF file as ``(H, W)`` or ``(H, W, C)`` (see module docstring)."""
-    from PIL import Image
-
-    with Image.open(path) as opened:
-        img: Image.Image = opened
-        img.load()
-        if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-            img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
-        elif img.mode in ("1", "LA", "La"):
-            img = img.convert("L")
-        array = np.array(img)  # a writable copy (torch warns on read-only arrays)
-    if array.dtype.kind == "f":
-        array = _minmax(array)
-    return array
+def read_image(path: str | os.PathLike[str], grayscale: bool = False) -> np.ndarray:
+    """A PNG, JPEG, BMP, TIFF, GIF or WebP file as ``(H, W)`` or ``(H, W, 3)`` (see module docstring)."""
+    return read_picture(path, grayscale)
 
 
-def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
-    """A DICOM file's frames as ``(F, H, W)`` or ``(F, H, W, C)`` (``F = 1`` for a single frame)."""
-    try:
-        import pydicom
-    except ImportError as err:
-        raise ImportError(f"{path}: reading DICOM needs pydicom: pip install 'mtl-hf[dicom]'") from err
-    ds = pydicom.dcmread(path)
-    if "PixelData" not in ds:
-        raise ValueError(f"{path}: DICOM file has no pixel data")
-    array = np.asarray(ds.pixel_array)
-    photometric = str(getattr(ds, "PhotometricInterpretation", ""))
-    if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        array = np.asarray(apply_color_lut(array, ds))
-    samples = 3 if photometric == "PALETTE COLOR" else int(getattr(ds, "SamplesPerPixel", 1))
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames == 1:
-        array = array[None]
-    expected_dims = 4 if samples > 1 else 3
-    if array.ndim != expected_dims:
-        raise ValueError(f"{path}: unexpected DICOM pixel array shape {array.shape}")
-    if photometric == "MONOCHROME1":
-        array = array.max() - array + array.min()
-    if array.dtype != np.uint8:
-        array = _minmax(array.astype(np.float32))
-    return array
+def read_dicom(path: str | os.PathLike[str], grayscale: bool = False) -> np.ndarray:
+    """A DICOM file's frames as ``(F, H, W)`` or ``(F, H, W, 3)`` (``F = 1`` for a single frame)."""
+    frames = read_dicom_frames(path, grayscale)
+    with decoding(os.fspath(path), "DICOM"):
+        return np.stack(frames)
 
 
 def read_nifti_slices(
     path: str | os.PathLike[str], *, slice_axis: int = 2, intensity: Intensity = "brain"
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, (H, W) float32 slice in [0, 1])`` along ``slice_axis`` of a RAS+-reoriented volume."""
-    import nibabel as nib
+    """``(index, (H, W) float32 slice in [0, 1])`` along ``slice_axis`` of a RAS+-reoriented volume.
 
+    The whole volume is read and cut before the first slice comes out, so a bad file fails before
+    any of its slices is used.
+    """
     if slice_axis not in (0, 1, 2):
         raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis}")
     if intensity not in INTENSITIES:
         raise ValueError(f"intensity must be one of {', '.join(INTENSITIES)}, got {intensity!r}")
-    img: Any = nib.load(os.fspath(path))
-    img = nib.as_closest_canonical(img)
-    data = np.asarray(img.get_fdata(dtype=np.float32))
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim == 2:
-        data = data[:, :, None]
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D volume, got shape {data.shape}; save one volume per file")
-    if not np.isfinite(data).all():
-        raise ValueError(f"{path}: volume contains NaN or inf")
-    if intensity == "brain":
-        from ..data.normalization import normalize_volume
+    header = read_header(path, planar_ok=True)
+    needed = header.decoded_bytes + header.voxels * VOLUME_WORKING_BYTES_PER_VOXEL
+    refuse_over(header.path, f"reading a volume of shape {header.shape}", needed, MAX_CASE_BYTES)
+    with decoding(header.path, "NIfTI volume"):
+        data = read_volume(header)
+        if intensity == "brain":
+            from ..data.normalization import normalize_volume
 
-        data = normalize_volume(data, data != 0, "minmax", (0.5, 99.5))
-    elif intensity == "volume":
-        data = _minmax(data)
-    data = np.moveaxis(data, slice_axis, 0)
-    for i in range(data.shape[0]):
-        image = np.ascontiguousarray(np.rot90(data[i]))
-        yield i, (_minmax(image) if intensity == "slice" else image)
+            data = normalize_volume(data, data != 0, "minmax", (0.5, 99.5))
+        elif intensity == "volume":
+            data = _minmax(data)
+        data = np.moveaxis(data, slice_axis, 0)
+        slices = []
+        for i in range(data.shape[0]):
+            image = np.ascontiguousarray(np.rot90(data[i]))
+            slices.append((i, _minmax(image) if intensity == "slice" else image))
+        del data
+    yield from slices
 
 
 def _minmax(array: np.ndarray) -> np.ndarray:
@@ -231,9 +235,3 @@ def _minmax(array: np.ndarray) -> np.ndarray:
 
 def _is_constant(image: np.ndarray) -> bool:
     return bool(image.min() == image.max())
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return len(head) == 132 and head[128:] == b"DICM"

@@ -110,7 +110,7 @@ def test_unreadable_image(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     rows.append({"path": "broken.png", "patient_id": "p9", "diagnosis": "healthy"})
     write_csv(tmp_path / "m.csv", rows)
-    with pytest.raises(DataError, match="cannot decode image") as info:
+    with pytest.raises(DataError, match="cannot read image") as info:
         build_cache(images_config(tmp_path, "m.csv"), tmp_path / "cache")
     assert info.value.path == str(bad)
     with pytest.warns(DataWarning, match="broken.png"):

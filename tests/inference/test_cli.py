@@ -36,5 +36,9 @@ def test_predict_command_writes_files(
 def test_predict_command_reports_errors(
     three_task_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main([str(three_task_model), str(tmp_path / "missing.png"), "--no-progress"]) == 2
+    out = tmp_path / "out"
+    argv = [str(three_task_model), str(tmp_path / "missing.png"), "-o", str(out), "--no-progress"]
+    assert main(argv) == 1
     assert "missing.png: no such file" in capsys.readouterr().err
+    assert "missing.png,no such file or folder" in (out / "errors.csv").read_text()
+    assert main([str(tmp_path / "no_model"), str(tmp_path), "-o", str(out), "--no-progress"]) == 2

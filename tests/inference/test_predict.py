@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from mtl_hf.inference import predict
+from mtl_hf.inference import InputError, predict
 from tests.inference.conftest import save_model
 
 
@@ -125,5 +125,5 @@ def test_errors(three_task_model: Path, png_files: list[Path]) -> None:
         predict(three_task_model, png_files, tasks=["mim"], progress=False)
     with pytest.raises(ValueError, match="aggregation must be one of"):
         predict(three_task_model, png_files, aggregation="median", progress=False)  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="nope.png"):
-        predict(three_task_model, ["nope.png"], progress=False)
+    result = predict(three_task_model, ["nope.png"], progress=False)
+    assert result.errors == [InputError("nope.png", "no such file or folder")] and result.images == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mtl_hf.data import DataError
+from mtl_hf.data.images import read_image_frames
 from mtl_hf.inference import expand_inputs, read_dicom, read_image, read_inputs, read_nifti_slices
 
 
@@ -142,16 +145,21 @@ def test_dicom_single_and_multi_frame(tmp_path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
     out = read_dicom(path)
     inverted = 4000.0 - pixels  # MONOCHROME1: high values are dark
-    np.testing.assert_allclose(out, inverted / 4000.0, rtol=1e-6)
+    assert out.dtype == np.uint16  # as the training cache stores it: scaled to 16 bits over all frames
+    np.testing.assert_array_equal(out, np.round(inverted / 4000.0 * 65535).astype(np.uint16))
+    cached = read_image_frames(str(path))  # the training reader: PNG bytes of the same frames
+    for frame, (index, data, _size) in zip(out, cached, strict=True):
+        assert index >= 0
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), frame)
     items = list(read_inputs([tmp_path]))
     assert [(Path(i.source).name, i.index) for i in items] == [("cine", 0), ("cine", 1), ("cine", 2)]
 
 
 def test_expand_inputs_errors_name_the_path(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"notes\.txt: unsupported file type"):
+    with pytest.raises(DataError, match=r"notes\.txt: unsupported file type"):
         expand_inputs([tmp_path / "notes.txt"])
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(DataError, match="missing.png: no such file"):
         expand_inputs([tmp_path / "missing.png"])
     with pytest.raises(ValueError, match="no supported files"):
         expand_inputs([tmp_path])

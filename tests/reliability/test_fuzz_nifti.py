@@ -23,7 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mtl_hf.data import BratsConfig, DataError
-from mtl_hf.data.brats import BratsCase, SliceCounts, iter_case_slices, load_case, read_volume
+from mtl_hf.data.brats import BratsCase, SliceCounts, iter_case_slices, load_case
+from mtl_hf.data.readers import read_volume
 
 from .fuzzing import CI_EXAMPLES, SLOW_EXAMPLES, budget, tally, time_limit
 
