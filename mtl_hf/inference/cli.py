@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
             "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
             f"Accelerate picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}. A file that cannot be "
             "read is named on stderr and in errors.csv, the others are still predicted, and the exit "
-            "status is 1; 2 when nothing could be run (a bad model, option or output folder)."
+            "status is 1; it is 2 when nothing could be run (a bad model or option, or a symbolic link "
+            "where an output file goes)."
         ),
     )
     parser.add_argument("model", help="model folder, training run folder (its best_model/) or Hub id")

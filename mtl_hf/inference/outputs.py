@@ -15,8 +15,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import MtlHfError
 
-class UnsafeOutputError(ValueError):
+
+class UnsafeOutputError(MtlHfError, ValueError):
     """An output path is a symbolic link (or not what it should be); the message names it.
 
     Attributes:
