@@ -11,8 +11,8 @@ The real path of ``mtl-hf train``: the cached demo BraTS slices (Arrow), the tra
 
 Goals: loader images/s >= 5x the training images/s, and the loader-fed step <= 1.05x the preloaded one.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_input_pipeline.py --threads 1             # small ViT, ~1 min
-    OMP_NUM_THREADS=1 python benchmarks/bench_input_pipeline.py --threads 1 --size vits16
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_input_pipeline --threads 1             # small ViT, ~1 min
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_input_pipeline --threads 1 --size vits16
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.harness.cases import SIZES
 from mtl_hf import MTLConfig, MTLModel
-from mtl_hf.experiments.bench import SIZES
 from mtl_hf.experiments.demo import build, demo_run_config
 from mtl_hf.options import from_dict
 from mtl_hf.training.config import RunConfig, TrainingSection

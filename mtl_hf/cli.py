@@ -35,10 +35,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "publish a model or run folder to the Hugging Face Hub with a model card",
     ),
     "plugins": ("mtl_hf.plugins_report:main", "list registered heads and weighters and broken plugins"),
-    "bench": (
-        "mtl_hf.experiments.bench:main",
-        "measure training and inference speed against transformers peers",
-    ),
 }
 
 

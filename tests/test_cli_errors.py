@@ -115,7 +115,7 @@ def test_each_command_names_the_bad_input_without_a_traceback(
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["bench", "plugins"])
+@pytest.mark.parametrize("command", ["plugins"])
 def test_commands_without_inputs_refuse_unknown_options(command: str, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main([command, "--no-such-option"])

@@ -1,16 +1,23 @@
-"""``mtl-hf bench``: the command answers, FLOP counts match hand formulas, ratios match their timings."""
+"""The step harness (``python -m benchmarks.harness``): cases from their fields, FLOP counts against
+hand formulas, ratios against their timings, a tiny run's report, a new step mode, memory ratios."""
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from mtl_hf.cli import main as cli_main
-from mtl_hf.experiments import bench
+from benchmarks.harness import cases as case_tables
+from benchmarks.harness.cases import IDLE, SPEED_CASES, Case, case_named
+from benchmarks.harness.cli import main
+from benchmarks.harness.memory import memory_child, memory_ratios, memory_suite
+from benchmarks.harness.speed import compute_ratios, paired_ratio, speed_suite
+from benchmarks.harness.steps import STEP_MODES, Run, step_mode, train_step
+from benchmarks.harness.workbench import Workbench
 
 TINY = {
     "hidden_size": 32,
@@ -24,6 +31,15 @@ TINY = {
     "qkv_bias": True,
     "layer_norm_eps": 1e-6,
 }
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def tiny_size(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setitem(case_tables.SIZES, "tiny", TINY)
+    monkeypatch.setitem(case_tables.DEFAULT_BATCH, "tiny", 4)
+    monkeypatch.setitem(case_tables.DEFAULT_MEMORY_BATCH, "tiny", 4)
+    yield "tiny"
 
 
 def vit_forward_flops(d: int, mlp: int, layers: int, patches: int, channels: int, patch: int) -> int:
@@ -33,54 +49,52 @@ def vit_forward_flops(d: int, mlp: int, layers: int, patches: int, channels: int
     return layers * per_layer + 2 * patches * channels * patch * patch * d + 2 * d
 
 
-def test_bench_help_answers(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli_main(["bench", "--help"])
-    assert exc.value.code == 0
-    text = capsys.readouterr().out
-    assert "mtl-hf bench" in text and "--quick" in text and "--threads" in text
+def test_case_names_come_from_their_fields() -> None:
+    assert Case("mtl", view_layout="concat").name == "mtl_concat"
+    assert Case("mtl_mae", checkpointing=True, precision="bf16").name == "mtl_mae_ckpt_bf16"
+    assert Case("hf_cls", mode="infer", precision="bf16").name == "hf_cls_infer_bf16"
+    assert Case("matmul", mode="ceiling").name == "matmul_fp32" and IDLE.name == "stl_idle"
+    for name, case in {**SPEED_CASES, **case_tables.MEMORY_CASES}.items():
+        assert case_named(name) == case and case.name == name
+    with pytest.raises(ValueError, match="unknown case 'mtl_fast'; choose from .*hf_cls"):
+        case_named("mtl_fast")
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        Case("vgg")
 
 
 def test_flop_counts_match_the_hand_formula() -> None:
-    work = bench.Workbench(TINY, 4, torch.device("cpu"), names=["stl_infer", "stl", "hf_cls", "mtl_infer"])
+    work = Workbench(TINY, 4, CPU, cases=[Case("stl"), Case("hf_cls"), Case("mtl")])
     forward = vit_forward_flops(32, 64, 2, 16, 3, 8)
     patch_embedding = 2 * 16 * 3 * 8 * 8 * 32
-    assert work.count_flops("stl_infer") == 4 * forward
-    assert work.count_flops("mtl_infer") == 4 * forward  # eval: one clean pass, the MIM head idle
+    assert work.count_flops(Case("stl", mode="infer")) == 4 * forward
+    assert work.count_flops(Case("mtl", mode="infer")) == 4 * forward  # eval: one clean pass, MIM idle
     # Backward doubles every matmul except the patch embedding's, whose input needs no gradient.
-    assert work.count_flops("stl") == 4 * (3 * forward - patch_embedding)
-    assert work.count_flops("hf_cls") == work.count_flops("stl")
-    assert work.count_flops("stl_ckpt_bf16") == work.count_flops("stl")  # model FLOPs, no recompute
+    assert work.count_flops(Case("stl")) == 4 * (3 * forward - patch_embedding)
+    assert work.count_flops(Case("hf_cls")) == work.count_flops(Case("stl"))
+    # model FLOPs: no recomputation counted, whatever ran before
+    work.setup(Case("stl", checkpointing=True))()
+    assert work.count_flops(Case("stl", checkpointing=True, precision="bf16")) == work.count_flops(
+        Case("stl")
+    )
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios() -> None:
     times = {"a": [2.0, 4.0, 3.0], "b": [1.0, 1.0, 2.0], "c": [1.0, 3.0, 1.0]}
-    value, fastest = bench.paired_ratio(times, "a", ("b", "c"))
+    value, fastest = paired_ratio(times, "a", ("b", "c"))
     assert value == statistics.median([2.0 / 2.0, 4.0 / 4.0, 3.0 / 3.0]) == 1.0
     assert fastest == pytest.approx(2.0 / (1.0 + 1.0))
-    ratios = {r.name: r for r in bench.compute_ratios({"stl": [1.03, 1.0], "hf_cls": [1.0, 1.0]})}
+    ratios = {r.name: r for r in compute_ratios({"stl": [1.03, 1.0], "hf_cls": [1.0, 1.0]})}
     r = ratios["stl step / hf_cls step"]
     assert r.value == pytest.approx(1.015) and r.met is True
-    ratios = {r.name: r for r in bench.compute_ratios({"stl_infer": [1.1, 1.1], "hf_cls_infer": [1.0, 1.0]})}
+    ratios = {r.name: r for r in compute_ratios({"stl_infer": [1.1, 1.1], "hf_cls_infer": [1.0, 1.0]})}
     r = ratios["stl infer img/s / hf_cls infer img/s"]
     assert r.value == pytest.approx(1 / 1.1) and r.higher_is_better and r.met is False
 
 
-@pytest.mark.parametrize(
-    ("name", "base"),
-    [("mtl_concat", "mtl"), ("mtl_mae_ckpt", "mtl_mae"), ("hf_cls_infer_bf16", "hf_cls"), ("stl", "stl")],
-)
-def test_cases_run_on_their_base_model(name: str, base: str) -> None:
-    assert bench.base_model(name) == base
-
-
-def test_a_tiny_run_writes_consistent_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(bench.SIZES, "tiny", TINY)
-    monkeypatch.setitem(bench.DEFAULT_BATCH, "tiny", 4)
-    monkeypatch.setitem(bench.DEFAULT_MEMORY_BATCH, "tiny", 4)
+def test_a_tiny_run_writes_consistent_json(tmp_path: Path, tiny_size: str) -> None:
     out = tmp_path / "bench.json"
-    args = ["--size", "tiny", "--threads", "1", "--rounds", "3", "--warmup", "0", "--cpu"]
-    assert bench.main([*args, "--suites", "speed,precision,optimizer", "--json", str(out)]) == 0
+    args = ["--size", tiny_size, "--threads", "1", "--rounds", "3", "--warmup", "0", "--cpu"]
+    assert main([*args, "--suites", "speed,precision,optimizer", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     timings = report["timings"]
     assert report["machine"]["torch_threads"] == 1 and report["settings"]["batch_size"] == 4
@@ -95,10 +109,69 @@ def test_a_tiny_run_writes_consistent_json(tmp_path: Path, monkeypatch: pytest.M
         )
     ]
     assert r["value"] == pytest.approx(statistics.median(per_round)) and r["goal"] == 1.02
+    assert r["met"] == (r["value"] <= 1.02)
     stl, ceiling = timings["stl"], timings["matmul_fp32"]
     expected_mfu = (stl["flops"] / stl["median_s"]) / (ceiling["flops"] / ceiling["median_s"])
     assert stl["mfu"] == pytest.approx(expected_mfu)
+    assert timings["mtl_concat"]["description"].startswith("ours: classification + SimMIM; both views")
     assert set(report["optimizer"]["ms_per_step"]) == {"fused", "foreach", "loop"}
     for model in ("stl", "mtl", "mtl_mae"):
         p = report["precision"][model]
         assert 0 < p["logits_max_abs_diff"] < 0.1 and p["grad_cosine"] > 0.95
+
+
+def test_bad_cases_and_suites_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--cases", "stl,mtl_fast", "--cpu"]) == 2
+    assert "--cases: unknown case 'mtl_fast'" in capsys.readouterr().err
+    assert main(["--suites", "speed,fun", "--cpu"]) == 2
+    assert "--suites: unknown suite 'fun'" in capsys.readouterr().err
+
+
+def test_a_new_step_mode_is_one_registered_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mode that trains gets training mode, forward+backward FLOPs and its own timings and name."""
+    monkeypatch.setattr("benchmarks.harness.steps.STEP_MODES", dict(STEP_MODES))
+    calls: list[bool] = []
+
+    @step_mode("train_twice", trains=True)
+    def twice(bench: Workbench, case: Case) -> Run:
+        once = train_step(bench, case)
+
+        def run() -> None:
+            calls.append(bench.models[case.model].training)
+            once()
+            once()
+
+        return run
+
+    new = Case("stl", mode="train_twice")
+    work = Workbench(TINY, 2, CPU, cases=[Case("stl"), new])
+    timings, _ = speed_suite(work, [Case("stl"), new], rounds=2, warmup=0, clock="cpu")
+    assert new.name == "stl_train_twice" and set(timings) == {"stl", "stl_train_twice"}
+    assert len(timings["stl_train_twice"].times_s) == 2 and calls == [True, True]
+    assert timings["stl_train_twice"].flops == timings["stl"].flops
+    with pytest.raises(ValueError, match="unknown step mode 'fly'; known: train, infer"):
+        work.case(Case("stl", mode="fly"))
+
+
+def test_memory_ratios_by_hand() -> None:
+    rows = {
+        "stl_idle": {"peak_rss_mb": 500.0},
+        "stl": {"peak_rss_mb": 1500.0},
+        "mtl": {"peak_rss_mb": 2500.0},
+        "stl_ckpt": {"peak_rss_mb": 1000.0},
+        "mtl_ckpt": {"peak_rss_mb": 1200.0},
+    }
+    ratios = memory_ratios(rows, "peak_rss_mb")
+    assert ratios["mtl / stl"] == {"peak": 2500 / 1500, "above_idle": 2000 / 1000}
+    assert ratios["mtl_ckpt / stl"] == {"peak": 1200 / 1500, "above_idle": 700 / 1000}
+    assert ratios["mtl_ckpt / stl_ckpt"] == {"peak": 1.2, "above_idle": 700 / 500}
+    assert set(ratios) == {"mtl / stl", "stl_ckpt / stl", "mtl_ckpt / stl", "mtl_ckpt / stl_ckpt"}
+
+
+def test_memory_is_measured_in_fresh_processes(tiny_size: str) -> None:
+    direct = memory_child(Case("stl"), tiny_size, 2, 1, True)
+    assert direct["case"] == "stl" and direct["peak_rss_mb"] > 0
+    # the child processes run `python -m benchmarks.harness --memory-child` from the repository root
+    summary = memory_suite([IDLE, Case("stl")], "small", 1, 1, True, parallel=2)
+    assert summary["metric"] == "peak_rss_mb" and set(summary["cases"]) == {"stl_idle", "stl"}
+    assert summary["cases"]["stl"]["peak_rss_mb"] >= summary["cases"]["stl_idle"]["peak_rss_mb"] > 0
