@@ -1,1 +1,1 @@
-"""Experiments on top of training: the comparison grid, the demo, benchmarks."""
+"""Experiments on top of training that users run: the comparison grid and the demo."""
