@@ -171,7 +171,7 @@ def test_memory_ratios_by_hand() -> None:
 def test_memory_is_measured_in_fresh_processes(tiny_size: str) -> None:
     direct = memory_child(Case("stl"), tiny_size, 2, 1, True)
     assert direct["case"] == "stl" and direct["peak_rss_mb"] > 0
-    # the child processes run `python -m benchmarks.harness --memory-child` from the repository root
-    summary = memory_suite([IDLE, Case("stl")], "small", 1, 1, True, parallel=2)
-    assert summary["metric"] == "peak_rss_mb" and set(summary["cases"]) == {"stl_idle", "stl"}
-    assert summary["cases"]["stl"]["peak_rss_mb"] >= summary["cases"]["stl_idle"]["peak_rss_mb"] > 0
+    # the child process runs `python -m benchmarks.harness --memory-child` from the repository root
+    summary = memory_suite([IDLE], "small", 1, 1, True, parallel=1)
+    assert summary["metric"] == "peak_rss_mb" and set(summary["cases"]) == {"stl_idle"}
+    assert summary["cases"]["stl_idle"]["peak_rss_mb"] > 0 and summary["ratios"] == {}
