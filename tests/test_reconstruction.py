@@ -114,3 +114,33 @@ def test_built_in_reconstruction_heads_share_the_interface() -> None:
         ValueError, match="'tumour' is not a masked-image-modeling task; MIM tasks: \\['recon'\\]"
     ):
         mim_task_of(model_with("mae"), "tumour")
+
+
+@pytest.mark.parametrize("head", ["mim", "mae"])
+def test_validation_error_is_the_heads_pixel_space_error(head: str) -> None:
+    """The evaluation loop's ``mse/<task>`` is the mean over samples of the head's
+    ``reconstruction_error``, with masks drawn from the seeded generator (here with ``norm_target``,
+    where the error is taken after the patch statistics are put back)."""
+    from accelerate import Accelerator
+
+    from mtl_hf.training.evaluation_loop import collect_predictions
+
+    model = model_with(head, norm_target=True)
+    x = torch.randn(5, 3, 64, 64) * 2 + 1
+    batches = [
+        {"pixel_values": x[:3], "labels": {"tumour": torch.tensor([0, 1, 0])}},
+        {"pixel_values": x[3:], "labels": {"tumour": torch.tensor([1, 0])}},
+    ]
+    got = collect_predictions(model, batches, Accelerator(cpu=True), ["tumour", "recon"], seed=7)["mse"]
+    recon, generator, errors = model.head("recon"), torch.Generator().manual_seed(7), []
+    for batch in batches:
+        pixels = batch["pixel_values"]
+        mask = recon.sample_mask(len(pixels), (4, 4), torch.device("cpu"), generator=generator)
+        with torch.no_grad():
+            out = model(pixels, bool_masked_pos=mask, tasks=["recon"])
+        pred = recon.reconstruction_to_pixels(out.reconstructions["recon"], pixels)
+        m = recon.pixel_mask(mask, (4, 4))
+        errors += [
+            float(((pred[i] - pixels[i]) ** 2 * m[i]).sum() / (3 * m[i].sum())) for i in range(len(pixels))
+        ]
+    assert got["recon"] == pytest.approx(sum(errors) / len(errors), rel=1e-5)
