@@ -21,8 +21,9 @@ class NashMTLOptions(GradientWeighterOptions):
     Attributes:
         gradients: ``"parameters"`` (default, the paper) or ``"features"`` (see
             :class:`~mtl_hf.weighting.gradient.GradientWeighterOptions`).
-        ridge: Relative ridge ``eps * trace(K) / T`` added to the Gram matrix ``K`` so that a solution
-            exists when the gradients are linearly dependent (default 1e-8).
+        ridge: Relative ridge: ``ridge * K_ii`` is added to each diagonal entry of the Gram matrix
+            ``K`` so that a solution exists when the gradients are linearly dependent (default 1e-8);
+            each weight then moves by a relative ``O(ridge)`` however the tasks' gradient norms differ.
     """
 
     ridge: float = 1e-8
@@ -32,37 +33,49 @@ def nash_bargaining_weights(gram: torch.Tensor, ridge: float = 1e-8) -> torch.Te
     """The Nash bargaining solution: ``alpha > 0`` with ``K alpha = 1 / alpha`` (elementwise).
 
     ``alpha`` is the unique minimiser of the convex ``f(alpha) = alpha^T K alpha / 2 - sum_i log alpha_i``
-    (its stationarity condition is the equation above). It is found exactly by a trust-region Newton
-    method (SciPy's ``trust-exact``) in ``u = log alpha``, on ``K`` scaled to unit Frobenius norm;
-    ``alpha(s K) = alpha(K) / sqrt(s)`` undoes the scaling. Tasks with a zero gradient get 0.
+    (its stationarity condition is the equation above). The problem is first scaled per task: with
+    ``d_i = sqrt(K_ii)`` (the norm of task ``i``'s gradient) and ``C = K / (d d^T)`` (unit diagonal),
+    ``alpha_i = beta_i / d_i`` where ``C beta = 1 / beta``. ``beta`` is found exactly by a trust-region
+    Newton method (SciPy's ``trust-exact``) in ``u = log beta``. Solving on ``C`` makes the answer
+    independent of how differently the tasks' gradients are scaled (norms 10^4 apart are common), and
+    the ridge ``ridge * I`` added to ``C`` (so that a solution exists when gradients are linearly
+    dependent) is ``ridge * K_ii`` on each task's own diagonal entry: it changes every weight by a
+    relative ``O(ridge)``, whereas a ridge shared by all tasks (``ridge * trace(K) / T``) can rival the
+    smallest diagonal entry. Tasks with a zero gradient get 0, however small the others' are.
     """
     from scipy.optimize import minimize  # imported on first use: it is slow to import
 
     k = gram.double().numpy()
     t = k.shape[0]
     diag = np.diag(k)
-    active = diag > 1e-12 * max(float(diag.max()), 0.0) if diag.max() > 0 else np.zeros(t, dtype=bool)
+    # Only a gradient that is exactly zero (or underflows) leaves the game: the solution is invariant to
+    # each task's scale, so a gradient 10^-6 times the others' still gets its full say.
+    active = np.isfinite(diag) & (diag > np.finfo(np.float64).tiny)
     alpha = np.zeros(t)
     if not active.any():
         return torch.from_numpy(alpha)
-    ka = k[np.ix_(active, active)]
-    ka = ka + ridge * np.trace(ka) / len(ka) * np.eye(len(ka))
-    norm = float(np.linalg.norm(ka))
-    kn = ka / norm
+    norms = np.sqrt(diag[active])
+    c = k[np.ix_(active, active)] / np.outer(norms, norms) + ridge * np.eye(len(norms))
 
     def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
-        a = np.exp(u)
-        ka_ = kn @ a
-        return 0.5 * float(a @ ka_) - float(u.sum()), a * ka_ - 1.0
+        b = np.exp(u)
+        cb = c @ b
+        return 0.5 * float(b @ cb) - float(u.sum()), b * cb - 1.0
 
     def hess(u: np.ndarray) -> np.ndarray:
-        a = np.exp(u)
-        return np.diag(a * (kn @ a)) + a[:, None] * kn * a[None, :]
+        b = np.exp(u)
+        return np.diag(b * (c @ b)) + b[:, None] * c * b[None, :]
 
     result = minimize(
-        fun, np.zeros(len(ka)), jac=True, hess=hess, method="trust-exact", options={"gtol": 1e-12}
+        fun, np.zeros(len(norms)), jac=True, hess=hess, method="trust-exact", options={"gtol": 1e-12}
     )
-    alpha[active] = np.exp(result.x) / np.sqrt(norm)
+    beta = np.exp(result.x)
+    for _ in range(2):  # Newton on C beta = 1 / beta from that solution: the last digits
+        step = beta - np.linalg.solve(c + np.diag(1.0 / beta**2), c @ beta - 1.0 / beta)
+        if not (np.isfinite(step).all() and (step > 0).all()):
+            break
+        beta = step
+    alpha[active] = beta / norms
     return torch.from_numpy(alpha)
 
 

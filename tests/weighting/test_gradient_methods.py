@@ -10,6 +10,7 @@ from torch import nn
 
 from mtl_hf.weighting import WEIGHTERS, BackwardContext
 from mtl_hf.weighting.mgda import min_norm_weights
+from mtl_hf.weighting.nash_mtl import nash_bargaining_weights
 from mtl_hf.weighting.pcgrad import project_conflicting
 from tests.weighting.helpers import FeatureRecorder, batches, micro_step, plain_context, tiny_model
 
@@ -154,6 +155,46 @@ def test_nash_mtl_is_invariant_to_loss_scale() -> None:
     grad_s, weights_s = vector_backward(make("nash_mtl", ["a", "b"]), scaled)
     np.testing.assert_allclose(grad_s, grad, rtol=1e-6)
     np.testing.assert_allclose(weights_s, weights / np.array([10.0, 1.0]), rtol=1e-6)
+
+
+def nash_reference(gram: np.ndarray, digits: int = 50) -> list[float]:
+    """``alpha`` with ``K alpha = 1 / alpha`` to ``digits`` significant digits (mpmath's Newton solver),
+    with no ridge: the exact bargaining solution."""
+    import mpmath
+
+    with mpmath.workdps(digits):
+        k = mpmath.matrix([[mpmath.mpf(float(x)) for x in row] for row in gram])
+        n = k.rows
+
+        def equations(*alpha: mpmath.mpf) -> list[mpmath.mpf]:
+            return [mpmath.fsum(k[i, j] * alpha[j] for j in range(n)) - 1 / alpha[i] for i in range(n)]
+
+        start = [1 / mpmath.sqrt(k[i, i]) for i in range(n)]
+        solution = mpmath.findroot(equations, start, tol=mpmath.mpf(10) ** (-digits + 5))
+        assert max(abs(v) for v in equations(*solution)) < mpmath.mpf(10) ** (-digits + 10)
+        return [float(v) for v in solution]
+
+
+@pytest.mark.parametrize(
+    "vectors",
+    [
+        [[1.0, 0.0, 0.0], [0.6e4, 0.8e4, 0.0]],  # gradient norms 1 and 10^4
+        [[1.0, 0.0, 0.0, 0.0], [0.6e4, 0.8e4, 0.0, 0.0], [0.3, 0.2, 0.9, 0.1]],
+        [[2e-3, 1e-3, 0.0], [-1.0, 3.0, 0.5], [0.0, 4e3, -2e3]],  # norms 2e-3, 3e0, 4e3
+    ],
+)
+def test_nash_mtl_default_ridge_keeps_ill_conditioned_weights_exact(vectors: list[list[float]]) -> None:
+    """Task gradient norms 10^4 apart: the default ridge changes no weight beyond its own size (1e-8
+    relative); a ridge of 1e-8 * trace(K) / T made the first weight 15 % low here."""
+    g = np.array(vectors)
+    reference = nash_reference(g @ g.T)
+    names = [f"t{i}" for i in range(len(g))]
+    grad, weights = vector_backward(make("nash_mtl", names), g)
+    np.testing.assert_allclose(weights, reference, rtol=1e-7)
+    np.testing.assert_allclose(g @ grad, 1.0 / np.array(reference), rtol=1e-7)
+    gram = torch.from_numpy(g @ g.T)
+    np.testing.assert_allclose(nash_bargaining_weights(gram).numpy(), reference, rtol=2e-8)  # ~ ridge
+    np.testing.assert_allclose(nash_bargaining_weights(gram, ridge=0.0).numpy(), reference, rtol=1e-12)
 
 
 # -- on the real model: every parameter gets the gradient of sum_i c_i L_i ---------------------------
