@@ -15,6 +15,7 @@ from benchmarks.harness import cases as case_tables
 from benchmarks.harness.cases import IDLE, SPEED_CASES, Case, case_named
 from benchmarks.harness.cli import main
 from benchmarks.harness.memory import memory_child, memory_ratios, memory_suite
+from benchmarks.harness.overhead import overhead_suite
 from benchmarks.harness.speed import compute_ratios, paired_ratio, speed_suite
 from benchmarks.harness.steps import STEP_MODES, Run, step_mode, train_step
 from benchmarks.harness.workbench import Workbench
@@ -175,3 +176,19 @@ def test_memory_is_measured_in_fresh_processes(tiny_size: str) -> None:
     summary = memory_suite([IDLE], "small", 1, 1, True, parallel=1)
     assert summary["metric"] == "peak_rss_mb" and set(summary["cases"]) == {"stl_idle"}
     assert summary["cases"]["stl_idle"]["peak_rss_mb"] > 0 and summary["ratios"] == {}
+
+
+def test_overhead_differences_are_taken_from_the_medians() -> None:
+    result = overhead_suite(TINY, 4, CPU, reps=3)
+    us = result["microseconds"]
+    assert set(us) == {
+        *(f"{m} train forward" for m in ("hf_cls", "hf_mim", "stl", "mtl", "mtl_mae")),
+        "hf_cls eval forward",
+        "stl eval forward",
+        "input check",
+        "input check, one-pass sum",
+    }
+    assert all(v > 0 for v in us.values())
+    assert result["stl - hf_cls, train forward"] == us["stl train forward"] - us["hf_cls train forward"]
+    expected = us["mtl train forward"] - us["hf_cls train forward"] - us["hf_mim train forward"]
+    assert result["mtl - (hf_cls + hf_mim), train forward"] == pytest.approx(expected)
