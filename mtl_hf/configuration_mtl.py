@@ -73,6 +73,16 @@ class MTLConfig(PreTrainedConfig):
     """
 
     model_type = "mtl_vit"
+    # transformers.Trainer gathers every other output as predictions; evaluation needs the logits only.
+    keys_to_ignore_at_inference = [  # noqa: RUF012
+        "task_losses",
+        "task_weights",
+        "reconstructions",
+        "bool_masked_pos",
+        "last_hidden_state",
+        "hidden_states",
+        "attentions",
+    ]
     sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
         "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="vit", init_kwargs=DINO_VIT_S16),
     }
