@@ -29,7 +29,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "make-demo-data": ("mtl_hf.experiments.demo:make_demo_data_main", "write the offline demo data sets"),
     "predict": ("mtl_hf.inference.cli:main", "probabilities per task for images or NIfTI volumes"),
+    "export": (
+        "mtl_hf.export.cli:main",
+        "export the inference graph as ONNX for onnxruntime (pip install 'mtl-hf[onnx]')",
+    ),
     "explain": ("mtl_hf.explain.cli:main", "attention maps, MIM reconstructions and in-lesion attention"),
+    "app": ("mtl_hf.app.cli:main", "serve a web page on a model: upload an image, see predictions and maps"),
     "push": (
         "mtl_hf.hub.cli:main",
         "publish a model or run folder to the Hugging Face Hub with a model card",

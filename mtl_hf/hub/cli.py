@@ -28,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     parser.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument(
+        "--space",
+        nargs="?",
+        const="",
+        metavar="SPACE_ID",
+        help="also create a Gradio Space serving the model's web page (mtl-hf app), default id: the "
+        "model's (see mtl_hf.app.space)",
+    )
     card = parser.add_argument_group("model card")
     card.add_argument(
         "--license", default="apache-2.0", help="license id of the weights (default apache-2.0)"
@@ -72,4 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Pushed {len(result.files)} files to {result.repo_id}@{result.revision}: {result.commit_url}")
+    if args.space is not None:
+        from ..app.space import push_space
+
+        try:
+            space = push_space(
+                result.repo_id,
+                space_id=args.space or None,
+                folder=args.path,
+                private=args.private or None,
+                token=args.token,
+                endpoint=args.endpoint,
+            )
+        except HubPushError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"Space {space}: app.py, requirements.txt and README.md")
     return 0

@@ -7,13 +7,16 @@ It serves exactly the calls that ``huggingface_hub`` (``HfApi.create_repo``, ``c
 =======  ==============================================  ===================================================
 method   path                                            what
 =======  ==============================================  ===================================================
-POST     ``/api/repos/create``                           create a model repo (JSON: name, organization,
-                                                         visibility); 409 if it exists
+POST     ``/api/repos/create``                           create a model repo, or a Space (``type: space``)
+                                                         (JSON: name, organization, visibility); 409 if it
+                                                         exists
 POST     ``/api/validate-yaml``                          check a README's YAML metadata block
 POST     ``/api/models/{repo}/branch/{branch}``          create a branch (JSON: optional startingPoint)
 POST     ``/api/models/{repo}/preupload/{rev}``          upload mode of each file: always ``"regular"``
-                                                         (files go base64 in the commit; no LFS, no Xet)
-POST     ``/api/models/{repo}/commit/{rev}``             NDJSON commit: a header line, then ``file`` lines
+                                                         (files go base64 in the commit; no LFS, no Xet);
+                                                         also ``/api/spaces/...``
+POST     ``/api/models/{repo}/commit/{rev}``             NDJSON commit: a header line, then ``file`` lines;
+                                                         also ``/api/spaces/...``
 GET      ``/api/models/{repo}[/revision/{rev}]``         repo info (id, sha, private, siblings)
 GET      ``/api/agent-harnesses``                      the client's harness registry (served empty)
 HEAD/GET ``/{repo}/resolve/{rev}/{path}``                file metadata / content, with ``ETag`` (git blob
@@ -52,14 +55,23 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/api/validate-yaml$"), "validate_yaml"),
     ("GET", re.compile(r"^/api/agent-harnesses$"), "agent_harnesses"),
     ("POST", re.compile(rf"^/api/models/{REPO_PART}/branch/(?P<branch>[^/]+)$"), "create_branch"),
-    ("POST", re.compile(rf"^/api/models/{REPO_PART}/preupload/(?P<rev>[^/]+)$"), "preupload"),
-    ("POST", re.compile(rf"^/api/models/{REPO_PART}/commit/(?P<rev>[^/]+)$"), "commit"),
+    (
+        "POST",
+        re.compile(rf"^/api/(?P<kind>models|spaces)/{REPO_PART}/preupload/(?P<rev>[^/]+)$"),
+        "preupload",
+    ),
+    ("POST", re.compile(rf"^/api/(?P<kind>models|spaces)/{REPO_PART}/commit/(?P<rev>[^/]+)$"), "commit"),
     ("GET", re.compile(rf"^/api/models/{REPO_PART}/revision/(?P<rev>[^/]+)$"), "repo_info"),
     ("GET", re.compile(rf"^/api/models/{REPO_PART}$"), "repo_info"),
     ("HEAD", re.compile(rf"^/{REPO_PART}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
     ("GET", re.compile(rf"^/{REPO_PART}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
 ]
 LICENSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+
+
+def _repo_key(kind: str, repo_id: str) -> str:
+    """Where a repository is kept in :attr:`HubServer.repos`: model repos by id, Spaces as ``spaces/<id>``."""
+    return repo_id if kind == "models" else f"{kind}/{repo_id}"
 
 
 def git_blob_id(content: bytes) -> str:
@@ -155,9 +167,9 @@ class HubServer:
         """Recorded requests routed to ``action`` (e.g. ``"commit"``, ``"create_repo"``)."""
         return [r for r in self.requests if _route(r.method, r.path)[0] == action]
 
-    def file(self, repo_id: str, path: str, revision: str = "main") -> bytes:
-        """Content of ``path`` at ``revision`` (for assertions)."""
-        commit = self.repos[repo_id].resolve(revision)
+    def file(self, repo_id: str, path: str, revision: str = "main", kind: str = "models") -> bytes:
+        """Content of ``path`` at ``revision`` of a model repo (or, ``kind="spaces"``, a Space)."""
+        commit = self.repos[_repo_key(kind, repo_id)].resolve(revision)
         assert commit is not None, f"{repo_id} has no revision {revision}"
         return commit.files[path]
 
@@ -207,10 +219,14 @@ class HubServer:
     def _create_repo(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         self._require_write(request)
         payload = request.json()
-        if payload.get("type", "model") != "model":
-            raise HubError(400, f"only model repos are served, got type {payload.get('type')!r}")
+        kind = payload.get("type", "model")
+        if kind not in ("model", "space"):
+            raise HubError(400, f"only model repos and Spaces are served, got type {kind!r}")
+        if kind == "space" and not payload.get("sdk"):
+            raise HubError(400, "a Space needs an sdk")
         repo_id = f"{payload.get('organization') or self.user}/{payload['name']}"
-        if repo_id in self.repos:
+        key = _repo_key(f"{kind}s", repo_id)
+        if key in self.repos:
             raise HubError(409, "You already created this model repo", extra={"url": f"{self.url}/{repo_id}"})
         visibility = payload.get("visibility", "public")
         if visibility not in ("public", "private"):
@@ -225,7 +241,7 @@ class HubServer:
         )
         repo.commits[initial.oid] = initial
         repo.branches["main"] = initial.oid
-        self.repos[repo_id] = repo
+        self.repos[key] = repo
         return _json_response(200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id})
 
     def _agent_harnesses(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
@@ -250,9 +266,11 @@ class HubServer:
         target.branches[branch] = self._commit_at(target, starting).oid
         return _json_response(200, {})
 
-    def _preupload(self, request: RecordedRequest, repo: str, rev: str) -> tuple[int, dict[str, str], bytes]:
+    def _preupload(
+        self, request: RecordedRequest, repo: str, rev: str, kind: str = "models"
+    ) -> tuple[int, dict[str, str], bytes]:
         self._require_write(request)
-        target = self._repo(request, repo)
+        target = self._repo(request, _repo_key(kind, repo))
         commit = self._commit_at(target, rev)
         files = []
         for item in request.json()["files"]:
@@ -268,9 +286,11 @@ class HubServer:
             )
         return _json_response(200, {"files": files, "commitOid": commit.oid})
 
-    def _commit(self, request: RecordedRequest, repo: str, rev: str) -> tuple[int, dict[str, str], bytes]:
+    def _commit(
+        self, request: RecordedRequest, repo: str, rev: str, kind: str = "models"
+    ) -> tuple[int, dict[str, str], bytes]:
         self._require_write(request)
-        target = self._repo(request, repo)
+        target = self._repo(request, _repo_key(kind, repo))
         if request.query.get("create_pr"):
             raise HubError(400, "pull requests are not served by the test Hub")
         if rev not in target.branches:
