@@ -10,8 +10,8 @@ on a shared machine barely move it), otherwise wall-clock time. Reported: images
 round), and the median over rounds of the per-round throughput ratio onnxruntime / PyTorch; the
 largest absolute difference between the two runtimes' logits is printed as a check.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_onnx.py --threads 1 --batch-size 8 --rounds 10
-    OMP_NUM_THREADS=1 python benchmarks/bench_onnx.py --small --threads 1          # tiny ViT, seconds
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_onnx --threads 1 --batch-size 8 --rounds 10
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_onnx --small --threads 1          # tiny ViT, seconds
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.harness.cases import SIZES
+from benchmarks.harness.report import machine_info
 from mtl_hf import MTLConfig, MTLImageProcessor, MTLModel
-from mtl_hf.experiments.bench import SIZES, machine_info
 from mtl_hf.export import OnnxModel, export_onnx
 
 TASKS = {

@@ -143,6 +143,8 @@ class Analyzer:
             self._cache.move_to_end(path)
             return self._cache[path]
         result = predict(self.model, [path], image_processor=self.processor, progress=False)
+        if result.errors:  # predict lists a file it cannot read instead of raising
+            raise ValueError(f"{result.errors[0].source}: {result.errors[0].reason}")
         kept = {(p.source, p.index) for p in result.images}
         images = {item.index: item for item in read_file(path) if (item.source, item.index) in kept}
         self._cache[path] = (result, images)
