@@ -41,7 +41,15 @@ from typing import Literal
 import numpy as np
 
 from ..data.errors import DataError
-from ..data.readers import MAX_CASE_BYTES, decoding, read_header, read_picture, read_volume, refuse_over
+from ..data.readers import (
+    MAX_CASE_BYTES,
+    NiftiHeader,
+    decoding,
+    read_header,
+    read_picture,
+    read_volume,
+    refuse_over,
+)
 from ..data.readers import read_dicom as read_dicom_frames
 from ..data.readers.dicom import DICOM_SUFFIXES, is_dicom
 from ..data.readers.nifti import NIFTI_SUFFIXES
@@ -52,11 +60,18 @@ SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
 Intensity = Literal["brain", "volume", "slice"]
 INTENSITIES: tuple[str, ...] = ("brain", "volume", "slice")
 
-VOLUME_WORKING_BYTES_PER_VOXEL = 24
-"""Bytes per voxel :func:`read_nifti_slices` needs besides the decoded voxels: the float32 volume,
-the brain mask, the normalised copy and its percentile temporaries, and the slices cut from it.
-With the decoded voxels, checked against :data:`~mtl_hf.data.readers.MAX_CASE_BYTES` before reading
-(and against the measured peak in the tests)."""
+WORKING_BYTES_PER_VOXEL: dict[str, int] = {"brain": 17, "volume": 13, "slice": 9}
+"""Bytes per voxel :func:`read_nifti_slices` holds at its peak after decoding, by intensity scaling:
+the float32 volume, the slices cut from it and, for ``brain``, the brain mask, the normalised copy and
+its percentile temporaries (measured with tracemalloc in the tests)."""
+
+
+def volume_peak_bytes(header: NiftiHeader, intensity: Intensity) -> int:
+    """Estimated peak memory of :func:`read_nifti_slices` from the header alone: the larger of the
+    decoding step (the decoded voxels, their float32 copy and the finiteness check: ``itemsize + 9``
+    bytes per voxel) and the intensity's working copies, plus one byte per voxel of margin."""
+    per_voxel = max(header.itemsize + 9, WORKING_BYTES_PER_VOXEL[intensity]) + 1
+    return header.voxels * per_voxel
 
 
 @dataclass(frozen=True)
@@ -206,7 +221,7 @@ def read_nifti_slices(
     if intensity not in INTENSITIES:
         raise ValueError(f"intensity must be one of {', '.join(INTENSITIES)}, got {intensity!r}")
     header = read_header(path, planar_ok=True)
-    needed = header.decoded_bytes + header.voxels * VOLUME_WORKING_BYTES_PER_VOXEL
+    needed = volume_peak_bytes(header, intensity)
     refuse_over(header.path, f"reading a volume of shape {header.shape}", needed, MAX_CASE_BYTES)
     with decoding(header.path, "NIfTI volume"):
         data = read_volume(header)

@@ -75,3 +75,22 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def nifti_header_bytes(shape: tuple[int, ...], dtype: type = np.uint8) -> bytes:
+    """The 352 bytes a nibabel-written ``.nii`` starts with (header and empty extension block)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    return header.binaryblock + b"\0\0\0\0"
+
+
+def sparse_nifti(path: Path, shape: tuple[int, int, int], dtype: type = np.uint8) -> Path:
+    """A complete, valid ``.nii`` of zeros that takes no disk space: nibabel's header, then a hole."""
+    with open(path, "wb") as f:
+        f.write(nifti_header_bytes(shape, dtype))
+        f.truncate(352 + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    return path

@@ -18,17 +18,7 @@ from PIL import Image
 from mtl_hf.data import DataError
 from mtl_hf.inference import UnsafeOutputError, predict, read_file
 from mtl_hf.inference.cli import main
-
-
-def nifti_header_bytes(shape: tuple[int, ...], dtype: type = np.uint8) -> bytes:
-    """The 352 bytes a nibabel-written ``.nii`` starts with (header and empty extension block)."""
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header.set_qform(np.eye(4), code=1)
-    header.set_sform(np.eye(4), code=1)
-    header["vox_offset"] = 352
-    return header.binaryblock + b"\0\0\0\0"
+from tests.data.files import nifti_header_bytes, sparse_nifti
 
 
 def write_good_inputs(folder: Path) -> list[Path]:
@@ -185,3 +175,42 @@ def test_outputs_replace_older_files_whole(three_task_model: Path, tmp_path: Pat
     assert (out / "predictions.csv").read_text().startswith("source,index,tumour")
     assert hard.read_text() == "old\n" * 10_000  # a new file was renamed in; the old one not rewritten
     assert (out / "errors.csv").read_text().strip() == "source,reason"
+
+
+@pytest.mark.parametrize("intensity", ["brain", "volume", "slice"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_the_volume_memory_estimate_bounds_the_measured_peak(
+    tmp_path: Path, dtype: type, intensity: str
+) -> None:
+    """``predict`` refuses a volume whose estimated peak is over the bound; the estimate must hold the
+    real peak (numpy's allocations as tracemalloc sees them) without overstating it more than twice."""
+    import tracemalloc
+
+    from mtl_hf.data.readers import read_header
+    from mtl_hf.inference.readers import read_nifti_slices, volume_peak_bytes
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 200, (96, 80, 48)).astype(dtype)
+    data[:10] = 0
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii.gz")
+    header = read_header(tmp_path / "v.nii.gz")
+    estimate = volume_peak_bytes(header, intensity)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        slices = list(read_nifti_slices(tmp_path / "v.nii.gz", intensity=intensity))  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(slices) == 48
+    assert peak <= estimate <= 2 * peak, (peak, estimate)
+
+
+def test_a_volume_over_the_memory_bound_is_refused(tmp_path: Path) -> None:
+    from mtl_hf.data.readers import MAX_VOLUME_BYTES
+
+    path = sparse_nifti(tmp_path / "big.nii", (800, 800, 800))  # a complete 800³ volume of zeros
+    assert MAX_VOLUME_BYTES >= 800**3 * 8  # within the per-file bound; over the bound of one read
+    with pytest.raises(
+        DataError, match=r"reading a volume of shape \(800, 800, 800\) needs .* over the limit of 8.0 GiB"
+    ):
+        list(read_file(path))

@@ -2,9 +2,10 @@
 its guards.
 
 Before any pixel is decoded, the header's rows × columns × frames is checked against
-:data:`~mtl_hf.data.readers.limits.MAX_IMAGE_PIXELS`, and a file in the deflated transfer syntax is
-inflated in bounded pieces to count its size against
-:data:`~mtl_hf.data.readers.limits.MAX_DICOM_BYTES` (pydicom inflates the whole file at once). Decoding
+:data:`~mtl_hf.data.readers.limits.MAX_IMAGE_PIXELS`. pydicom inflates a file in the deflated transfer
+syntax whole before reading any element, so such a file's header is read here from at most
+:data:`HEADER_BYTES` inflated, and the file, once its pixels pass, is inflated in bounded pieces to
+count its size against :data:`~mtl_hf.data.readers.limits.MAX_DICOM_BYTES`. Decoding
 and every conversion run under the same guard: a damaged file, a codec error or running out of memory
 give a :class:`~mtl_hf.data.DataError` naming the file.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -46,14 +48,15 @@ def read_dicom(path: str | os.PathLike[str], grayscale: bool = False) -> list[np
 
     with decoding(where, "DICOM"):
         meta = pydicom.filereader.read_file_meta_info(where)
-        if str(getattr(meta, "TransferSyntaxUID", "")) == DEFLATED:
-            refuse_over(where, "the inflated DICOM data set", _inflated_size(where), MAX_DICOM_BYTES)
-        header = pydicom.dcmread(where, stop_before_pixels=True)
+        deflated = str(getattr(meta, "TransferSyntaxUID", "")) == DEFLATED
+        header = _deflated_header(where) if deflated else pydicom.dcmread(where, stop_before_pixels=True)
         rows, columns = int(getattr(header, "Rows", 0) or 0), int(getattr(header, "Columns", 0) or 0)
         frames = int(getattr(header, "NumberOfFrames", 1) or 1)
         check_pixels(
             where, f"DICOM pixel data of {frames} x {rows} x {columns}", rows * columns * max(frames, 1)
         )
+        if deflated:
+            refuse_over(where, "the inflated DICOM data set", _inflated_size(where), MAX_DICOM_BYTES)
         ds = pydicom.dcmread(where)
         if "PixelData" not in ds:
             raise DataError(where, "DICOM file has no pixel data")
@@ -80,13 +83,39 @@ def read_dicom(path: str | os.PathLike[str], grayscale: bool = False) -> list[np
         return [np.ascontiguousarray(a) for a in array]
 
 
-def _inflated_size(path: str) -> int:
-    """Bytes of a deflated DICOM once inflated, counted in bounded pieces (stops past the limit)."""
-    import pydicom
+HEADER_BYTES = 4 * 2**20
+"""Most bytes of a deflated data set inflated to read the elements before its pixel data."""
+
+
+def _deflated_header(path: str) -> Any:
+    """The elements before the pixel data of a deflated DICOM, inflating at most :data:`HEADER_BYTES`
+    (pydicom inflates the whole file before reading any element)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _at_pixel_data, read_dataset
 
     with open(path, "rb") as f:
-        pydicom.filereader.read_preamble(f, False)
-        pydicom.filereader._read_file_meta_info(f)
+        _skip_file_meta(f)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        data = b""
+        while len(data) < HEADER_BYTES and not inflater.eof:
+            chunk = inflater.unconsumed_tail or f.read(1 << 16)
+            if not chunk:
+                break
+            data += inflater.decompress(chunk, HEADER_BYTES - len(data))
+    return read_dataset(cast(BinaryIO, DicomBytesIO(data)), False, True, stop_when=_at_pixel_data)
+
+
+def _skip_file_meta(f: BinaryIO) -> None:
+    import pydicom
+
+    pydicom.filereader.read_preamble(f, False)
+    pydicom.filereader._read_file_meta_info(f)
+
+
+def _inflated_size(path: str) -> int:
+    """Bytes of a deflated DICOM once inflated, counted in bounded pieces (stops past the limit)."""
+    with open(path, "rb") as f:
+        _skip_file_meta(f)
         start = f.tell()
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         total = start
