@@ -98,9 +98,11 @@ class MTLPreTrainedModel(PreTrainedModel):
     ) -> Any:
         """``PreTrainedModel.from_pretrained``, loading weights from safetensors only.
 
-        A local folder whose only weights are pickles (``pytorch_model.bin``) is refused with an
-        explanation (:func:`mtl_hf.security.check_weights_folder`); from the Hub, ``use_safetensors=True``
-        makes transformers refuse a repository without safetensors weights. ``AutoModel.from_pretrained``
+        A local folder whose only weights are pickles (``pytorch_model.bin``), or whose safetensors
+        index points at a pickle or outside the folder, is refused with an explanation
+        (:func:`mtl_hf.security.check_weights_source`; a Hub repository's index is checked before any
+        shard is downloaded); from the Hub, ``use_safetensors=True`` makes transformers refuse a
+        repository without safetensors weights. ``AutoModel.from_pretrained``
         comes here too. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
         still unpickles with ``weights_only=True``.
 
@@ -108,7 +110,7 @@ class MTLPreTrainedModel(PreTrainedModel):
             mtl_hf.security.UnsafeCheckpointError: pickle-only weights, or ``weights_only=False`` /
                 ``use_safetensors=False`` asked without ``allow_pickle=True``.
         """
-        from .security import UnsafeCheckpointError, check_weights_folder
+        from .security import UnsafeCheckpointError, check_weights_source
 
         source = pretrained_model_name_or_path
         if not allow_pickle:
@@ -120,9 +122,7 @@ class MTLPreTrainedModel(PreTrainedModel):
                     )
             kwargs["use_safetensors"] = True
         if source is not None:
-            folder = os.path.join(source, kwargs.get("subfolder") or "")
-            if os.path.isdir(folder):
-                check_weights_folder(folder, allow_pickle=allow_pickle)
+            check_weights_source(source, allow_pickle=allow_pickle, **kwargs)
         return super().from_pretrained(source, *model_args, **kwargs)
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:

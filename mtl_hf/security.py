@@ -6,12 +6,16 @@ of tensor-rebuilding functions, but it is still a parser of untrusted bytes with
 (CVE-2025-32434 let a crafted file run code through ``weights_only=True`` before torch 2.6). A
 safetensors file is a JSON header and raw tensor bytes: loading it never runs code. So:
 
-* **Models** (:func:`check_weights_folder`): an mtl-hf model folder must hold safetensors weights.
-  A folder that holds only pickle weights is refused with an explanation, unless the caller opts in
-  with ``allow_pickle=True`` (and even then transformers loads it with ``weights_only=True``). A
-  ``config.json`` that points transformers at another weights file (``transformers_weights``) must
-  name a safetensors file. ``MTLPreTrainedModel.from_pretrained`` calls this for local folders and
-  passes ``use_safetensors=True`` for Hub ids, so ``AutoModel.from_pretrained`` is covered too.
+* **Models** (:func:`check_weights_source`, for a folder :func:`check_weights_folder`): an mtl-hf
+  model folder must hold safetensors weights. A folder that holds only pickle weights is refused with
+  an explanation, unless the caller opts in with ``allow_pickle=True`` (and even then transformers
+  loads it with ``weights_only=True``). A ``config.json`` that points transformers at another weights
+  file (``transformers_weights``) must name a safetensors file. A sharded model's index
+  (``model.safetensors.index.json``) must point only at ``.safetensors`` shards in the same folder or
+  repository (:func:`check_weights_index`): transformers reads whatever file the index names, and
+  unpickles it with ``torch.load`` when it is not safetensors. For a Hub id the index is fetched and checked
+  before transformers downloads any shard. ``MTLPreTrainedModel.from_pretrained`` (so
+  ``AutoModel.from_pretrained`` too), ``MTLModel.from_backbone`` and predict's loader call it.
 * **Training checkpoints** (:func:`check_training_checkpoint`): ``accelerate``'s ``load_state`` reads the
   model from ``model.safetensors`` but the optimizer, sampler and random states are ``torch.save``
   pickles, loaded with ``weights_only=True`` plus an allow-list of numpy and ``codecs.encode`` (needed
@@ -44,6 +48,9 @@ SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
+SAFE_INDEX = "model.safetensors.index.json"
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+
 ALLOW_PICKLE_HINT = (
     "Loading a pickle can run arbitrary code hidden in the file. If you trust its source, convert it "
     "once to safetensors (load it yourself and call save_pretrained(..., safe_serialization=True)), or "
@@ -63,16 +70,59 @@ class UnsafeCheckpointError(MtlHfError, ValueError):
         self.path = str(path)
 
 
+def check_weights_source(
+    source: str | os.PathLike[str], *, allow_pickle: bool = False, subfolder: str = "", **hub_kwargs: Any
+) -> None:
+    """Refuse a model folder or Hub repository whose weights could only be loaded by unpickling.
+
+    A local folder is checked by :func:`check_weights_folder`. For a Hub id, the safetensors index
+    (if the repository has one) is downloaded, or read from the cache, and checked by
+    :func:`check_weights_index` before transformers fetches any shard; with ``allow_pickle=True`` the
+    pickle index too, for shard names leading out of the repository.
+
+    Args:
+        source: Folder or Hub id.
+        allow_pickle: Accept pickle weights (a source you trust).
+        subfolder: Folder of the weights inside ``source``.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``, ``force_download``,
+            ``proxies``, as given to ``from_pretrained``.
+
+    Raises:
+        UnsafeCheckpointError: naming the folder, index or shard refused.
+    """
+    folder = os.path.join(os.fspath(source), subfolder or "")
+    if os.path.isdir(folder):
+        check_weights_folder(folder, allow_pickle=allow_pickle)
+        return
+    from transformers.utils import cached_file
+
+    keys = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+    download = {k: hub_kwargs[k] for k in keys if hub_kwargs.get(k) is not None}
+    for name in (SAFE_INDEX, PICKLE_INDEX) if allow_pickle else (SAFE_INDEX,):
+        index = cached_file(
+            os.fspath(source),
+            name,
+            subfolder=subfolder or "",
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **download,
+        )
+        if index is not None:
+            shown = "/".join(p for p in (os.fspath(source), subfolder, name) if p)
+            check_weights_index(index, allow_pickle=allow_pickle or name == PICKLE_INDEX, shown=shown)
+
+
 def check_weights_folder(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
     """Refuse a local model folder whose weights could only be loaded by unpickling.
 
-    Passes when the folder holds ``model.safetensors`` (or a safetensors index), or holds no weights at
-    all (transformers then reports the missing file itself). ``allow_pickle=True`` lets a folder with
-    only ``pytorch_model.bin`` through.
+    Passes when the folder holds ``model.safetensors`` (or a safetensors index whose shards pass
+    :func:`check_weights_index`), or holds no weights at all (transformers then reports the missing
+    file itself). ``allow_pickle=True`` lets a folder with only ``pytorch_model.bin`` through.
 
     Raises:
-        UnsafeCheckpointError: the folder's only weights are pickles, or its ``config.json`` names a
-            weights file (``transformers_weights``) that is not safetensors.
+        UnsafeCheckpointError: the folder's only weights are pickles, its ``config.json`` names a
+            weights file (``transformers_weights``) that is not safetensors, or its index names a shard
+            that is not a safetensors file in the folder.
     """
     folder = Path(path)
     config = folder / "config.json"
@@ -81,13 +131,19 @@ def check_weights_folder(path: str | os.PathLike[str], *, allow_pickle: bool = F
             explicit = json.loads(config.read_text()).get("transformers_weights")
         except (OSError, ValueError, AttributeError):
             explicit = None  # transformers reports an unreadable config itself
-        safe = explicit is None or str(explicit).endswith((".safetensors", ".safetensors.index.json"))
+        safe = explicit is None or (
+            str(explicit).endswith((".safetensors", ".safetensors.index.json"))
+            and _is_plain_file_name(str(explicit))
+        )
         if not safe and not allow_pickle:
             raise UnsafeCheckpointError(
                 folder,
-                f"config.json asks for the weights file {explicit!r}, which is not safetensors. "
-                + ALLOW_PICKLE_HINT,
+                f"config.json asks for the weights file {explicit!r}, which is not a safetensors file in "
+                "the folder. " + ALLOW_PICKLE_HINT,
             )
+    for name in (SAFE_INDEX, PICKLE_INDEX):
+        if (folder / name).is_file():
+            check_weights_index(folder / name, allow_pickle=allow_pickle or name == PICKLE_INDEX)
     if any((folder / name).is_file() for name in SAFE_WEIGHTS):
         return
     pickles = sorted(
@@ -99,6 +155,55 @@ def check_weights_folder(path: str | os.PathLike[str], *, allow_pickle: bool = F
             f"no safetensors weights (model.safetensors), only pickle files: {', '.join(pickles)}. "
             + ALLOW_PICKLE_HINT,
         )
+
+
+def check_weights_index(
+    index: str | os.PathLike[str], *, allow_pickle: bool = False, shown: str | None = None
+) -> None:
+    """Refuse a sharded model's index that points at a shard transformers would unpickle, or outside.
+
+    transformers loads every file named in the index's ``weight_map``, from the index's folder (or
+    repository), with ``torch.load`` when it is not a safetensors file. So each name must be a plain
+    file name (no folder, no ``..``, not absolute) ending in ``.safetensors``; ``allow_pickle=True``
+    also accepts pickle suffixes (loaded with ``weights_only=True``), never a path.
+
+    Args:
+        index: The index file.
+        allow_pickle: Accept pickle shards.
+        shown: How to name the index in errors (default: its path).
+
+    Raises:
+        UnsafeCheckpointError: the index cannot be read, has no ``weight_map``, or names a shard that
+            is not allowed (all such names are listed).
+    """
+    where = shown or os.fspath(index)
+    try:
+        data = json.loads(Path(index).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UnsafeCheckpointError(where, f"cannot read the weights index ({exc})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise UnsafeCheckpointError(where, "the weights index has no weight_map naming its shards")
+    suffixes = (".safetensors", *PICKLE_SUFFIXES) if allow_pickle else (".safetensors",)
+    bad = sorted(
+        {
+            repr(name)
+            for name in weight_map.values()
+            if not (isinstance(name, str) and _is_plain_file_name(name) and name.lower().endswith(suffixes))
+        }
+    )
+    if bad:
+        raise UnsafeCheckpointError(
+            where,
+            f"the index points at {', '.join(bad)}: shards must be .safetensors files in the same folder "
+            "(transformers would read any file named here, unpickling one that is not safetensors). "
+            + (ALLOW_PICKLE_HINT if not allow_pickle else "Refusing to load it."),
+        )
+
+
+def _is_plain_file_name(name: str) -> bool:
+    """A file name with no folder part: no ``/`` or ``\\``, not ``.``/``..``, no NUL, not absolute."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0") and ":" not in name
 
 
 def pickle_safe_globals() -> list[Any]:

@@ -11,7 +11,7 @@ from transformers import AutoImageProcessor, AutoModel
 
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
-from ..security import check_weights_folder
+from ..security import check_weights_source
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def load_model_and_processor(
         source = None
     else:
         source = resolve_model_path(model)
-        if Path(source).is_dir():  # checked before transformers picks a class: a plain ViT folder too
-            check_weights_folder(source, allow_pickle=allow_pickle)
+        # checked before transformers picks a class: a plain ViT folder or repository too
+        check_weights_source(source, allow_pickle=allow_pickle, **hub_kwargs)
         safety = {"allow_pickle": True} if allow_pickle else {"use_safetensors": True}
         loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
         if not isinstance(loaded_any, MTLModel):

@@ -113,7 +113,9 @@ def test_code_in_a_model_folder_or_hub_repo_never_runs(tmp_path: Path, figures: 
         downloaded = {r.path.rsplit("/", 1)[-1] for r in hub.requests if r.method == "GET"}
     for found in results:  # a local folder, then a Hub repository
         assert {k: found[k] for k in expected} == expected
-        assert found["unknown head"].startswith("ValueError: tasks.tumour.type: unknown head 'modeling_evil'")
+        assert found["unknown head"].startswith(
+            "OptionsError: tasks.tumour.type: unknown head 'modeling_evil'"
+        )
     assert not {"modeling_evil.py", "configuration_evil.py"} & downloaded  # the code is not even fetched
     assert not marker.exists() and not list(tmp_path.rglob("CODE-RAN-*"))
     figures["checkpoints carrying code loaded without running it"] += 4

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import json
 import pickle
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -223,3 +225,150 @@ def test_no_call_in_the_package_unpickles_with_weights_only_false() -> None:
         if "pickle.load" in path.read_text():
             offenders.append(f"{path.relative_to(root)}: pickle.load")
     assert offenders == []
+
+
+# -- sharded weights: the index names the files transformers reads -------------------------------------
+def sharded_folders(root: Path, marker: Path) -> dict[str, Path]:
+    """Saved models whose ``model.safetensors.index.json`` points at a pickle shard, at a plain pickle
+    of the real weights, at safetensors outside the folder, and a sound sharded model."""
+    folders = {}
+    for name in ("payload shard", "pickled shard", "outside", "sound"):
+        folder = root / name.replace(" ", "-")
+        tiny_model().save_pretrained(folder)
+        weights = load_file(folder / "model.safetensors")
+        if name == "sound":
+            shard = "model-00001-of-00001.safetensors"
+            (folder / "model.safetensors").rename(folder / shard)
+        elif name == "outside":
+            shard = "../elsewhere/model.safetensors"
+            (root / "elsewhere").mkdir(exist_ok=True)
+            (folder / "model.safetensors").rename(root / "elsewhere" / "model.safetensors")
+        else:
+            shard = "pytorch_model-00001-of-00001.bin"
+            (folder / "model.safetensors").unlink()
+            torch.save(
+                weights if name == "pickled shard" else {**weights, "x": Payload(marker)}, folder / shard
+            )
+        index = {"metadata": {"total_size": 0}, "weight_map": dict.fromkeys(weights, shard)}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+        folders[name] = folder
+    return folders
+
+
+SHARD_REFUSALS = {
+    "payload shard": r"model.safetensors.index.json: the index points at 'pytorch_model-00001-of-00001.bin': "
+    r"shards must be .safetensors files in the same folder",
+    "pickled shard": r"the index points at 'pytorch_model-00001-of-00001.bin'",
+    "outside": r"the index points at '../elsewhere/model.safetensors'",
+}
+
+
+def test_an_index_pointing_at_a_pickle_shard_or_outside_the_folder_is_refused(
+    tmp_path: Path, figures: Counter[str]
+) -> None:
+    marker = tmp_path / "code-ran"
+    folders = sharded_folders(tmp_path, marker)
+    for name, expected in SHARD_REFUSALS.items():
+        for load in (AutoModel.from_pretrained, MTLModel.from_pretrained, load_model_and_processor):
+            with pytest.raises(UnsafeCheckpointError, match=expected):
+                load(folders[name])
+        figures["hostile pickles and pickle-only folders refused (payload never run)"] += 1
+    # the backbone of a new model: a plain ViT folder whose index points at a pickle
+    tiny_model().backbone.save_pretrained(tmp_path / "vit")
+    (tmp_path / "vit" / "model.safetensors.index.json").write_text(
+        (folders["pickled shard"] / "model.safetensors.index.json").read_text().replace('"backbone.', '"')
+    )
+    with pytest.raises(UnsafeCheckpointError, match=SHARD_REFUSALS["pickled shard"]):
+        MTLModel.from_backbone(str(tmp_path / "vit"), tasks={"tumour": {"type": "binary_classification"}})
+    # a sound sharded model loads, and opting in to pickles accepts a pickle shard, never a path
+    sound = AutoModel.from_pretrained(folders["sound"])
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(sound.state_dict().values(), tiny_model().state_dict().values(), strict=True)
+    )
+    opted_in = AutoModel.from_pretrained(folders["pickled shard"], allow_pickle=True)
+    assert torch.equal(
+        opted_in.state_dict()["heads.tumour.classifier.weight"],
+        sound.state_dict()["heads.tumour.classifier.weight"],
+    )
+    with pytest.raises(UnsafeCheckpointError, match=SHARD_REFUSALS["outside"]):
+        AutoModel.from_pretrained(folders["outside"], allow_pickle=True)
+    assert not marker.exists()
+
+
+HUB_LOADER = """
+import json, sys
+import mtl_hf
+from mtl_hf import MTLModel
+from transformers import AutoModel
+results = {}
+for repo in sys.argv[1:]:
+    try:
+        if repo.endswith("vit"):
+            MTLModel.from_backbone(repo, tasks={"tumour": {"type": "binary_classification"}})
+        else:
+            AutoModel.from_pretrained(repo)
+        results[repo] = "loaded"
+    except Exception as exc:
+        results[repo] = type(exc).__name__ + ": " + str(exc)
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def test_a_hub_repository_whose_index_points_at_a_pickle_shard_is_refused_before_download(
+    tmp_path: Path, figures: Counter[str]
+) -> None:
+    from huggingface_hub import HfApi
+
+    from tests.hub.hub_server import HubServer
+
+    from .conftest import REPO, subprocess_env
+
+    marker = tmp_path / "code-ran"
+    folders = sharded_folders(tmp_path / "models", marker)
+    tiny_model().backbone.save_pretrained(tmp_path / "vit")
+    (tmp_path / "vit" / "model.safetensors").unlink()
+    (tmp_path / "vit" / "model.safetensors.index.json").write_text(
+        (folders["pickled shard"] / "model.safetensors.index.json").read_text().replace('"backbone.', '"')
+    )
+    torch.save(
+        load_file(folders["sound"] / "model-00001-of-00001.safetensors"),
+        tmp_path / "vit" / "pytorch_model-00001-of-00001.bin",
+    )
+    token = "hf_ShardIndexTestToken0000000000000000"
+    repos = {
+        "tester/payload-shard": folders["payload shard"],
+        "tester/pickled-shard": folders["pickled shard"],
+        "tester/sound": folders["sound"],
+        "tester/pickle-vit": tmp_path / "vit",
+    }
+    with HubServer(token=token) as hub:
+        api = HfApi(endpoint=hub.url, token=token)
+        for repo, folder in repos.items():
+            api.create_repo(repo)
+            api.upload_folder(repo_id=repo, folder_path=folder)
+        done = subprocess.run(
+            [sys.executable, "-c", HUB_LOADER, *repos],
+            cwd=tmp_path,
+            env={
+                **subprocess_env(HF_HOME=str(tmp_path / "hf_home")),
+                "HF_ENDPOINT": hub.url,
+                "HF_HUB_OFFLINE": "0",
+                "PYTHONPATH": str(REPO),
+            },
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        downloaded = [r.path for r in hub.requests if r.method == "GET" and "/resolve/" in r.path]
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.rsplit("RESULTS ", 1)[-1])
+    assert results.pop("tester/sound") == "loaded"
+    for repo, found in results.items():
+        assert found.startswith(
+            f"UnsafeCheckpointError: {repo}/model.safetensors.index.json: the index points at 'pytorch_model-00001-of-00001.bin'"
+        ), found
+    assert not [p for p in downloaded if p.endswith(".bin")]  # refused before any shard was fetched
+    assert not marker.exists()
+    figures["hostile pickles and pickle-only folders refused (payload never run)"] += len(results)
