@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import Dinov2Model, Dinov2WithRegistersModel, PreTrainedConfig, PreTrainedModel, ViTModel
+import transformers
+from transformers import PreTrainedConfig, PreTrainedModel
 
 from .options import OptionsError
 
@@ -21,15 +22,20 @@ from .options import OptionsError
 class BackboneKind:
     """How to build one kind of backbone."""
 
-    model_class: type[PreTrainedModel]
+    model_class_name: str
+    """The transformers model class, by name: only the backbone a model uses gets imported."""
     init_kwargs: dict[str, Any]
     """Extra constructor arguments: no pooler (heads pool themselves), a mask token for MIM."""
 
+    @property
+    def model_class(self) -> type[PreTrainedModel]:
+        return getattr(transformers, self.model_class_name)  # type: ignore[no-any-return]
+
 
 BACKBONE_KINDS: dict[str, BackboneKind] = {
-    "vit": BackboneKind(ViTModel, {"add_pooling_layer": False, "use_mask_token": True}),
-    "dinov2": BackboneKind(Dinov2Model, {}),
-    "dinov2_with_registers": BackboneKind(Dinov2WithRegistersModel, {}),
+    "vit": BackboneKind("ViTModel", {"add_pooling_layer": False, "use_mask_token": True}),
+    "dinov2": BackboneKind("Dinov2Model", {}),
+    "dinov2_with_registers": BackboneKind("Dinov2WithRegistersModel", {}),
 }
 
 

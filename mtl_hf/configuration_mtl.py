@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, ClassVar, Literal
 
@@ -51,11 +52,12 @@ class MTLConfig(PreTrainedConfig):
             ``{task_name: {"type": head_type, **head_options}}``. Task names are yours; the head types
             come from :data:`mtl_hf.heads.HEADS` (built in: ``binary_classification``,
             ``multiclass_classification``, ``multilabel_classification``, ``mim``; more from plugins).
-            Unknown option keys or mistyped values raise ``OptionsError`` (a ``ValueError``) naming ``tasks.<name>.<key>``.
-            The stored value has every option filled in with its default.
+            Unknown option keys or mistyped values raise ``OptionsError`` (a ``ValueError``) naming
+            ``tasks.<name>.<key>``. Stored as given; :attr:`resolved_tasks` fills in every default.
         weighting (`dict`, *optional*, defaults to ``{"type": "fixed"}``):
             ``{"type": weighter_type, **options}``, from :data:`mtl_hf.weighting.WEIGHTERS`.
-            ``fixed`` takes ``weights: {task_name: lambda}`` (missing tasks get 1.0).
+            ``fixed`` takes ``weights: {task_name: lambda}`` (missing tasks get 1.0). Stored as given;
+            :attr:`resolved_weighting` fills in every default.
         view_layout (`str`, *optional*, defaults to ``"two_pass"``):
             How the clean view (classification) and the masked view (MIM) go through the backbone when
             both are needed: ``"two_pass"``, one backbone call per view, or ``"concat"``, one call on
@@ -113,64 +115,115 @@ class MTLConfig(PreTrainedConfig):
             )
         if self.view_layout not in ("two_pass", "concat"):
             raise OptionsError(f"view_layout: must be 'two_pass' or 'concat', got {self.view_layout!r}")
-        self.tasks = self._resolve_tasks(DEFAULT_TASKS if self.tasks is None else self.tasks)
+        tasks = copy.deepcopy(DEFAULT_TASKS if self.tasks is None else self.tasks)
+        self._check_tasks(tasks)
         # config.json is written with sorted keys: the recorded order keeps heads and outputs in the
         # order the user gave.
-        if self.task_order is not None and sorted(self.task_order) == sorted(self.tasks):
-            self.tasks = {name: self.tasks[name] for name in self.task_order}
-        self.task_order = list(self.tasks)
-        self.weighting = self._resolve_weighting(
-            {"type": "fixed"} if self.weighting is None else self.weighting
-        )
+        if self.task_order is not None and sorted(self.task_order) == sorted(tasks):
+            tasks = {name: tasks[name] for name in self.task_order}
+        self.tasks = tasks
+        self.task_order = list(tasks)
+        self.weighting = copy.deepcopy({"type": "fixed"} if self.weighting is None else self.weighting)
+        self._weighter_options(self.weighting)
 
     # -- validation ------------------------------------------------------------------------------
-    def _resolve_tasks(self, tasks: Any) -> dict[str, dict[str, Any]]:
+    def _check_tasks(self, tasks: Any) -> None:
+        """Validate every task (raising :class:`OptionsError` naming the key) and record plugin sources."""
         if not isinstance(tasks, dict) or not tasks:
             raise OptionsError(f"tasks: expected a non-empty mapping of task name -> options, got {tasks!r}")
         recorded = dict(self.head_sources or {})
-        resolved: dict[str, dict[str, Any]] = {}
         for name, spec in tasks.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise OptionsError(
                     f"tasks: task name {name!r} must be a Python identifier (letters, digits, _)"
                 )
-            if not isinstance(spec, dict) or "type" not in spec:
-                raise OptionsError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
-            spec = copy.deepcopy(spec)
-            head_type = spec.pop("type")
-            try:
-                head_cls = HEADS.get(head_type)
-            except UnknownNameError as exc:
-                hint = (
-                    f" It was provided by {recorded[head_type]!r}: install that distribution."
-                    if head_type in recorded
-                    else ""
-                )
-                raise OptionsError(f"tasks.{name}.type: {exc}{hint}") from None
-            options = head_cls.parse_options(name, spec)
-            resolved[name] = {"type": head_type, **to_dict(options)}
-            source = HEADS.source_of(head_type)
+            self._head_options(name, spec)
+            source = HEADS.source_of(spec["type"])
             if source.distribution is not None:
-                recorded[head_type] = f"{source.distribution} {source.version}"
+                recorded[spec["type"]] = f"{source.distribution} {source.version}"
         self.head_sources = recorded or None
-        return resolved
 
-    def _resolve_weighting(self, weighting: Any) -> dict[str, Any]:
+    def _head_options(self, name: str, spec: Any) -> Any:
+        """The parsed options of task ``name`` (a head's options dataclass)."""
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise OptionsError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
+        try:
+            return parse_head_options(name, spec)
+        except UnknownNameError as exc:
+            recorded = self.head_sources or {}
+            hint = (
+                f" It was provided by {recorded[spec['type']]!r}: install that distribution."
+                if spec["type"] in recorded
+                else ""
+            )
+            raise OptionsError(f"tasks.{name}.type: {exc}{hint}") from None
+
+    def _weighter_options(self, weighting: Any) -> Any:
+        """The parsed options of the weighter (its options dataclass); records a plugin's source."""
         if not isinstance(weighting, dict) or "type" not in weighting:
             raise OptionsError(f"weighting: expected a mapping with a 'type' key, got {weighting!r}")
-        spec = copy.deepcopy(weighting)
-        kind = spec.pop("type")
         try:
-            weighter_cls = WEIGHTERS.get(kind)
+            parsed = parse_weighter_options(weighting, list(self.tasks or {}))
         except UnknownNameError as exc:
             recorded = self.weighter_source
             hint = f" It was provided by {recorded!r}: install that distribution." if recorded else ""
             raise OptionsError(f"weighting.type: {exc}{hint}") from None
-        options = weighter_cls.parse_options(spec, list(self.tasks or {}))
-        source = WEIGHTERS.source_of(kind)
+        source = WEIGHTERS.source_of(weighting["type"])
         if source.distribution is not None:
             self.weighter_source = f"{source.distribution} {source.version}"
-        return {"type": kind, **to_dict(options)}
+        return parsed
+
+    def task_options(self, name: str) -> Any:
+        """The options dataclass the head of task ``name`` is built with (defaults filled in)."""
+        return self._head_options(name, (self.tasks or {})[name])
+
+    def weighter_options(self) -> Any:
+        """The options dataclass the weighter is built with (defaults filled in)."""
+        return self._weighter_options(self.weighting or {"type": "fixed"})
+
+    @property
+    def resolved_tasks(self) -> dict[str, dict[str, Any]]:
+        """``tasks`` with every option filled in with its default: what the heads are built with."""
+        return {
+            name: {"type": spec["type"], **to_dict(self.task_options(name))}
+            for name, spec in (self.tasks or {}).items()
+        }
+
+    @property
+    def resolved_weighting(self) -> dict[str, Any]:
+        """``weighting`` with every option filled in with its default: what the weighter is built with."""
+        return {"type": (self.weighting or {"type": "fixed"})["type"], **to_dict(self.weighter_options())}
+
+
+def resolve_saved_options(config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(tasks, weighting)`` of a saved ``config.json`` (a plain dict) with every option filled in with
+    its default, for describing a model without loading it. A head or weighter that is not registered
+    here (its plugin is not installed) or whose options do not parse is kept as saved."""
+    tasks = dict(config.get("tasks") or {})
+    for name, spec in tasks.items():
+        with contextlib.suppress(Exception):
+            tasks[name] = {"type": spec["type"], **to_dict(parse_head_options(name, spec))}
+    weighting = dict(config.get("weighting") or {"type": "fixed"})
+    with contextlib.suppress(Exception):
+        weighting = {"type": weighting["type"], **to_dict(parse_weighter_options(weighting, list(tasks)))}
+    return tasks, weighting
+
+
+def parse_head_options(name: str, spec: dict[str, Any]) -> Any:
+    """The options dataclass of task ``name`` whose spec is ``{"type": head_type, **options}``.
+
+    Raises:
+        UnknownNameError: no head of that type is registered.
+        OptionsError: an option is unknown or has the wrong type (named ``tasks.<name>.<key>``).
+    """
+    options = {k: v for k, v in spec.items() if k != "type"}
+    return HEADS.get(spec["type"]).parse_options(name, copy.deepcopy(options))
+
+
+def parse_weighter_options(weighting: dict[str, Any], task_names: list[str]) -> Any:
+    """The options dataclass of the weighter ``{"type": weighter_type, **options}`` (errors as above)."""
+    options = {k: v for k, v in weighting.items() if k != "type"}
+    return WEIGHTERS.get(weighting["type"]).parse_options(copy.deepcopy(options), task_names)
 
     # -- conveniences ----------------------------------------------------------------------------
     @property
@@ -180,3 +233,6 @@ class MTLConfig(PreTrainedConfig):
     def tasks_of_type(self, *head_types: str) -> list[str]:
         """Names of the tasks whose head type is one of ``head_types``."""
         return [n for n, spec in (self.tasks or {}).items() if spec["type"] in head_types]
+
+
+AutoConfig.register(MTLConfig.model_type, MTLConfig, exist_ok=True)

@@ -23,8 +23,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import AutoImageProcessor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
+
+from .configuration_mtl import MTLConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -223,3 +226,10 @@ def convert_channels(x: torch.Tensor, num_channels: int) -> torch.Tensor:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(3, 1, 1)
         return (x * weights).sum(dim=0, keepdim=True)
     raise ValueError(f"cannot convert {c} channels to {num_channels}")
+
+
+AutoImageProcessor.register(
+    MTLConfig,
+    image_processor_classes={"pil": MTLImageProcessor, "torchvision": MTLImageProcessor},
+    exist_ok=True,
+)

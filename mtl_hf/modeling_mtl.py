@@ -29,9 +29,9 @@ from typing import Any, cast
 
 import torch
 from torch import nn
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .backbone import (
     attention_implementation,
@@ -50,26 +50,30 @@ from .weighting import WEIGHTERS, LossWeighter
 class MTLModelOutput(ModelOutput):
     """Output of :class:`MTLModel`.
 
+    With ``return_dict=False`` (or ``config.return_dict=False``) the model returns the fields that are
+    not ``None``, in this order, as a tuple (``ModelOutput.to_tuple``).
+
     Attributes:
         loss: The weighted total over tasks that had a loss in this call (``None`` if none had).
-        task_losses: ``{task: scalar loss}`` for the tasks whose loss was computed.
-        task_weights: ``{task: weight}`` the weighter gave each of those tasks (detached).
+        last_hidden_state: ``(B, P + N, D)`` final tokens of the clean view, if it ran.
         logits: ``{task: logits}`` for every classification-type head that ran; binary heads give ``(B,)``.
         reconstructions: ``{task: (B, C, H, W)}`` for masked-image-modeling heads that ran.
+        task_losses: ``{task: scalar loss}`` for the tasks whose loss was computed.
+        task_weights: ``{task: weight}`` the weighter gave each of those tasks (detached).
         bool_masked_pos: ``(B, num_patches)`` the mask of the masked view, if one ran.
-        last_hidden_state: ``(B, P + N, D)`` final tokens of the clean view, if it ran.
-        hidden_states: Per-layer tokens of the clean view, when ``output_hidden_states=True``.
+        hidden_states: Per-layer tokens of the clean view (embeddings first), when
+            ``output_hidden_states`` is true; with a list of layer indices, the others are ``None``.
         attentions: Per-layer attention maps of the clean view, when ``output_attentions=True``.
     """
 
     loss: torch.Tensor | None = None
-    task_losses: dict[str, torch.Tensor] | None = None
-    task_weights: dict[str, torch.Tensor] | None = None
+    last_hidden_state: torch.Tensor | None = None
     logits: dict[str, torch.Tensor] | None = None
     reconstructions: dict[str, torch.Tensor] | None = None
+    task_losses: dict[str, torch.Tensor] | None = None
+    task_weights: dict[str, torch.Tensor] | None = None
     bool_masked_pos: torch.Tensor | None = None
-    last_hidden_state: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor | None, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
@@ -190,17 +194,14 @@ class MTLModel(MTLPreTrainedModel):
             num_hidden_layers=backbone_config.num_hidden_layers,
             image_size=image_size_of(backbone_config),
         )
-        heads = {}
-        for name, spec in (config.tasks or {}).items():
-            options = {k: v for k, v in spec.items() if k != "type"}
-            head_cls = HEADS.get(spec["type"])
-            heads[name] = head_cls(name, head_cls.parse_options(name, options), self.spec)
-        self.heads = nn.ModuleDict(heads)
-        weighting = dict(config.weighting or {"type": "fixed"})
-        weighter_cls = WEIGHTERS.get(weighting.pop("type"))
-        self.weighter = weighter_cls(
-            config.task_names, weighter_cls.parse_options(weighting, config.task_names)
+        self.heads = nn.ModuleDict(
+            {
+                name: HEADS.get(spec["type"])(name, config.task_options(name), self.spec)
+                for name, spec in (config.tasks or {}).items()
+            }
         )
+        weighter_cls = WEIGHTERS.get((config.weighting or {"type": "fixed"})["type"])
+        self.weighter = weighter_cls(config.task_names, config.weighter_options())
         self.post_init()
 
     # -- construction from a pretrained backbone -------------------------------------------------
@@ -265,6 +266,7 @@ class MTLModel(MTLPreTrainedModel):
         return pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
 
     # -- forward ---------------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -272,7 +274,7 @@ class MTLModel(MTLPreTrainedModel):
         bool_masked_pos: torch.Tensor | None = None,
         tasks: Sequence[str] | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         **kwargs: Any,
     ) -> MTLModelOutput:
         r"""Run the backbone and the active heads; combine the task losses.
@@ -290,9 +292,18 @@ class MTLModel(MTLPreTrainedModel):
                 ``bool_masked_pos`` is given. So in eval mode ``model(pixel_values)`` costs one backbone
                 pass and returns every classification head's logits.
             output_attentions: Return the clean view's attention maps (the backbone switches to eager
-                attention for this call only: SDPA does not expose them).
-            output_hidden_states: Return the clean view's per-layer tokens.
+                attention for this call only: SDPA does not expose them). Defaults to
+                ``config.output_attentions``.
+            output_hidden_states: Return the clean view's per-layer tokens: ``True`` for all of them, or a
+                list of indices into them (negative ones count from the end; the others come back as
+                ``None``). Defaults to ``config.output_hidden_states``.
+            return_dict: ``False`` returns a tuple instead of an :class:`MTLModelOutput` (see there);
+                defaults to ``config.return_dict``.
         """
+        if output_attentions is None:
+            output_attentions = bool(self.config.output_attentions)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         self._check_pixel_values(pixel_values)
         batch_size = pixel_values.shape[0]
         grid = self.grid_size(pixel_values)
@@ -319,7 +330,7 @@ class MTLModel(MTLPreTrainedModel):
             bool_masked_pos if masked else None,
             want_clean=want_clean,
             output_attentions=bool(output_attentions),
-            output_hidden_states=bool(output_hidden_states) or heads_need_hidden,
+            output_hidden_states=True if heads_need_hidden else (output_hidden_states or False),
         )
         visible_features = None
         if visible:
@@ -342,13 +353,15 @@ class MTLModel(MTLPreTrainedModel):
         reconstructions = {n: o.reconstruction for n, o in outputs.items() if o.reconstruction is not None}
         return MTLModelOutput(
             loss=loss,
-            task_losses=task_losses or None,
-            task_weights=task_weights,
+            last_hidden_state=clean_features.last_hidden_state if clean_features is not None else None,
             logits=logits or None,
             reconstructions=reconstructions or None,
+            task_losses=task_losses or None,
+            task_weights=task_weights,
             bool_masked_pos=bool_masked_pos if need_mask else None,
-            last_hidden_state=clean_features.last_hidden_state if clean_features is not None else None,
-            hidden_states=clean_features.hidden_states if (clean_features and output_hidden_states) else None,
+            hidden_states=selected_layers(
+                clean_features.hidden_states if clean_features is not None else None, output_hidden_states
+            ),
             attentions=attentions,
         )
 
@@ -391,7 +404,7 @@ class MTLModel(MTLPreTrainedModel):
         *,
         want_clean: bool,
         output_attentions: bool,
-        output_hidden_states: bool,
+        output_hidden_states: bool | list[int],
     ) -> tuple[BackboneFeatures | None, BackboneFeatures | None, tuple[torch.Tensor, ...] | None]:
         """Backbone passes for the views needed; returns (clean, masked, clean attentions)."""
         clean: BackboneFeatures | None = None
@@ -404,13 +417,10 @@ class MTLModel(MTLPreTrainedModel):
             b = pixel_values.shape[0]
             hidden = out.hidden_states
             clean = self._features(
-                out.last_hidden_state[:b], pixel_values, None, hidden and tuple(h[:b] for h in hidden)
+                out.last_hidden_state[:b], pixel_values, None, batch_rows(hidden, slice(b))
             )
             masked = self._features(
-                out.last_hidden_state[b:],
-                pixel_values,
-                bool_masked_pos,
-                hidden and tuple(h[b:] for h in hidden),
+                out.last_hidden_state[b:], pixel_values, bool_masked_pos, batch_rows(hidden, slice(b, None))
             )
             attentions = (
                 tuple(a[:b] for a in out.attentions) if output_attentions and out.attentions else None
@@ -430,7 +440,7 @@ class MTLModel(MTLPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None,
         output_attentions: bool,
-        output_hidden_states: bool,
+        output_hidden_states: bool | list[int],
     ) -> Any:
         kwargs: dict[str, Any] = {}
         if self.backbone.config.model_type == "vit":
@@ -487,7 +497,7 @@ class MTLModel(MTLPreTrainedModel):
         last_hidden_state: torch.Tensor,
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None,
-        hidden_states: tuple[torch.Tensor, ...] | None,
+        hidden_states: tuple[torch.Tensor | None, ...] | None,
     ) -> BackboneFeatures:
         return BackboneFeatures(
             last_hidden_state=last_hidden_state,
@@ -495,7 +505,8 @@ class MTLModel(MTLPreTrainedModel):
             grid_size=self.grid_size(pixel_values),
             pixel_values=pixel_values,
             bool_masked_pos=bool_masked_pos,
-            hidden_states=hidden_states,
+            # Complete whenever a head reads them: forward asks the backbone for every layer then.
+            hidden_states=cast(tuple[torch.Tensor, ...] | None, hidden_states),
         )
 
     # -- input validation --------------------------------------------------------------------------
@@ -529,6 +540,29 @@ class MTLModel(MTLPreTrainedModel):
         return mask
 
 
+def selected_layers(
+    hidden_states: tuple[torch.Tensor | None, ...] | None, requested: bool | list[int] | None
+) -> tuple[torch.Tensor | None, ...] | None:
+    """``hidden_states`` as ``output_hidden_states`` asked: all (``True``), none, or those at the given
+    indices (negative ones count from the end) with ``None`` in place of the others."""
+    if hidden_states is None or not requested:
+        return None
+    if requested is True:
+        return hidden_states
+    n = len(hidden_states)
+    kept = {int(i) % n for i in requested}
+    return tuple(h if i in kept else None for i, h in enumerate(hidden_states))
+
+
+def batch_rows(
+    hidden_states: tuple[torch.Tensor | None, ...] | None, rows: slice
+) -> tuple[torch.Tensor | None, ...] | None:
+    """The given rows (samples) of every captured hidden state."""
+    if hidden_states is None:
+        return None
+    return tuple(None if h is None else h[rows] for h in hidden_states)
+
+
 def visible_indices(bool_masked_pos: torch.Tensor) -> torch.Tensor:
     """``(B, V)`` grid positions, ascending, of the patches ``bool_masked_pos`` leaves visible.
 
@@ -545,3 +579,6 @@ def visible_indices(bool_masked_pos: torch.Tensor) -> torch.Tensor:
         )
     order = torch.argsort(bool_masked_pos.to(torch.int32), dim=1, stable=True)
     return order[:, :kept]
+
+
+AutoModel.register(MTLConfig, MTLModel, exist_ok=True)

@@ -189,7 +189,7 @@ def test_bad_options_name_the_key(options: dict, message: str) -> None:
 
 
 def test_config_defaults_are_maes() -> None:
-    assert tiny_config(tasks={"mae": {"type": "mae"}}).tasks["mae"] == {
+    assert tiny_config(tasks={"mae": {"type": "mae"}}).resolved_tasks["mae"] == {
         "type": "mae",
         "mask_ratio": 0.75,
         "decoder_dim": 128,

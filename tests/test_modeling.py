@@ -60,18 +60,26 @@ def test_default_config_is_the_paper_setup() -> None:
         "classification": "binary_classification",
         "mim": "mim",
     }
-    assert config.tasks["mim"]["mask_ratio"] == 0.6 and config.tasks["mim"]["mask_patch_size"] == 32
-    assert config.tasks["mim"]["loss"] == "mse"
-    assert config.weighting == {"type": "fixed", "weights": {}}
+    mim = config.resolved_tasks["mim"]
+    assert mim["mask_ratio"] == 0.6 and mim["mask_patch_size"] == 32 and mim["loss"] == "mse"
+    assert config.weighting == {"type": "fixed"}
+    assert config.resolved_weighting == {"type": "fixed", "weights": {}}
 
 
-def test_config_stores_tasks_as_given_plus_defaults() -> None:
-    config = tiny_config(tasks={"t": {"type": "binary_classification", "pos_weight": 3}})
-    assert config.tasks == {
+def test_config_stores_tasks_as_given_and_resolves_defaults() -> None:
+    given = {"t": {"type": "binary_classification", "pos_weight": 3}}
+    config = tiny_config(tasks=given, weighting={"type": "fixed", "weights": {"t": 2}})
+    assert config.tasks == given and config.to_dict()["tasks"] == given
+    assert config.weighting == {"type": "fixed", "weights": {"t": 2}}
+    assert config.resolved_tasks == {
         "t": {"type": "binary_classification", "pooling": "cls", "dropout": 0.0, "pos_weight": 3.0}
     }
+    assert config.resolved_weighting == {"type": "fixed", "weights": {"t": 2.0}}
+    given["t"]["pos_weight"] = 5  # the config holds its own copy
     again = MTLConfig.from_dict(config.to_dict())
     assert again.tasks == config.tasks and again.weighting == config.weighting
+    # the heads are built with the resolved options
+    assert MTLModel(again).head("t").options.pos_weight == 3.0
 
 
 @pytest.mark.parametrize("model_type", ["vit", "dinov2"])

@@ -27,6 +27,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .. import __version__
+from ..configuration_mtl import resolve_saved_options
 from ..safe_yaml import load_yaml
 from .folders import ShareableFolder, resolve_shareable
 
@@ -191,9 +192,8 @@ def _template_context(
     options: ModelCardOptions,
 ) -> dict[str, Any]:
     config = folder.config
-    tasks = config.get("tasks") or {}
+    tasks, weighting = resolve_saved_options(config)
     head_sources = config.get("head_sources") or {}
-    weighting = dict(config.get("weighting") or {"type": "fixed"})
     plugin_packages = sorted({source.split(" ")[0] for source in head_sources.values()})
     return {
         "model_name": model_name,

@@ -57,4 +57,10 @@ def test_bad_options_name_the_key(weighting: dict, message: str) -> None:
 
 def test_config_stores_every_option_with_its_default() -> None:
     config = MTLConfig(backbone_config=dict(TINY_BACKBONE), tasks=dict(TASKS), weighting={"type": "cagrad"})
-    assert config.weighting == {"type": "cagrad", "gradients": "parameters", "c": 0.5, "rescale": "1+c^2"}
+    assert config.weighting == {"type": "cagrad"}
+    assert config.resolved_weighting == {
+        "type": "cagrad",
+        "gradients": "parameters",
+        "c": 0.5,
+        "rescale": "1+c^2",
+    }

@@ -1,0 +1,1 @@
+"""Stand-in for a transformers test module missing from its source distribution."""
