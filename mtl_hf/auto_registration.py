@@ -84,7 +84,7 @@ class _RegisteringLoader(importlib.abc.Loader):
         self.fullname = fullname
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)  # type: ignore[no-any-return]
+        return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         # The module sees its real loader (inspect.getsource, importlib.resources read through it).

@@ -29,7 +29,7 @@ class BackboneKind:
 
     @property
     def model_class(self) -> type[PreTrainedModel]:
-        return getattr(transformers, self.model_class_name)  # type: ignore[no-any-return]
+        return getattr(transformers, self.model_class_name)
 
 
 BACKBONE_KINDS: dict[str, BackboneKind] = {

@@ -194,6 +194,15 @@ class MTLConfig(PreTrainedConfig):
         """``weighting`` with every option filled in with its default: what the weighter is built with."""
         return {"type": (self.weighting or {"type": "fixed"})["type"], **to_dict(self.weighter_options())}
 
+    # -- conveniences ----------------------------------------------------------------------------
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks or {})
+
+    def tasks_of_type(self, *head_types: str) -> list[str]:
+        """Names of the tasks whose head type is one of ``head_types``."""
+        return [n for n, spec in (self.tasks or {}).items() if spec["type"] in head_types]
+
 
 def resolve_saved_options(config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """``(tasks, weighting)`` of a saved ``config.json`` (a plain dict) with every option filled in with
@@ -206,7 +215,8 @@ def resolve_saved_options(config: dict[str, Any]) -> tuple[dict[str, dict[str, A
     weighting = dict(config.get("weighting") or {"type": "fixed"})
     with contextlib.suppress(Exception):
         weighting = {"type": weighting["type"], **to_dict(parse_weighter_options(weighting, list(tasks)))}
-    return tasks, weighting
+    # keys sorted, as in config.json
+    return {name: dict(sorted(spec.items())) for name, spec in tasks.items()}, dict(sorted(weighting.items()))
 
 
 def parse_head_options(name: str, spec: dict[str, Any]) -> Any:
@@ -224,15 +234,6 @@ def parse_weighter_options(weighting: dict[str, Any], task_names: list[str]) -> 
     """The options dataclass of the weighter ``{"type": weighter_type, **options}`` (errors as above)."""
     options = {k: v for k, v in weighting.items() if k != "type"}
     return WEIGHTERS.get(weighting["type"]).parse_options(copy.deepcopy(options), task_names)
-
-    # -- conveniences ----------------------------------------------------------------------------
-    @property
-    def task_names(self) -> list[str]:
-        return list(self.tasks or {})
-
-    def tasks_of_type(self, *head_types: str) -> list[str]:
-        """Names of the tasks whose head type is one of ``head_types``."""
-        return [n for n, spec in (self.tasks or {}).items() if spec["type"] in head_types]
 
 
 AutoConfig.register(MTLConfig.model_type, MTLConfig, exist_ok=True)
