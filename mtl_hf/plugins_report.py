@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .heads import HEADS
-from .registry import Registry
-from .weighting import WEIGHTERS
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class PluginRow:
 
 def plugin_rows() -> list[PluginRow]:
     """Every head, then every weighter, sorted by name, importing all plugins to check they load."""
+    from .heads import HEADS  # here, so that `mtl-hf plugins --help` does not load torch
+    from .weighting import WEIGHTERS
+
     registries: list[Registry] = [HEADS, WEIGHTERS]
     return [
         PluginRow(registry.kind, entry.name, entry.source, entry.error)
