@@ -8,8 +8,10 @@ torch alone):
   ``C`` in 1, 3, 4 (alpha dropped); a list of them makes a batch;
 * intensities: ``uint8`` is multiplied by ``rescale_factor`` (1/255); other integer types (12/16-bit
   DICOM, PNG) are min-max scaled per image to [0, 1]; floating-point input is taken as already scaled;
-* channels: converted to the backbone's ``num_channels``: grey is replicated to 3 channels, colour is
-  reduced to luminance (ITU-R 601) for a 1-channel backbone;
+* channels: grey is replicated to a 3-channel backbone; any other difference between the image's
+  channels and the backbone's ``num_channels`` is an error (:func:`channel_mismatch`), never a silent
+  merge: colour is turned grey only when asked, at reading (``data.images.grayscale``, ``predict
+  --grayscale``), and MR modalities are never mixed into one channel;
 * resize to ``size`` (bilinear with antialiasing by default), then ``(x - image_mean) / image_std``.
 
 Non-finite pixels raise ``ValueError`` naming the image's index in the batch.
@@ -144,7 +146,10 @@ class MTLImageProcessor(BaseImageProcessor):
         x = x.to(torch.float32)
         if not torch.isfinite(x).all():
             raise ValueError(f"image {index}: contains NaN or inf")
-        x = convert_channels(x, self.num_channels)
+        try:
+            x = convert_channels(x, self.num_channels)
+        except ValueError as exc:
+            raise ValueError(f"image {index}: {exc}") from exc
         if opts["do_resize"]:
             size = (opts["size"]["height"], opts["size"]["width"])
             if tuple(x.shape[-2:]) != size:
@@ -215,17 +220,32 @@ def rescale(x: torch.Tensor, rescale_factor: float) -> torch.Tensor:
     return x
 
 
+def channel_mismatch(channels: int, num_channels: int) -> str | None:
+    """Why images of ``channels`` channels cannot feed a backbone of ``num_channels``; ``None`` when
+    they can. The one place that decides which channel counts a backbone accepts: equal counts, or
+    grey replicated to 3 channels. Anything else (colour or three MR modalities into a 1-channel
+    backbone, two modalities into three) would merge, drop or invent channels without a word."""
+    if channels == num_channels or (channels == 1 and num_channels == 3):
+        return None
+    return (
+        f"the images have {channels} channel(s) but the backbone takes {num_channels} "
+        f"(only grey images are converted, replicated to 3 channels)"
+    )
+
+
 def convert_channels(x: torch.Tensor, num_channels: int) -> torch.Tensor:
-    """Replicate grey to 3 channels or reduce colour to luminance, to match ``num_channels``."""
+    """Replicate grey to 3 channels to match ``num_channels``; any other mismatch raises (see
+    :func:`channel_mismatch`)."""
     c = x.shape[0]
-    if c == num_channels:
-        return x
+    problem = channel_mismatch(c, num_channels)
+    if problem is not None:
+        raise ValueError(
+            f"{problem}: read colour images as grey (data.images.grayscale: true in training, "
+            f"predict --grayscale) or use a backbone with num_channels: {c}"
+        )
     if c == 1 and num_channels == 3:
         return x.expand(3, -1, -1).clone()
-    if c == 3 and num_channels == 1:
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(3, 1, 1)
-        return (x * weights).sum(dim=0, keepdim=True)
-    raise ValueError(f"cannot convert {c} channels to {num_channels}")
+    return x
 
 
 AutoImageProcessor.register(

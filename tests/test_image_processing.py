@@ -42,15 +42,20 @@ def test_grey_layouts_agree(make) -> None:
     torch.testing.assert_close(proc(make(a)).pixel_values, ref)
 
 
-def test_single_channel_backbone_and_colour_input() -> None:
+def test_channels_the_backbone_does_not_take_are_an_error() -> None:
     proc = MTLImageProcessor(size=2, num_channels=1, do_normalize=False)
     rgb = np.zeros((2, 2, 3), dtype=np.uint8)
     rgb[..., 0] = 255
-    pv = proc(rgb).pixel_values
-    assert pv.shape == (1, 1, 2, 2)
-    torch.testing.assert_close(pv, torch.full((1, 1, 2, 2), 0.299))
+    with pytest.raises(
+        ValueError, match=r"image 0: the images have 3 channel\(s\) but the backbone takes 1.*grayscale"
+    ):
+        proc(rgb)
     rgba = np.concatenate([rgb, np.full((2, 2, 1), 7, np.uint8)], axis=-1)
-    torch.testing.assert_close(proc(rgba).pixel_values, pv)
+    with pytest.raises(ValueError, match="3 channel"):
+        proc(rgba)
+    three = MTLImageProcessor(size=2, num_channels=3, do_normalize=False)
+    grey = np.full((2, 2), 51, np.uint8)  # grey is replicated: the one conversion made
+    torch.testing.assert_close(three(grey).pixel_values, torch.full((1, 3, 2, 2), 0.2))
 
 
 def test_sixteen_bit_and_float_inputs() -> None:

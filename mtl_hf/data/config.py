@@ -363,6 +363,17 @@ class DataConfig:
                 f"split.stratify_by: {self.split.stratify_by!r} is not a target; targets: {names}"
             )
 
+    def channel_advice(self, channels: int) -> str:
+        """What to change in a configuration whose images have ``channels`` channels that the
+        backbone does not take (see :func:`mtl_hf.image_processing_mtl.channel_mismatch`)."""
+        backbone = f"set model.backbone_config.num_channels: {channels}"
+        if self.kind == "brats":
+            named = ", ".join(self.brats.modalities)
+            return (
+                f"data.brats.modalities stacks {channels} ({named}): {backbone}, or choose other modalities"
+            )
+        return f"set data.images.grayscale: true to read colour images as grey, or {backbone}"
+
     @property
     def target_names(self) -> list[str]:
         """Names of the label columns this source produces (``["tumour"]`` for BraTS)."""

@@ -42,7 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.errors import DataError
-from ..image_processing_mtl import MTLImageProcessor
+from ..image_processing_mtl import MTLImageProcessor, channel_mismatch, to_chw_tensor
 from ..modeling_mtl import MTLModel
 from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
 from .loading import load_model_and_processor
@@ -343,7 +343,9 @@ def _predict_files(
     errors: list[InputError] = []
     bar = tqdm(total=len(files), unit="file", desc="predict", disable=not progress)
     try:
-        for batch in _batches(_read_all(files, reader_kwargs, bar, errors), batch_size):
+        for batch in _batches(
+            _read_all(files, reader_kwargs, bar, errors, processor.num_channels), batch_size
+        ):
             pixel_values = processor([item.image for item in batch], return_tensors="pt")["pixel_values"]
             pixel_values = pixel_values.to(device=device, dtype=model.dtype)
             with torch.inference_mode():
@@ -368,14 +370,28 @@ def _predict_files(
     return results, errors
 
 
+def _check_channels(item: InputImage, num_channels: int) -> None:
+    channels = int(to_chw_tensor(item.image).shape[0])
+    problem = channel_mismatch(channels, num_channels)
+    if problem is not None:
+        raise DataError(
+            item.source,
+            f"{problem}: read colour images as grey (--grayscale, grayscale=True) or use a model whose "
+            f"backbone takes {channels} channels",
+        )
+
+
 def _read_all(
-    files: list[Path], reader_kwargs: dict[str, Any], bar: Any, errors: list[InputError]
+    files: list[Path], reader_kwargs: dict[str, Any], bar: Any, errors: list[InputError], num_channels: int
 ) -> Iterator[InputImage]:
-    """The images of each file in turn; a file that cannot be read is added to ``errors`` and skipped
-    whole (all its images are read before the first is used)."""
+    """The images of each file in turn; a file that cannot be read, or whose images have channels the
+    model does not take, is added to ``errors`` and skipped whole (all its images are read before the
+    first is used)."""
     for path in files:
         try:
             images = list(read_file(path, **reader_kwargs))
+            for item in images:
+                _check_channels(item, num_channels)
         except DataError as exc:
             errors.append(InputError(exc.path, exc.reason))
             images = []

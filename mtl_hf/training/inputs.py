@@ -119,6 +119,7 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
                 f"task_columns.{task}: no column {column!r} in the data; columns are {', '.join(columns)}"
             )
     task_columns = {t: c for t, c in task_columns.items() if t in model.config.task_names}
+    _check_channels(prepared.datasets["train"], data_config, processor.num_channels)
     splits = apply_transforms(prepared.datasets, data_config, processor)
     collate = MTLDataCollator.for_dataset(prepared.datasets["train"], task_columns)
     summary = {
@@ -138,3 +139,18 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
         split_manifest_hash=prepared.split_manifest_sha256,
         summary=summary,
     )
+
+
+def _check_channels(dataset: Any, data_config: Any, num_channels: int) -> None:
+    """Stop before training when the data's images (their first sample) have channels the backbone
+    does not take, saying what to change."""
+    from ..data import decode_image
+    from ..image_processing_mtl import channel_mismatch, to_chw_tensor
+    from ..options import OptionsError
+
+    if not len(dataset):
+        return
+    channels = int(to_chw_tensor(decode_image(dataset[0])).shape[0])
+    problem = channel_mismatch(channels, num_channels)
+    if problem is not None:
+        raise OptionsError(f"data: {problem}; {data_config.channel_advice(channels)}")

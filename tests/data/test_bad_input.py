@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -364,3 +365,68 @@ def test_the_case_memory_estimate_bounds_the_measured_peak(
         tracemalloc.stop()
     assert loaded.images.shape == (3, 96, 80, 48)
     assert peak <= estimate <= 2 * peak, (peak, estimate)
+
+
+# -- channels the backbone does not take -----------------------------------------------------------
+def channel_model_and_config(tmp_path: Path, data: dict, num_channels: int, task: str) -> tuple[Any, Any]:
+    """A tiny model whose backbone takes ``num_channels`` and a run configuration reading ``data``."""
+    from mtl_hf import MTLConfig, MTLModel
+    from mtl_hf.training.config import RunConfig
+    from tests.conftest import tiny_backbone
+
+    backbone = tiny_backbone(image_size=32, patch_size=8, num_channels=num_channels)
+    tasks = {task: {"type": "binary_classification"}}
+    raw = {
+        "output_dir": str(tmp_path / "run"),
+        "cache_dir": str(tmp_path / "cache"),
+        "model": {"backbone_config": backbone, "tasks": tasks},
+        "data": data,
+        "task_columns": {task: task},
+    }
+    return MTLModel(MTLConfig(backbone_config=backbone, tasks=tasks)), from_dict(RunConfig, raw)
+
+
+@pytest.mark.parametrize("num_channels", [1, 3])
+def test_three_modalities_never_merge_into_one_channel(
+    brats_root: Path, tmp_path: Path, num_channels: int
+) -> None:
+    from mtl_hf.options import OptionsError
+    from mtl_hf.training.inputs import build_training_data
+
+    data = {"kind": "brats", "root": str(brats_root), "brats": {"modalities": ["flair", "t1", "t1ce"]}}
+    model, config = channel_model_and_config(tmp_path, data, num_channels, "tumour")
+    if num_channels == 3:
+        training = build_training_data(config, model)
+        assert training.collate_fn([training.train[0]])["pixel_values"].shape[1] == 3
+        return
+    with pytest.raises(OptionsError) as info:
+        build_training_data(config, model)
+    message = str(info.value)
+    assert "the images have 3 channel(s) but the backbone takes 1" in message
+    assert "data.brats.modalities stacks 3 (flair, t1, t1ce)" in message
+    assert "set model.backbone_config.num_channels: 3" in message
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_colour_images_become_grey_only_when_asked(tmp_path: Path, grayscale: bool) -> None:
+    from mtl_hf.options import OptionsError
+    from mtl_hf.training.inputs import build_training_data
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        write_png(tmp_path / f"c{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        rows.append({"path": f"c{i}.png", "patient_id": f"p{i}", "sick": i % 2})
+    write_csv(tmp_path / "m.csv", rows)
+    targets = {"sick": {"kind": "binary", "columns": ["sick"]}}
+    images = {"manifest": "m.csv", "targets": targets, "grayscale": grayscale}
+    data = {"kind": "images", "root": str(tmp_path), "images": images}
+    model, config = channel_model_and_config(tmp_path, data, 1, "sick")
+    if grayscale:
+        training = build_training_data(config, model)
+        assert training.collate_fn([training.train[0]])["pixel_values"].shape[1] == 1
+        return
+    with pytest.raises(
+        OptionsError, match=r"3 channel\(s\) but the backbone takes 1.*data.images.grayscale: true"
+    ):
+        build_training_data(config, model)

@@ -214,3 +214,35 @@ def test_a_volume_over_the_memory_bound_is_refused(tmp_path: Path) -> None:
         DataError, match=r"reading a volume of shape \(800, 800, 800\) needs .* over the limit of 8.0 GiB"
     ):
         list(read_file(path))
+
+
+def test_colour_into_a_grey_model_is_named_unless_asked_to_convert(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from mtl_hf import MTLImageProcessor, MTLModel
+    from tests.conftest import tiny_config
+
+    model = tmp_path / "grey_model"
+    MTLModel(tiny_config(backbone={"num_channels": 1})).save_pretrained(model)
+    MTLImageProcessor(size=64, num_channels=1).save_pretrained(model)
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    Image.fromarray(colour[..., 0]).save(tmp_path / "grey.png")
+    inputs = [str(tmp_path / "colour.png"), str(tmp_path / "grey.png")]
+    out = tmp_path / "out"
+    assert main([str(model), *inputs, "-o", str(out), "--task", "tumour", "--no-progress"]) == 1
+    with open(out / "errors.csv", newline="") as f:
+        (error,) = list(csv.DictReader(f))
+    assert error["source"] == inputs[0]
+    assert "3 channel(s) but the backbone takes 1" in error["reason"] and "--grayscale" in error["reason"]
+    assert (
+        main([str(model), *inputs, "-o", str(out), "--task", "tumour", "--no-progress", "--grayscale"]) == 0
+    )
+    converted = predict(model, [tmp_path / "colour.png"], tasks=["tumour"], grayscale=True, progress=False)
+    luma = np.asarray(Image.fromarray(colour).convert("L"))  # ITU-R 601, as training's grayscale reading
+    Image.fromarray(luma).save(tmp_path / "luma.png")
+    expected = predict(model, [tmp_path / "luma.png"], tasks=["tumour"], progress=False)
+    assert converted.images[0].probabilities["tumour"] == pytest.approx(
+        expected.images[0].probabilities["tumour"]
+    )
