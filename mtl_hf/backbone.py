@@ -57,14 +57,17 @@ def build_backbone(config: PreTrainedConfig) -> PreTrainedModel:
 def load_backbone(name_or_path: str, config: PreTrainedConfig, **hub_kwargs: Any) -> PreTrainedModel:
     """The pretrained backbone at ``name_or_path`` (Hub id or folder), safetensors weights only: a
     folder or repository whose safetensors index points at a pickle shard, or outside, is refused
-    (:func:`mtl_hf.security.check_weights_source`)."""
+    (:func:`mtl_hf.security.check_weights_source`). An error holds no access token
+    (:func:`mtl_hf.hub_tokens.hub_errors_redacted`)."""
+    from .hub_tokens import hub_errors_redacted
     from .security import check_weights_source
 
     kind = backbone_kind(config)
-    check_weights_source(name_or_path, **hub_kwargs)
-    return kind.model_class.from_pretrained(
-        name_or_path, config=config, use_safetensors=True, **kind.init_kwargs, **hub_kwargs
-    )
+    with hub_errors_redacted(hub_kwargs.get("token")):
+        check_weights_source(name_or_path, **hub_kwargs)
+        return kind.model_class.from_pretrained(
+            name_or_path, config=config, use_safetensors=True, **kind.init_kwargs, **hub_kwargs
+        )
 
 
 def num_prefix_tokens(config: PreTrainedConfig) -> int:

@@ -114,6 +114,7 @@ class MTLPreTrainedModel(PreTrainedModel):
             mtl_hf.security.UnsafeCheckpointError: pickle-only weights, or ``weights_only=False`` /
                 ``use_safetensors=False`` asked without ``allow_pickle=True``.
         """
+        from .hub_tokens import hub_errors_redacted
         from .security import UnsafeCheckpointError, check_weights_source
 
         source = pretrained_model_name_or_path
@@ -125,9 +126,10 @@ class MTLPreTrainedModel(PreTrainedModel):
                         f"{key}=False loads pickles; pass allow_pickle=True too if you trust the source",
                     )
             kwargs["use_safetensors"] = True
-        if source is not None:
-            check_weights_source(source, allow_pickle=allow_pickle, **kwargs)
-        return super().from_pretrained(source, *model_args, **kwargs)
+        with hub_errors_redacted(kwargs.get("token")):
+            if source is not None:
+                check_weights_source(source, allow_pickle=allow_pickle, **kwargs)
+            return super().from_pretrained(source, *model_args, **kwargs)
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
         """transformers treats a model defined outside its package as custom code and then skips every
@@ -228,7 +230,10 @@ class MTLModel(MTLPreTrainedModel):
         """
         hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
         hub_kwargs = {k: kwargs.pop(k) for k in hub_keys if k in kwargs}
-        backbone_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+        from .hub_tokens import hub_errors_redacted
+
+        with hub_errors_redacted(hub_kwargs.get("token")):
+            backbone_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
         for key, value in (backbone_overrides or {}).items():
             setattr(backbone_config, key, value)
         config = MTLConfig(

@@ -95,6 +95,7 @@ def push_space(
     from huggingface_hub.errors import HfHubHTTPError
 
     from ..hub.push import HubPushError
+    from ..hub_tokens import known_tokens, redact
 
     token = token or get_token()
     if not token:
@@ -116,5 +117,5 @@ def push_space(
             repo_type="space",
         )
     except HfHubHTTPError as err:
-        raise HubPushError(f"pushing the Space {target} failed: {err}".replace(token, "***")) from None
+        raise HubPushError(redact(f"pushing the Space {target} failed: {err}", known_tokens(token))) from None
     return target

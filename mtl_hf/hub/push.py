@@ -6,7 +6,9 @@ One commit holds the safetensors weights, ``config.json``, the image processor, 
 The access token comes from the ``token`` argument, else from ``HF_TOKEN`` or the token saved by
 ``hf auth login`` (``huggingface_hub.get_token``). It is sent to the Hub as an ``Authorization``
 header and nowhere else: it is never logged, never written into the card, and removed from the
-messages of errors raised here. Files that contain it are refused before anything is uploaded.
+messages of errors raised here (:func:`mtl_hf.hub_tokens.hub_errors_redacted`). A file to upload that
+holds it, or another token this process knows, is refused, naming the file, before anything is
+uploaded: every file is searched, text or binary, and the metadata of safetensors files.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from ..errors import MtlHfError
+from ..hub_tokens import hub_errors_redacted, known_tokens, redact, token_in_file
 from .folders import ShareableFolder, resolve_shareable
 from .model_card import ModelCardOptions, render_model_card
 
 logger = logging.getLogger(__name__)
-
-TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".md", ".txt", ".csv")
 
 
 class HubPushError(MtlHfError, RuntimeError):
@@ -99,25 +100,28 @@ def push_to_hub(
     readme = _card_bytes(folder, repo_id, card, token)  # a broken run folder fails before any upload
     api = HfApi(endpoint=endpoint, token=token)
     branch = revision or "main"
-    try:
-        created = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        if created != repo_id:  # "name" alone resolves to the token owner's namespace
-            repo_id, readme = created, _card_bytes(folder, created, card, token)
-        if branch != "main" and not create_pr:
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
-        operations = [CommitOperationAdd(f.path_in_repo, f.local_path) for f in folder.files]
-        operations.append(CommitOperationAdd("README.md", readme))
-        message = commit_message or f"Upload {repo_id.split('/')[-1]} with mtl-hf"
-        logger.info("pushing %d files from %s to %s (%s)", len(operations), path, repo_id, branch)
-        commit = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=message,
-            revision=branch,
-            create_pr=create_pr,
-        )
-    except HfHubHTTPError as err:
-        raise HubPushError(_redact(f"pushing {path} to {repo_id} failed: {err}", token)) from None
+    with hub_errors_redacted(token):
+        try:
+            created = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            if created != repo_id:  # "name" alone resolves to the token owner's namespace
+                repo_id, readme = created, _card_bytes(folder, created, card, token)
+            if branch != "main" and not create_pr:
+                api.create_branch(repo_id, branch=branch, exist_ok=True)
+            operations = [CommitOperationAdd(f.path_in_repo, f.local_path) for f in folder.files]
+            operations.append(CommitOperationAdd("README.md", readme))
+            message = commit_message or f"Upload {repo_id.split('/')[-1]} with mtl-hf"
+            logger.info("pushing %d files from %s to %s (%s)", len(operations), path, repo_id, branch)
+            commit = api.create_commit(
+                repo_id,
+                operations,
+                commit_message=message,
+                revision=branch,
+                create_pr=create_pr,
+            )
+        except HfHubHTTPError as err:
+            raise HubPushError(
+                redact(f"pushing {path} to {repo_id} failed: {err}", known_tokens(token))
+            ) from None
     logger.info("pushed %s at commit %s", repo_id, commit.oid)
     return PushResult(
         repo_id=repo_id,
@@ -136,13 +140,13 @@ def _card_bytes(folder: ShareableFolder, repo_id: str, card: ModelCardOptions | 
 
 
 def _refuse_files_with_token(folder: ShareableFolder, token: str) -> None:
-    needle = token.encode("utf-8")
+    """Refuse the push if any file to upload holds an access token this process knows (the one pushing,
+    the environment's, the saved login): every file, text or binary, and the safetensors metadata."""
+    tokens = known_tokens(token)
     for upload in folder.files:
-        if upload.local_path.suffix.lower() in TEXT_SUFFIXES and needle in upload.local_path.read_bytes():
+        found = token_in_file(upload.local_path, tokens)
+        if found is not None:
             raise HubPushError(
-                f"{upload.local_path} contains the Hugging Face access token; refusing to upload it"
+                f"{upload.local_path} contains the Hugging Face access token ({found}); refusing to upload "
+                "it. Remove the token from the file, or the file from the folder."
             )
-
-
-def _redact(message: str, token: str) -> str:
-    return message.replace(token, "***")

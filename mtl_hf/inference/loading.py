@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import AutoImageProcessor, AutoModel
 
+from ..hub_tokens import hub_errors_redacted, known_tokens, redact
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
 from ..security import check_weights_source
@@ -67,25 +68,29 @@ def load_model_and_processor(
         raise TypeError(
             f"unexpected argument(s) {', '.join(sorted(unknown))}; allowed: {', '.join(HUB_KWARGS)}"
         )
-    if isinstance(model, MTLModel):
-        loaded = model
-        source = None
-    else:
-        source = resolve_model_path(model)
-        # checked before transformers picks a class: a plain ViT folder or repository too
-        check_weights_source(source, allow_pickle=allow_pickle, **hub_kwargs)
-        safety = {"allow_pickle": True} if allow_pickle else {"use_safetensors": True}
-        loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
-        if not isinstance(loaded_any, MTLModel):
-            raise TypeError(
-                f"{source}: expected an mtl-hf model (model_type 'mtl_vit'), got {type(loaded_any).__name__}"
-            )
-        loaded = loaded_any
-    if image_processor is None and source is not None:
-        try:
-            image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
-        except (OSError, ValueError) as err:
-            logger.warning("%s: no image processor found (%s); using defaults for the backbone", source, err)
+    with hub_errors_redacted(hub_kwargs.get("token")):  # no access token in any error or warning
+        if isinstance(model, MTLModel):
+            loaded = model
+            source = None
+        else:
+            source = resolve_model_path(model)
+            # checked before transformers picks a class: a plain ViT folder or repository too
+            check_weights_source(source, allow_pickle=allow_pickle, **hub_kwargs)
+            safety = {"allow_pickle": True} if allow_pickle else {"use_safetensors": True}
+            loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
+            if not isinstance(loaded_any, MTLModel):
+                raise TypeError(
+                    f"{source}: expected an mtl-hf model (model_type 'mtl_vit'), got {type(loaded_any).__name__}"
+                )
+            loaded = loaded_any
+        if image_processor is None and source is not None:
+            try:
+                image_processor = AutoImageProcessor.from_pretrained(source, **hub_kwargs)
+            except (OSError, ValueError) as err:
+                reason = redact(str(err), known_tokens(hub_kwargs.get("token")))
+                logger.warning(
+                    "%s: no image processor found (%s); using defaults for the backbone", source, reason
+                )
     if image_processor is None:
         image_processor = MTLImageProcessor.for_backbone(loaded.config.backbone_config)
     if not isinstance(image_processor, MTLImageProcessor):
