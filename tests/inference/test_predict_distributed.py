@@ -1,4 +1,5 @@
-"""predict under two real processes (torchrun, gloo on the CPU): files split, results gathered in order."""
+"""predict under two real processes (torchrun, gloo on the CPU): files split, results and the files that
+could not be read gathered in order."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def test_two_processes_split_and_gather(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    for i in (1, 4):  # two bad files, one read by each process: both named in errors.csv
+        data = (tmp_path / "imgs" / f"{i}.png").read_bytes()
+        (tmp_path / "imgs" / f"{i}_truncated.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "run.py").write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     with socket.socket() as sock:  # a free port for the rendezvous
@@ -64,6 +68,11 @@ def test_two_processes_split_and_gather(tmp_path: Path) -> None:
     lines = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert lines == ["0 2 5", "1 2 5"]  # every process holds all five, gathered
     single = predict(tmp_path / "model", [tmp_path / "imgs"], progress=False)
+    assert [e.source for e in single.errors] == [
+        str(tmp_path / "imgs" / f"{i}_truncated.png") for i in (1, 4)
+    ]
+    errors = (tmp_path / "out" / "errors.csv").read_text().splitlines()[1:]
+    assert [e.split(",")[0] for e in errors] == [e.source for e in single.errors]
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == [p.source for p in single.images]
     for row, p in zip(rows, single.images, strict=True):
