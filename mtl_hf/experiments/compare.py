@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -42,9 +41,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ..options import OptionsError, from_dict, to_dict
+from ..run_folder import RunFolder, read_test_predictions
 from ..safe_yaml import read_yaml
 from ..training.config import RunConfig, apply_overrides
 from ..training.run_info import git_revision, package_versions
+from ..training.strategies import get_strategy
 from .other_tasks import other_tasks_section
 
 
@@ -125,7 +126,7 @@ class Cell:
 
     @property
     def weighting_name(self) -> str:
-        return str(self.weighting["type"]) if self.strategy == "mtl" else "none"
+        return str(self.weighting["type"]) if get_strategy(self.strategy).uses_weighter else "none"
 
     @property
     def folder(self) -> str:
@@ -166,9 +167,10 @@ def grid_cells(grid: GridSection) -> list[Cell]:
     for strategy, sampling, fraction, seed in product(
         grid.strategies, grid.sampling, grid.train_fractions, grid.seeds
     ):
-        weightings = grid.weightings if strategy == "mtl" else [{"type": "fixed"}]
+        uses_weighter = get_strategy(strategy).uses_weighter
+        weightings = grid.weightings if uses_weighter else [{"type": "fixed"}]
         for weighting in weightings:
-            label = f"mtl:{weighting['type']}" if strategy == "mtl" and several else strategy
+            label = f"{strategy}:{weighting['type']}" if uses_weighter and several else strategy
             cells.append(Cell(strategy, weighting, sampling, fraction, seed, label))
     return cells
 
@@ -179,7 +181,7 @@ def cell_config(base: dict[str, Any], cell: Cell, out: Path) -> RunConfig:
     raw.setdefault("cache_dir", str(out / "cache"))
     raw.setdefault("training", {})["strategy"] = cell.strategy
     raw["training"]["seed"] = cell.seed
-    if cell.strategy == "mtl":
+    if get_strategy(cell.strategy).uses_weighter:
         raw.setdefault("model", {})["weighting"] = cell.weighting
     sampling = raw.setdefault("data", {}).setdefault("sampling", {})
     sampling["undersample"] = cell.sampling == "undersample"
@@ -189,8 +191,7 @@ def cell_config(base: dict[str, Any], cell: Cell, out: Path) -> RunConfig:
 
 def run_grid(config: CompareConfig, base: dict[str, Any]) -> list[tuple[Cell, Path]]:
     """Train every cell that is not finished (resuming interrupted ones); return (cell, run folder)."""
-    from ..train import train
-    from ..training.checkpointing import latest_checkpoint
+    from ..training.loop import train
 
     out = Path(config.output_dir)
     cells = grid_cells(config.grid)
@@ -199,42 +200,20 @@ def run_grid(config: CompareConfig, base: dict[str, Any]) -> list[tuple[Cell, Pa
         run = cell_config(base, cell, out)
         run.training.bootstrap_resamples = config.bootstrap_resamples
         run.training.confidence_level = config.confidence_level
-        folder = Path(run.output_dir)
-        state_file = folder / "trainer_state.json"
+        folder = RunFolder(run.output_dir)
         header = f"[{i}/{len(cells)}] {cell.label} sampling={cell.sampling} fraction={cell.train_fraction:g} seed={cell.seed}"
-        if state_file.exists() and json.loads(state_file.read_text()).get("finished"):
+        if folder.is_finished():
             print(f"{header}: finished earlier, skipped")
         else:
-            resume = latest_checkpoint(folder) is not None
-            print(f"{header}: {'resuming' if resume else 'training'} in {folder}")
+            resume = folder.latest_checkpoint() is not None
+            print(f"{header}: {'resuming' if resume else 'training'} in {folder.path}")
             train(run, resume=resume)
-        done.append((cell, folder))
+        done.append((cell, folder.path))
     return done
 
 
-def read_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """``test_predictions.csv`` as ``{task: {"ids", "patients", "labels", "probs"}}`` (rows per sample)."""
-    per_task: dict[str, dict[str, dict[str, Any]]] = {}
-    with path.open() as handle:
-        for row in csv.DictReader(handle):
-            sample = per_task.setdefault(row["task"], {}).setdefault(
-                row["sample_id"], {"patient": row["patient_id"], "labels": {}, "probs": {}}
-            )
-            sample["labels"][int(row["output"])] = float(row["label"])
-            sample["probs"][int(row["output"])] = float(row["probability"])
-    result = {}
-    for task, samples in per_task.items():
-        ids = list(samples)
-        width = len(next(iter(samples.values()))["probs"])
-        probs = np.array([[samples[i]["probs"][j] for j in range(width)] for i in ids])
-        labels = np.array([[samples[i]["labels"][j] for j in range(width)] for i in ids])
-        result[task] = {
-            "ids": np.array(ids),
-            "patients": [samples[i]["patient"] for i in ids],
-            "labels": labels[:, 0] if width == 1 else labels,
-            "probs": probs[:, 0] if width == 1 else probs,
-        }
-    return result
+read_predictions = read_test_predictions
+"""A run's test predictions as ``{task: {"ids", "patients", "labels", "probs"}}`` (rows per sample)."""
 
 
 def _references(pred: dict[str, Any], kind: str) -> np.ndarray:
@@ -250,11 +229,10 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
     rows = []
     metrics_of: dict[tuple[str, str, float, int], tuple[Path, dict[str, Any]]] = {}
     for cell, folder in runs:
-        metrics_path = folder / "test_metrics.json"
-        if not metrics_path.exists():
-            print(f"warning: {folder} has no test_metrics.json (no best model?); left out", file=sys.stderr)
+        metrics = RunFolder(folder).read_test_metrics()
+        if metrics is None:
+            print(f"warning: {folder} has no test metrics (no best model?); left out", file=sys.stderr)
             continue
-        metrics = json.loads(metrics_path.read_text())
         metrics_of[(cell.label, cell.sampling, cell.train_fraction, cell.seed)] = (folder, metrics)
         for task, values in metrics.items():
             if task.startswith("_") or values.get("roc_auc") is None:
@@ -281,8 +259,8 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
             continue
         folder_a, metrics_a = metrics_of[(a, sampling, fraction, seed)]
         folder_b, _ = metrics_of[(b, sampling, fraction, seed)]
-        pred_a = read_predictions(folder_a / "test_predictions.csv")
-        pred_b = read_predictions(folder_b / "test_predictions.csv")
+        pred_a = RunFolder(folder_a).read_test_predictions()
+        pred_b = RunFolder(folder_b).read_test_predictions()
         for task in pred_a.keys() & pred_b.keys():
             if config.tasks is not None and task not in config.tasks:
                 continue
@@ -316,13 +294,13 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
 
 def strategy_pairs(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> list[tuple[str, str]]:
     """The pairs of strategies compared: ``config.comparisons``, or by default every pair in grid order."""
-    labels = list(dict.fromkeys(c.label for c, _ in runs))
-    return [(a, b) for a, b in config.comparisons] or _default_pairs(labels)
+    order = {c.label: get_strategy(c.strategy).comparison_order for c, _ in runs}
+    return [(a, b) for a, b in config.comparisons] or _default_pairs(order)
 
 
-def _default_pairs(labels: list[str]) -> list[tuple[str, str]]:
-    rank = {"stl": 2, "pretrain": 1}
-    ordered = sorted(labels, key=lambda label: rank.get(label, 0))
+def _default_pairs(order: dict[str, int]) -> list[tuple[str, str]]:
+    """Every pair of labels, each strategy against those of a higher comparison order (grid order within one)."""
+    ordered = sorted(order, key=lambda label: order[label])
     return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :]]
 
 
@@ -349,7 +327,7 @@ def write_plots(out: Path, rows: list[Any], runs: list[tuple[Cell, Path]], grid:
                 and cell.sampling == grid.sampling[0]
                 and cell.train_fraction == fraction
             ):
-                path = folder / "test_predictions.csv"
+                path = RunFolder(folder).test_predictions_file
                 if path.exists():
                     pred = read_predictions(path).get(task)
                     if pred is not None and np.ndim(pred["probs"]) == 1:
@@ -409,11 +387,11 @@ def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str
         if cell.seed == grid.seeds[0]
         and cell.sampling == grid.sampling[0]
         and cell.train_fraction == max(grid.train_fractions)
-        and (folder / "best_model").is_dir()
+        and RunFolder(folder).has_best_model()
     ]
     if not chosen:
         return None
-    models = {cell.label: AutoModel.from_pretrained(folder / "best_model") for cell, folder in chosen}
+    models = {cell.label: AutoModel.from_pretrained(RunFolder(folder).best_model) for cell, folder in chosen}
     loader = split_loader(chosen[0][1], next(iter(models.values())), split="test")
     try:
         rows = attention_localization(
@@ -427,10 +405,7 @@ def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str
 
 
 def _split_hash(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "run_info.json").read_text()).get("split_manifest_hash")
-    except (OSError, json.JSONDecodeError):
-        return None
+    return RunFolder(folder).read_run_info().get("split_manifest_hash")
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ Both are also rendered as Markdown for ``results.md`` and the terminal.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Sequence
 from itertools import product
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..training.evaluation_loop import TEST_STATISTICS
+from ..run_folder import RunFolder
 
 
 class Cell(Protocol):
@@ -74,10 +73,7 @@ def other_task_rows(config: CompareConfig, runs: Sequence[tuple[Cell, Path]]) ->
     """One row per run, non-classification task and metric of ``test_metrics.json``."""
     rows = []
     for cell, folder in runs:
-        path = folder / "test_metrics.json"
-        if not path.exists():
-            continue
-        for task, values in json.loads(path.read_text()).items():
+        for task, values in (RunFolder(folder).read_test_metrics() or {}).items():
             if "roc_auc" in values or (config.tasks is not None and task not in config.tasks):
                 continue
             for metric in [k for k in values if f"{k}_low" in values and f"{k}_high" in values]:
@@ -109,9 +105,8 @@ def other_task_comparisons(
         )
         if folder_a is None or folder_b is None:
             continue
-        for path_a in sorted(folder_a.glob(TEST_STATISTICS.format(task="*"))):
-            task = path_a.stem.removeprefix("test_statistics_")
-            path_b = folder_b / path_a.name
+        for task, path_a in RunFolder(folder_a).test_statistics_files().items():
+            path_b = RunFolder(folder_b).test_statistics_file(task)
             if not path_b.exists() or (config.tasks is not None and task not in config.tasks):
                 continue
             ids_a, patients, stats_a = read_statistics(path_a)
@@ -158,7 +153,7 @@ def _metrics_function(folder: Path, task: str) -> Callable[..., Any]:
     """The ``metrics_from_sums`` of ``task``'s head in the run's best model."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(folder / "best_model").head(task).metrics_from_sums
+    return AutoModel.from_pretrained(RunFolder(folder).best_model).head(task).metrics_from_sums
 
 
 def other_tasks_section(

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from ..run_folder import RunFolder
+
 SPLIT_NAMES = ("validation", "test")
 
 
@@ -23,10 +25,10 @@ def find_run_config(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    for candidate in (p / "config.yaml", p.parent / "config.yaml" if p.name == "best_model" else None):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{p}: not a training config file nor a run folder with config.yaml")
+    run = RunFolder.of_model(p) or RunFolder(p)
+    if run.config_file.is_file():
+        return run.config_file
+    raise FileNotFoundError(f"{p}: not a training config file nor a run folder with {RunFolder.CONFIG}")
 
 
 def split_loader(

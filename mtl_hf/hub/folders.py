@@ -24,11 +24,12 @@ from typing import Any
 
 from ..configuration_mtl import MTLConfig
 from ..errors import MtlHfError
+from ..run_folder import RunFolder
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 """Weight and object files written with pickle; refused because loading them can run arbitrary code."""
 
-RUN_RESULT_FILES = ("test_metrics.json", "metrics.jsonl", "config.yaml", "run_info.json")
+RUN_RESULT_FILES = RunFolder.SHARED_RESULTS
 """Files of a training run shared (under ``training/``) with its best model."""
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -89,8 +90,8 @@ def resolve_shareable(path: str | Path) -> ShareableFolder:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise HubFolderError(f"{root}: not a folder (expected a saved model or a training run folder)")
-    if (root / "best_model").is_dir():
-        model_dir, run_dir = root / "best_model", root
+    if RunFolder(root).has_best_model():
+        model_dir, run_dir = RunFolder(root).best_model, root
     elif (root / "config.json").is_file():
         model_dir, run_dir = root, None
     else:

@@ -28,6 +28,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .. import __version__
 from ..configuration_mtl import resolve_saved_options
+from ..run_folder import RunFolder
 from ..safe_yaml import load_yaml
 from .folders import ShareableFolder, resolve_shareable
 
@@ -219,7 +220,7 @@ def _template_context(
         "has_image_processor": folder.has_image_processor,
         "is_run": folder.run_dir is not None,
         "training": _training_summary(folder),
-        "training_config": _read_text(folder.run_file("config.yaml")),
+        "training_config": _read_text(folder.run_file(RunFolder.CONFIG)),
         "run_info": _run_info(folder),
         "results": _result_rows(folder),
         "plots": folder.plots,
@@ -248,7 +249,7 @@ def _backbone_summary(config: dict[str, Any], base_model: str | None) -> dict[st
 
 def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
     """Steps, last epoch, final training loss and best validation ROC AUC per task, from ``metrics.jsonl``."""
-    path = folder.run_file("metrics.jsonl")
+    path = folder.run_file(RunFolder.METRICS)
     if path is None:
         return None
     records = []
@@ -278,7 +279,7 @@ def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
 
 def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
     """``run_info.json`` flattened one level into (key, value) pairs for a table."""
-    path = folder.run_file("run_info.json")
+    path = folder.run_file(RunFolder.RUN_INFO)
     if path is None:
         return []
     info = json.loads(path.read_text(encoding="utf-8"))
@@ -314,7 +315,7 @@ def _headline(values: dict[str, Any]) -> str | None:
 
 
 def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
-    path = folder.run_file("test_metrics.json")
+    path = folder.run_file(RunFolder.TEST_METRICS)
     if path is None:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from transformers import AutoImageProcessor, AutoModel
@@ -12,6 +11,7 @@ from transformers import AutoImageProcessor, AutoModel
 from ..hub_tokens import hub_errors_redacted, known_tokens, redact
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
+from ..run_folder import RunFolder
 from ..security import check_weights_source
 
 logger = logging.getLogger(__name__)
@@ -21,24 +21,13 @@ HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
     """``name_or_path`` itself, or its ``best_model/`` folder when it is a training run's output folder."""
-    path = Path(name_or_path)
-    if (
-        path.is_dir()
-        and not (path / "config.json").exists()
-        and (path / "best_model" / "config.json").exists()
-    ):
-        return str(path / "best_model")
-    return os.fspath(name_or_path)
+    return RunFolder.model_folder(name_or_path)
 
 
 def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     """A short name for tables and figures: the run folder's name for ``run/best_model``, else the last
     path component (or the Hub id)."""
-    path = Path(name_or_path)
-    if path.exists():
-        path = path.resolve()
-        return path.parent.name if path.name == "best_model" else path.name
-    return str(name_or_path)
+    return RunFolder.display_name(name_or_path)
 
 
 def load_model_and_processor(

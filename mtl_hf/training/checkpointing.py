@@ -1,9 +1,14 @@
-"""Run-folder safety: atomic checkpoints, keeping the newest k, and a lock against two runs in one folder.
+"""Checkpoints and the best model of a run: written atomically, pruned, agreed on by every process.
 
-A checkpoint is written into a hidden temporary folder next to its final place and renamed into
-place only when complete (``os.replace`` of a folder is atomic on POSIX file systems), so a run
-killed at any moment, during a save included, leaves the previous checkpoints intact and never a
-half-written one under a checkpoint name.
+A folder (a checkpoint, ``best_model``) is written into a hidden temporary folder next to its final
+place and renamed into place only when complete (``os.replace`` of a folder is atomic on POSIX file
+systems), so a run killed at any moment, during a save included, leaves the previous copies intact
+and never a half-written one under a checkpoint's name. A write that fails (a full disk) becomes a
+:class:`~mtl_hf.training.faults.CheckpointWriteError` on every process at once, naming what is kept.
+
+On resume, the newest checkpoint is verified before anything is loaded from it (each file complete,
+its pickles safe, its run the folder's run); a damaged one is passed over for the previous intact
+one, with a message naming both.
 """
 
 from __future__ import annotations
@@ -11,41 +16,62 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import MtlHfError
+import torch
 
-CHECKPOINTS = "checkpoints"
-PREFIX = "checkpoint-"
-STATE_FILE = "trainer_state.json"
-LOCK_FILE = ".lock"
+from ..run_folder import RunFolder, RunFolderError
+from ..security import UnsafeCheckpointError, check_training_checkpoint
+from .faults import CheckpointWriteError, at_step_boundary, checkpoint_write_guard
+from .processes import max_over_processes
+from .run_lock import RunLock
+from .state import TrainerState
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
-class RunFolderError(MtlHfError, RuntimeError):
-    """The output folder cannot be used as asked (locked, finished, or holds no checkpoint)."""
+    from ..image_processing_mtl import MTLImageProcessor
+    from ..modeling_mtl import MTLModel
+
+__all__ = [
+    "PREFIX",
+    "STATE_FILE",
+    "Checkpointer",
+    "RunFolderError",
+    "RunLock",
+    "checkpoint_dir",
+    "commit_folder",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "prune_checkpoints",
+    "read_state",
+    "verify_checkpoint",
+    "write_atomically",
+]
+
+PREFIX = RunFolder.CHECKPOINT_PREFIX
+STATE_FILE = RunFolder.TRAINER_STATE
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
-    return Path(output_dir) / CHECKPOINTS / f"{PREFIX}{step:08d}"
+    return RunFolder(output_dir).checkpoint(step)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints, oldest first (temporary folders of interrupted saves are ignored)."""
-    root = Path(output_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [
-        p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()
-    ]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    return RunFolder(output_dir).list_checkpoints()
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = list_checkpoints(output_dir)
-    return found[-1] if found else None
+    return RunFolder(output_dir).latest_checkpoint()
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    return RunFolder.read_checkpoint_state(checkpoint)
 
 
 def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
@@ -92,127 +118,194 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
     A checkpoint is first renamed out of the ``checkpoint-*`` namespace, then deleted, so a run killed
     while deleting never leaves a partly deleted folder under a checkpoint name.
     """
-    root = Path(output_dir) / CHECKPOINTS
-    for path in list_checkpoints(output_dir)[:-keep]:
+    run = RunFolder(output_dir)
+    for path in run.list_checkpoints()[:-keep]:
         doomed = path.parent / f".old-{path.name}-{os.getpid()}"
         os.replace(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
-    if root.is_dir():
-        for path in root.iterdir():
+    if run.checkpoints.is_dir():
+        for path in run.checkpoints.iterdir():
             if path.name.startswith((".tmp-", ".old-")):
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def read_state(checkpoint: Path) -> dict[str, Any]:
-    try:
-        return json.loads((checkpoint / STATE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{checkpoint / STATE_FILE}: cannot read the trainer state ({exc})") from exc
+def verify_checkpoint(folder: Path) -> None:
+    """Check that every file of a checkpoint is complete, and that its pickles are safe to load.
 
+    Safetensors files must hold every byte their header announces; ``torch.save`` archives (optimizer,
+    random states) must pass their zip CRC checks; then :func:`~mtl_hf.security.check_training_checkpoint`.
 
-class RunLock:
-    """An exclusive lock file in the output folder, recording the owner's host and pid.
-
-    The owner holds an ``flock`` on the file for as long as it runs; the kernel drops it when the
-    process dies, however it dies. A second run on the same folder is refused with the owner's
-    identity, also when both start at the same instant. A lock file whose flock is free but which
-    names a process of this host that is gone was left by a killed run: it is reported
-    (:attr:`stale_owner`) and taken over. A lock naming another host is honoured (its process cannot
-    be checked from here). Where ``fcntl`` is missing (Windows) only the pid check applies.
+    Raises:
+        UnsafeCheckpointError: naming the file and what is wrong with it.
     """
-
-    def __init__(self, output_dir: str | Path) -> None:
-        self.path = Path(output_dir) / LOCK_FILE
-        self.stale_owner: dict[str, Any] | None = None
-        self._fd: int | None = None
-
-    def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        for _ in range(10):
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+    check_training_checkpoint(folder)
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        if file.suffix == ".safetensors":
+            _check_safetensors_size(file)
+        elif zipfile.is_zipfile(file):
             try:
-                if not _try_flock(fd):
-                    raise self._in_use(self._owner())
-                if not _same_file(fd, self.path):
-                    os.close(fd)  # the holder removed the file as we opened it: try the new one
-                    continue
-                owner = self._owner()
-                if owner is not None and owner != me and not self._is_stale(owner):
-                    raise self._in_use(owner)  # a live process of this host, or one of another host
-                self.stale_owner = owner if owner is not None and owner != me else None
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(me).encode(), 0)
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
-            return self
-        raise RunFolderError(f"{self.path}: could not take the lock")
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise UnsafeCheckpointError(file, f"incomplete or damaged ({exc})") from exc
+            if bad is not None:
+                raise UnsafeCheckpointError(file, f"damaged: {bad} fails its CRC check")
 
-    def _in_use(self, owner: dict[str, Any] | None) -> RunFolderError:
-        who = f"host {owner.get('host')}, pid {owner.get('pid')}" if owner else "its owner is starting"
-        return RunFolderError(
-            f"{self.path.parent} is in use by another run ({who}); choose another output_dir or stop that "
-            f"run. If no run is using it, delete {self.path}."
+
+def _check_safetensors_size(file: Path) -> None:
+    """A safetensors file is 8 bytes of header length, the JSON header, then exactly the tensor data."""
+    try:
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(length, 100_000_000)))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise UnsafeCheckpointError(file, f"not a readable safetensors file ({exc})") from exc
+    size = file.stat().st_size
+    if size != 8 + length + end:
+        raise UnsafeCheckpointError(
+            file, f"incomplete or damaged: {size:,} bytes where its header announces {8 + length + end:,}"
         )
 
-    def release(self) -> None:
-        owner = self._owner()
-        if (
-            owner is not None
-            and owner.get("pid") == os.getpid()
-            and owner.get("host") == socket.gethostname()
-        ):
-            self.path.unlink(missing_ok=True)  # while still holding the flock: no one sees it free
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
-    def _owner(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+class Checkpointer:
+    """Writes, prunes and verifies the checkpoints and the best model of one run.
 
-    @staticmethod
-    def _is_stale(owner: dict[str, Any]) -> bool:
-        if owner.get("host") != socket.gethostname():
-            return False  # cannot tell for another host: assume alive
-        pid = owner.get("pid")
-        if not isinstance(pid, int):
-            return True
+    Args:
+        run: The run folder.
+        accelerator: The run's Accelerator (every process takes part in a checkpoint).
+        keep: How many of the newest checkpoints to keep.
+        accumulation_steps: Micro-batches per optimizer step: a checkpoint taken on a fault is exact only
+            at a step boundary.
+    """
+
+    def __init__(
+        self, run: RunFolder, accelerator: Accelerator, keep: int, accumulation_steps: int = 1
+    ) -> None:
+        self.run = run
+        self.accelerator = accelerator
+        self.keep = keep
+        self.accumulation_steps = accumulation_steps
+        self._any_process = max_over_processes(accelerator)
+
+    # -- resume ----------------------------------------------------------------------------------------
+    def resume(self, source: str | bool, run_id: str | None) -> tuple[Path, TrainerState]:
+        """Load the checkpoint to resume from into the prepared objects; return it and its trainer state.
+
+        Args:
+            source: ``True`` for the newest intact checkpoint of the run, or a checkpoint folder.
+            run_id: The folder's run identity; a checkpoint of another run is refused.
+
+        Raises:
+            RunFolderError: no usable checkpoint (each refusal is named).
+        """
+        if isinstance(source, bool):
+            path = self._newest_intact(run_id)
+        else:
+            path = Path(source)
+            self._check(path, run_id)
+        self.accelerator.load_state(str(path))
+        return path, TrainerState.from_dict(RunFolder.read_checkpoint_state(path))
+
+    def _newest_intact(self, run_id: str | None) -> Path:
+        found = self.run.list_checkpoints()
+        if not found:
+            raise RunFolderError(
+                f"{self.run.path}: --resume given but no complete checkpoint in {self.run.checkpoints}"
+            )
+        refused: list[str] = []
+        for path in reversed(found):
+            try:
+                self._check(path, run_id)
+            except UnsafeCheckpointError as exc:
+                refused.append(str(exc))
+                continue
+            if refused:
+                self.accelerator.print(
+                    f"The newest checkpoint cannot be resumed from ({'; '.join(refused)}); "
+                    f"resuming from {path} instead."
+                )
+            return path
+        raise RunFolderError(f"{self.run.path}: no intact checkpoint to resume from: {'; '.join(refused)}")
+
+    def _check(self, path: Path, run_id: str | None) -> None:
+        verify_checkpoint(path)
+        state = RunFolder.read_checkpoint_state(path)
+        theirs = state.get("run_id")
+        if run_id is not None and theirs is not None and theirs != run_id:
+            raise RunFolderError(
+                f"{path} belongs to run {theirs}, not to the run of {self.run.path} ({run_id}); "
+                "resuming never crosses runs: pass --overwrite to start afresh"
+            )
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def save(self, state: TrainerState) -> Path:
+        """Checkpoint the current step on every process (each writes its own random states)."""
+        accelerator = self.accelerator
+        final = self.run.checkpoint(state.global_step)
+        if accelerator.is_main_process:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{final.name}"
+        previous = self.run.latest_checkpoint()
+        if accelerator.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)  # left by a run killed while saving: start from an empty folder
+        accelerator.wait_for_everyone()
+        failure = None
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
+            with checkpoint_write_guard(final, tmp, previous):  # a full disk: say where, keep the previous
+                accelerator.save_state(str(tmp), safe_serialization=True)
+                if accelerator.is_main_process:
+                    state.save(RunFolder.checkpoint_state_file(tmp))
+        except CheckpointWriteError as exc:
+            failure = exc
+        self._stop_together(failure, final, previous)
+        if accelerator.is_main_process:
+            commit_folder(tmp, final)
+            prune_checkpoints(self.run.path, self.keep)
+        accelerator.wait_for_everyone()
+        return final
+
+    def save_on_fault(self, state: TrainerState) -> Path | None:
+        """A resumable checkpoint of the last completed step, if one can be taken here (else the newest)."""
+        if not at_step_boundary(state.batches_in_epoch, self.accumulation_steps):
+            return self.run.latest_checkpoint()
+        return self.save(state)
+
+    def save_best(self, model: MTLModel, processor: MTLImageProcessor, selection: dict[str, Any]) -> bool:
+        """Write ``best_model`` (weights, processor, ``selection.json`` with the ``step``); ``False`` if the
+        weights are not finite (nothing is written then)."""
+        accelerator = self.accelerator
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            accelerator.print(
+                f"Not saving step {selection['step']} as best: the model has NaN or inf weights"
+            )
             return False
-        return False
+        final = self.run.best_model
+        previous = final if final.is_dir() else None
+        failure = None
+        if accelerator.is_main_process:
 
-    def __enter__(self) -> RunLock:
-        return self.acquire()
+            def write(tmp: Path) -> None:
+                model.save_pretrained(tmp, safe_serialization=True)
+                processor.save_pretrained(tmp)
+                RunFolder.write_selection(tmp, selection)
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _try_flock(fd: int) -> bool:
-    """Take an exclusive, non-blocking flock on ``fd``; ``False`` if another process holds one."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: rely on the pid check alone
+            try:
+                with checkpoint_write_guard(final, None, previous):
+                    write_atomically(final, write)
+            except CheckpointWriteError as exc:
+                failure = exc
+        self._stop_together(failure, final, previous)
         return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
-    except FileNotFoundError:
-        return False
+    def _stop_together(
+        self, failure: CheckpointWriteError | None, folder: Path, previous: Path | None
+    ) -> None:
+        """Every process raises if any failed to write ``folder`` (a process left waiting at the next
+        barrier for one that died would hang the whole job); this is also that barrier."""
+        if self._any_process(int(failure is not None)) == 0:
+            return
+        if failure is not None:
+            raise failure
+        kept = f"{previous} is intact." if previous is not None else "No earlier complete copy exists."
+        raise CheckpointWriteError(f"writing {folder} failed on another process (its error says why). {kept}")

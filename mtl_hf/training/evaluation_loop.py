@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
+from ..atomic import replacing, write_text
 from ..heads.reconstruction import ReconstructionHead
+from ..run_folder import RunFolder
 
 if TYPE_CHECKING:
     from ..modeling_mtl import MTLModel
     from .config import TrainingSection
 
 
-TEST_STATISTICS = "test_statistics_{task}.csv"
+TEST_STATISTICS = RunFolder.TEST_STATISTICS
 """Per-sample metric statistics of the test split, for tasks whose heads declare ``evaluation_metrics``."""
 
 
@@ -209,25 +211,27 @@ def write_test_outputs(
         except ValueError as exc:  # e.g. a single class in a tiny test split
             results[t] = {"roc_auc": None, "error": str(exc), "n_samples": len(p)}
     if accelerator.is_main_process:
-        (out / "test_metrics.json").write_text(json.dumps(results, indent=2, default=_json_default))
-        _write_predictions(out / "test_predictions.csv", pred)
-        _write_statistics(out, pred, unwrapped)
-        _plot_examples(unwrapped, pred["first_batch"], out / "plots")
+        run = RunFolder(out)
+        run.write_test_metrics(results, default=_json_default)
+        run.write_test_predictions(pred)
+        _write_statistics(run, pred, unwrapped)
+        _plot_examples(unwrapped, pred["first_batch"], run.plots)
     return results
 
 
-def _write_statistics(out: Path, pred: dict[str, Any], model: MTLModel) -> None:
+def _write_statistics(run: RunFolder, pred: dict[str, Any], model: MTLModel) -> None:
     """``test_statistics_<task>.csv`` per task with ``evaluation_metrics``: each test sample's metric
     statistics, so that ``mtl-hf compare`` can test two runs' metrics against each other, paired."""
     for t, rows in pred["statistics"].items():
         names = model.head(t).metric_statistic_names or tuple(f"s{j}" for j in range(rows.shape[1]))
-        with (out / TEST_STATISTICS.format(task=t)).open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["sample_id", "patient_id", *names])
-            for i, values in enumerate(rows.tolist()):
-                sample = pred["samples"][i] if pred["samples"] else str(i)
-                patient = pred["patients"][i] if pred["patients"] else ""
-                writer.writerow([sample, patient, *(repr(float(v)) for v in values)])
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(["sample_id", "patient_id", *names])
+        for i, values in enumerate(rows.tolist()):
+            sample = pred["samples"][i] if pred["samples"] else str(i)
+            patient = pred["patients"][i] if pred["patients"] else ""
+            writer.writerow([sample, patient, *(repr(float(v)) for v in values)])
+        write_text(run.test_statistics_file(t), buffer.getvalue())
 
 
 def _plot_examples(model: MTLModel, batch: dict[str, Any], folder: Path) -> None:
@@ -235,33 +239,10 @@ def _plot_examples(model: MTLModel, batch: dict[str, Any], folder: Path) -> None
     for task, labels in batch.get("labels", {}).items():
         logits = batch["logits"].get(task)
         if logits is not None:
-            path = folder / f"{task}_test_examples.png"
-            folder.mkdir(parents=True, exist_ok=True)
-            model.head(task).plot_examples(batch["pixel_values"], logits.float().cpu(), labels.cpu(), path)
-
-
-def _write_predictions(path: Path, pred: dict[str, Any]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sample_id", "patient_id", "task", "output", "label", "probability"])
-        for t, probs in pred["probs"].items():
-            labels = pred["labels"][t]
-            for i in range(len(probs)):
-                patient = pred["patients"][i] if pred["patients"] else ""
-                sample = pred["samples"][i] if pred["samples"] else str(i)
-                p_row = np.atleast_1d(probs[i])
-                l_row = np.atleast_1d(labels[i])
-                for j, value in enumerate(p_row):
-                    label = (
-                        l_row[j]
-                        if l_row.size == p_row.size
-                        else (int(l_row[0] == j) if p_row.size > 1 else l_row[0])
-                    )
-                    writer.writerow([sample, patient, t, j, _plain(label), f"{float(value):.9g}"])
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+            with replacing(folder / f"{task}_test_examples.png") as path:
+                model.head(task).plot_examples(
+                    batch["pixel_values"], logits.float().cpu(), labels.cpu(), path
+                )
 
 
 def _json_default(value: Any) -> Any:

@@ -45,14 +45,16 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
+from ..atomic import open_append, write_text
 from ..errors import MtlHfError
+from ..run_folder import RunFolder
 
 OnDataError = Literal["stop", "skip"]
 
 SKIPPED_KEY = "skipped_samples"
 """Batch key under which :class:`GuardedCollate` passes the samples it left out."""
 
-DATA_ERRORS_FILE = "data_errors.jsonl"
+DATA_ERRORS_FILE = RunFolder.DATA_ERRORS
 
 _WORKER_DIED = ("is killed by signal", "exited unexpectedly")
 
@@ -223,9 +225,7 @@ class DataFaultMonitor:
         if self.log_path is None or not self.log_path.is_file():
             return
         kept = [row for row in _read_rows(self.log_path) if row.get("step", 0) <= step]
-        tmp = self.log_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        tmp.replace(self.log_path)
+        write_text(self.log_path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def batches(
         self,
@@ -306,7 +306,7 @@ class DataFaultMonitor:
                 f"{state.skipped_samples} skipped in all"
             )
         if self.log_path is not None:
-            with self.log_path.open("a") as handle:
+            with open_append(self.log_path) as handle:
                 for item in skipped:
                     row = {"step": state.global_step, "epoch": epoch, **item}
                     handle.write(json.dumps(row) + "\n")

@@ -101,7 +101,7 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     """
     from ..data import DataConfig, MTLDataCollator, apply_transforms, prepare_datasets
     from ..options import OptionsError, from_dict
-    from .phases import supervised_tasks
+    from .strategies import supervised_tasks
 
     data_config = from_dict(DataConfig, config.data, "data")
     processor = MTLImageProcessor.for_backbone(model.config.backbone_config)

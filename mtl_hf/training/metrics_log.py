@@ -8,14 +8,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from ..atomic import open_append, write_text
+from ..run_folder import RunFolder
+
+METRICS_FILE = RunFolder.METRICS
 
 
 class MetricsLog:
     """Append-only JSONL log; on resume, rows beyond the resumed step are dropped so the log stays true."""
 
     def __init__(self, output_dir: str | Path, enabled: bool = True) -> None:
-        self.path = Path(output_dir) / METRICS_FILE
+        self.path = RunFolder(output_dir).metrics_file
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
@@ -23,15 +26,13 @@ class MetricsLog:
         if not self.enabled or not self.path.exists():
             return
         kept = [row for row in read_metrics(self.path, skip_torn_tail=True) if row.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        tmp.replace(self.path)
+        write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def write(self, row: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
         clean = {k: _jsonable(v) for k, v in row.items()}
-        with self.path.open("a") as handle:
+        with open_append(self.path) as handle:
             handle.write(json.dumps(clean) + "\n")
             handle.flush()
 

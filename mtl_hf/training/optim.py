@@ -1,10 +1,9 @@
-"""AdamW parameter groups (no decay on biases and norms, layer-wise lr decay) and phase-aware schedules."""
+"""AdamW parameter groups (no decay on biases and norms, layer-wise lr decay) and the schedule of a phase."""
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
+import warnings
 
 import torch
 from torch import nn
@@ -47,7 +46,6 @@ def parameter_groups(model: nn.Module, settings: OptimizerSection, num_layers: i
                 "params": [],
                 "names": [],
                 "lr": settings.lr * scale,
-                "lr_scale": scale,
                 "weight_decay": settings.weight_decay if decay else 0.0,
             }
         groups[key]["params"].append(param)
@@ -74,35 +72,37 @@ def build_optimizer(model: nn.Module, settings: OptimizerSection, num_layers: in
     return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas, eps=settings.eps, **kwargs)
 
 
-def phase_lr_factor(step: int, phase_steps: Sequence[int], schedule: ScheduleSection) -> float:
-    """Multiplier of each group's base lr at optimizer step ``step`` (0-based) of a run whose phases
-    last ``phase_steps`` optimizer steps each; warm-up and decay restart at every phase."""
-    start = 0
-    for i, length in enumerate(phase_steps):
-        if step < start + length or i == len(phase_steps) - 1:
-            return _factor(step - start, length, schedule)
-        start += length
-    return 0.0
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+"""``schedule.name`` -> the ``transformers.get_scheduler`` schedule it runs."""
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
-    """Set every group's lr to ``base_lr * group["lr_scale"] * factor`` (the schedule is stateless:
-    it depends on the step alone, which the trainer state restores on resume)."""
-    for group in optimizer.param_groups:
-        group["lr"] = base_lr * group.get("lr_scale", 1.0) * factor
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: ScheduleSection, total_steps: int, done_steps: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule of one training phase (``transformers.get_scheduler``), already at step
+    ``done_steps`` (a resumed run): linear warm-up from zero, then cosine or linear decay to zero, or a
+    constant rate. Each group's rate is its own base rate (layer-wise decay) times the schedule's factor.
 
+    Args:
+        optimizer: The optimizer; its groups' ``lr`` when the first schedule is built are the peak
+            rates, which later phases (and a resumed run, through the optimizer's state) start from again.
+        schedule: Name and warm-up.
+        total_steps: Optimizer steps of the phase.
+        done_steps: Steps of the phase already taken.
+    """
+    from transformers import get_scheduler
 
-def _factor(step: int, total: int, schedule: ScheduleSection) -> float:
-    total = max(1, total)
+    total = max(1, total_steps)
     warmup = (
         schedule.warmup_steps if schedule.warmup_steps is not None else round(schedule.warmup_ratio * total)
     )
-    warmup = min(warmup, total - 1) if total > 1 else 0
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if schedule.name == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule.name == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    warmup = min(warmup, total - 1)
+    scheduler = get_scheduler(
+        SCHEDULES[schedule.name], optimizer, num_warmup_steps=warmup, num_training_steps=total
+    )
+    if done_steps:
+        with warnings.catch_warnings():  # "step() before optimizer.step()": this is a fast-forward
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.last_epoch = done_steps - 1
+            scheduler.step()
+    return scheduler

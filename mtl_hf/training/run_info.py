@@ -1,8 +1,7 @@
-"""``run_info.json``: what a result depends on (seed, split, versions, code revision), for honest reporting."""
+"""The run record: what a result depends on (seed, split, versions, code revision), for honest reporting."""
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from importlib import metadata
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..run_folder import RunFolder
     from .config import RunConfig
     from .inputs import TrainingData
 
@@ -47,8 +47,12 @@ def git_revision(path: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def write_run_info(out: Path, config: RunConfig, data: TrainingData) -> dict[str, Any]:
+def write_run_info(
+    run: RunFolder, config: RunConfig, data: TrainingData, run_id: str | None = None
+) -> dict[str, Any]:
+    """Record what the run's results depend on, and its identity (checked when a checkpoint is resumed)."""
     info = {
+        "run_id": run_id,
         "seed": config.training.seed,
         "strategy": config.training.strategy,
         "split_manifest_hash": data.split_manifest_hash,
@@ -57,5 +61,5 @@ def write_run_info(out: Path, config: RunConfig, data: TrainingData) -> dict[str
         "python": platform.python_version(),
         "git_revision": git_revision(),
     }
-    (out / "run_info.json").write_text(json.dumps(info, indent=2, default=str))
+    run.write_run_info(info)
     return info

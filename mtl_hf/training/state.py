@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text
+
 
 @dataclass
 class TrainerState:
@@ -26,6 +28,8 @@ class TrainerState:
         skipped_samples: Training samples left out as unreadable (``training.on_data_error: skip``).
         stopped_early: Early stopping ended training.
         finished: The run completed (test set evaluated, outputs written).
+        run_id: The identity of the run (recorded in ``run_info.json`` at its start): a checkpoint is
+            resumed only into the run that wrote it.
         epoch_loss_sums, epoch_steps: Training losses of the current epoch so far (for the weighter).
         log_sums, log_steps: Values accumulated since the last ``metrics.jsonl`` row.
     """
@@ -42,6 +46,7 @@ class TrainerState:
     skipped_samples: int = 0
     stopped_early: bool = False
     finished: bool = False
+    run_id: str | None = None
     epoch_loss_sums: dict[str, float] = dataclasses.field(default_factory=dict)
     epoch_steps: int = 0
     log_sums: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -57,6 +62,14 @@ class TrainerState:
         means = {k: v / max(1, self.epoch_steps) for k, v in self.epoch_loss_sums.items()}
         self.epoch_loss_sums, self.epoch_steps = {}, 0
         return means
+
+    def end_epoch(self, phase_epochs: int) -> None:
+        """Move to the next epoch, and to the next phase after the last of the current phase's ``phase_epochs``."""
+        self.epoch_in_phase += 1
+        self.batches_in_epoch = 0
+        if self.epoch_in_phase == phase_epochs:
+            self.phase_index += 1
+            self.epoch_in_phase = 0
 
     def add_log_values(self, values: dict[str, float]) -> None:
         """Accumulate a step's logged values until the next log row (kept across resume)."""
@@ -78,4 +91,4 @@ class TrainerState:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json())
+        write_text(path, self.to_json())

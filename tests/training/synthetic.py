@@ -93,12 +93,11 @@ def base_config(output_dir: str, **training: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from mtl_hf.train import build_parser, load_config, train
+    from mtl_hf.train import parse_command_line, train
 
     torch.set_num_threads(1)
-    args, overrides = build_parser().parse_known_args(argv)
-    config = load_config(args.config, overrides)
-    train(config, make_data(), resume=args.resume, overwrite=args.overwrite)
+    command = parse_command_line(argv)
+    train(command.config, make_data(), resume=command.resume, overwrite=command.overwrite)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Optimizer groups, layer-wise decay and the phase schedule, against hand computations."""
+"""Optimizer groups, layer-wise decay and the schedule of a phase, against hand computations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from mtl_hf import MTLModel
 from mtl_hf.training.config import OptimizerSection, ScheduleSection
-from mtl_hf.training.optim import backbone_depth, build_optimizer, parameter_groups, phase_lr_factor
+from mtl_hf.training.optim import backbone_depth, build_optimizer, build_scheduler, parameter_groups
 from tests.conftest import tiny_config
 
 
@@ -44,25 +44,31 @@ def test_frozen_parameters_are_left_out_and_fused_adamw_is_used() -> None:
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear", "constant"])
-def test_schedule_warms_up_then_decays_and_restarts_each_phase(name: str) -> None:
-    schedule = ScheduleSection(name=name, warmup_steps=2)
-    f = [phase_lr_factor(s, [10, 6], schedule) for s in range(16)]
-    assert f[0] == pytest.approx(1 / 3) and f[1] == pytest.approx(2 / 3) and f[2] == 1.0
-    if name == "cosine":
-        assert f[6] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
-    elif name == "linear":
-        assert f[6] == pytest.approx(1 - 4 / 8)
-    else:
-        assert f[6] == 1.0
-    assert f[10] == pytest.approx(1 / 3)  # second phase: warm-up again
-
-
-def test_lr_values_reach_the_optimizer(tmp_path) -> None:
-    from mtl_hf.training.optim import set_learning_rates
-
+def test_schedule_warms_up_then_decays_and_a_resumed_schedule_continues_where_it_was(name: str) -> None:
     model = MTLModel(tiny_config())
     opt = build_optimizer(model, OptimizerSection(lr=0.01, layer_decay=0.5), num_layers=2)
-    set_learning_rates(opt, 0.01, 0.25)
-    lrs = sorted({round(g["lr"], 12) for g in opt.param_groups})
-    assert lrs == [round(0.01 * 0.25 * s, 12) for s in (0.125, 0.25, 0.5, 1.0)]
+    schedule = ScheduleSection(name=name, warmup_steps=2)
+    scheduler = build_scheduler(opt, schedule, total_steps=10)
+    factors, groups_at_6 = [], []
+    for step in range(10):
+        factors.append(opt.param_groups[-1]["lr"] / 0.01)
+        if step == 6:
+            groups_at_6 = [g["lr"] for g in opt.param_groups]
+        opt.step()
+        scheduler.step()
+    # transformers' warm-up: step / warmup_steps, from zero
+    assert factors[:3] == [0.0, pytest.approx(0.5), 1.0]
+    expected = {
+        "cosine": 0.5 * (1 + math.cos(math.pi * 4 / 8)),
+        "linear": 1 - 4 / 8,
+        "constant": 1.0,
+    }[name]
+    assert factors[6] == pytest.approx(expected)
+    # every group keeps its layer-wise share of the rate
+    assert sorted({round(lr / 0.01 / expected, 9) for lr in groups_at_6}) == [0.125, 0.25, 0.5, 1.0]
+    # a schedule rebuilt at step 6 (a resumed run) gives the rate of step 6; one rebuilt at 0 restarts
+    build_scheduler(opt, schedule, total_steps=10, done_steps=6)
+    assert opt.param_groups[-1]["lr"] / 0.01 == pytest.approx(factors[6])
+    build_scheduler(opt, schedule, total_steps=6)
+    assert opt.param_groups[-1]["lr"] == 0.0
     assert torch.is_tensor(opt.param_groups[0]["params"][0])

@@ -1,0 +1,67 @@
+"""Choosing the best model on the validation split, and stopping early when it stops improving."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..options import OptionsError
+from .strategies import supervised_tasks
+
+if TYPE_CHECKING:
+    from ..modeling_mtl import MTLModel
+    from .state import TrainerState
+    from .strategies import Phase
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which validation score selects the best model: ``<metric>/<monitor>``, higher is better.
+
+    Attributes:
+        monitor: The task (``training.monitor``, default the first supervised task).
+        metric: Its head's selection metric (ROC AUC for classifiers, e.g. mean Dice for segmentation).
+        patience: Evaluations without improvement before stopping early; ``None`` never stops.
+    """
+
+    monitor: str
+    metric: str
+    patience: int | None = None
+
+    @classmethod
+    def for_model(cls, model: MTLModel, monitor: str | None, patience: int | None = None) -> ModelSelection:
+        """The selection for ``model``; errors name ``training.monitor`` and the tasks that could serve."""
+        task = monitor or supervised_tasks(model.config)[0]
+        if task not in model.config.task_names:
+            raise OptionsError(
+                f"training.monitor: no task named {task!r}; tasks are {', '.join(model.config.task_names)}"
+            )
+        metric = model.head(task).selection_metric()
+        if metric is None:
+            scored = [t for t in model.config.task_names if model.head(t).selection_metric() is not None]
+            raise OptionsError(
+                f"training.monitor: task {task!r} has no validation metric to select the best model by; "
+                f"tasks with one: {', '.join(scored) or 'none'}"
+            )
+        return cls(task, metric, patience)
+
+    def improved(self, metrics: Mapping[str, float], phase: Phase, state: TrainerState) -> float | None:
+        """The score of a validation pass if it beats the best so far (``None`` otherwise, and when the
+        phase may not select or the score is not finite). Counts evaluations without improvement and sets
+        ``state.stopped_early`` once they reach the patience."""
+        score = metrics.get(f"{self.metric}/{self.monitor}")
+        if not phase.selects_model or score is None or not math.isfinite(score):
+            return None
+        if state.best_metric is None or score > state.best_metric:
+            state.evals_without_improvement = 0
+            return score
+        state.evals_without_improvement += 1
+        if self.patience is not None and state.evals_without_improvement >= self.patience:
+            state.stopped_early = True
+        return None
+
+    def record(self, score: float, step: int) -> dict[str, Any]:
+        """``selection.json`` of a best model chosen at ``step`` with ``score``."""
+        return {"monitor": self.monitor, "metric": self.metric, "value": score, "step": step}
