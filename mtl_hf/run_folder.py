@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,26 @@ class RunFolder:
         return read_test_predictions(self.test_predictions_file)
 
     # -- starting a run here -------------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Create the folder if needed and check that a file can be written in it, before anything starts.
+
+        Raises:
+            RunFolderError: the path is a file, cannot be created, or is not writable (saying why).
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(
+                f"{self.path}: output_dir is a file, not a folder; choose another output_dir"
+            )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".tmp-probe-"):
+                pass
+        except OSError as exc:
+            raise RunFolderError(
+                f"{self.path}: cannot be used as output_dir ({exc.strerror or exc}); choose a folder you can "
+                "write to"
+            ) from exc
+
     def remove_interrupted_writes(self) -> list[Path]:
         """Delete the temporary and set-aside folders (``.tmp-*``, ``.old-*``) that a run killed while
         writing ``best_model``, a checkpoint or a file left behind; return what was removed.

@@ -14,6 +14,7 @@ writes the split manifest, the others then reuse both.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,13 @@ class PreparedData:
     label_names: dict[str, list[str]]
 
 
+def split_folder(config: DataConfig, cache_dir: str | os.PathLike[str]) -> Path:
+    """Where split manifests of ``config.root`` go by default: under the cache, never into the data folder
+    (often read-only, and shared); one folder per data root."""
+    root = os.path.abspath(os.fspath(config.root))
+    return Path(cache_dir) / "splits" / hashlib.sha256(root.encode()).hexdigest()[:16]
+
+
 def prepare_datasets(
     config: DataConfig, cache_dir: str | os.PathLike[str], *, num_proc: int | None = None
 ) -> PreparedData:
@@ -77,7 +85,8 @@ def prepare_datasets(
     strata = patient_strata(patient_ids, labels, kinds[target])
     fractions = (config.split.train, config.split.validation, config.split.test)
     manifest_path = Path(
-        config.split.manifest or default_manifest_path(config.root, target, config.seed, fractions)
+        config.split.manifest
+        or default_manifest_path(split_folder(config, cache_dir), target, config.seed, fractions)
     )
     manifest = resolve_split(
         strata, seed=config.seed, fractions=fractions, stratify_by=target, manifest_path=manifest_path

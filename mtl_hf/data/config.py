@@ -224,8 +224,9 @@ class SplitConfig:
         stratify_by: Target to stratify on (default: the first target; BraTS: ``tumour``). A patient's
             stratum is its most frequent class (binary: positive when any of its samples is; multilabel:
             any label positive).
-        manifest: Path of the split manifest (JSON). Default: ``<root>/splits-seed<seed>.json``. When it
-            exists it is reused as is, so every run of a study sees the same patients in each split.
+        manifest: Path of the split manifest (JSON). Default: ``splits-<target>-seed<seed>-<fractions>.json``
+            in the cache folder (``<cache_dir>/splits/<digest of root>/``), never in the data folder.
+            When it exists it is reused as is, so every run of a study sees the same patients in each split.
     """
 
     train: float = 0.7

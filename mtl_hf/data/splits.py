@@ -11,8 +11,9 @@ test, validation and train by the fractions. Unlike scikit-learn's ``train_test_
 fails on a stratum with one or two patients, and the same order gives nested training subsets
 (:mod:`mtl_hf.data.sampling`).
 
-The result is written as JSON (the *split manifest*) next to the data; a later run with the same
-settings reads it back instead of splitting again, and its SHA-256 goes into ``run_info.json``.
+The result is written as JSON (the *split manifest*) in the cache folder (never into the data folder,
+unless ``split.manifest`` names a path there); a later run with the same settings reads it back instead
+of splitting again, and its SHA-256 goes into the run's record.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ def resolve_split(
 
 
 def default_manifest_path(
-    root: str | os.PathLike[str], stratify_by: str, seed: int, fractions: Sequence[float]
+    folder: str | os.PathLike[str], stratify_by: str, seed: int, fractions: Sequence[float]
 ) -> Path:
-    """``<root>/splits-<target>-seed<seed>-<train>-<val>-<test>.json`` (percentages)."""
+    """``<folder>/splits-<target>-seed<seed>-<train>-<val>-<test>.json`` (percentages)."""
     parts = "-".join(f"{100 * f:g}" for f in fractions)
-    return Path(root) / f"splits-{stratify_by}-seed{seed}-{parts}.json"
+    return Path(folder) / f"splits-{stratify_by}-seed{seed}-{parts}.json"

@@ -355,6 +355,14 @@ def compare(config: CompareConfig, base: dict[str, Any]) -> str:
     if other is not None:
         with (out / "results.md").open("a") as handle:
             handle.write("\n## Other tasks (test split)\n\n" + other + "\n")
+    warnings = sorted(
+        {w for _, folder in runs for w in RunFolder(folder).read_run_info().get("warnings") or []}
+    )
+    if warnings:
+        with (out / "results.md").open("a") as handle:
+            handle.write("\n## Warnings\n\n" + "".join(f"- {w}\n" for w in warnings))
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     attention = attention_table(config, runs) if config.attention else None
     if attention is not None:
         with (out / "results.md").open("a") as handle:

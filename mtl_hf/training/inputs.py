@@ -122,8 +122,18 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     _check_channels(prepared.datasets["train"], data_config, processor.num_channels)
     splits = apply_transforms(prepared.datasets, data_config, processor)
     collate = MTLDataCollator.for_dataset(prepared.datasets["train"], task_columns)
+    from ..data.statistics import label_statistics
+
+    targets = [c for c in dict.fromkeys(task_columns.values()) if c in prepared.target_kinds]
     summary = {
         "sizes": {name: len(ds) for name, ds in prepared.datasets.items()},
+        "patients": {
+            name: len(set(ds.with_format(None)["patient_id"])) for name, ds in prepared.datasets.items()
+        },
+        "label_counts": {
+            split: {column: counts.to_dict() for column, counts in columns.items()}
+            for split, columns in label_statistics(prepared.datasets, targets).items()
+        },
         "split_manifest": prepared.split_manifest_path,
         "target_kinds": prepared.target_kinds,
         "label_names": prepared.label_names,

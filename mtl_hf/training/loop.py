@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -36,6 +37,7 @@ from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .plots import plot_training_curves
 from .processes import agree_on_batches
+from .report import SplitReport, test_metrics_lines
 from .run_info import write_run_info
 from .selection import ModelSelection
 from .setup import build_model, check_hub_options, make_accelerator, start_in_folder
@@ -84,6 +86,8 @@ def train(
     run = RunFolder(config.output_dir)
     lock = RunLock(run.path) if accelerator.is_main_process else None
     try:
+        if lock is not None:
+            run.ensure_writable()  # a file, /proc, a read-only mount: say so before anything starts
         if lock is not None and lock.acquire().stale_owner is not None:
             accelerator.print(f"Taking over the stale lock of a run that is gone: {lock.stale_owner}")
         start = start_in_folder(run, accelerator, resume, overwrite)
@@ -93,8 +97,12 @@ def train(
         model = build_model(config)
         with accelerator.main_process_first():
             data = data if data is not None else build_training_data(config, model)
+        splits = SplitReport.of(data)
+        for line in [*splits.lines(), *(f"warning: {w}" for w in splits.warnings())]:
+            accelerator.print(line)
+        splits.check()  # an empty validation or test split stops the run here, before any training
         phases = get_strategy(cfg.strategy).plan(model.config, cfg)
-        selection = ModelSelection.for_model(model, cfg.monitor, cfg.early_stopping_patience)
+        selection = ModelSelection.for_model(model, cfg.monitor, cfg.early_stopping_patience, cfg.seed)
         num_layers = model.config.backbone_config.num_hidden_layers  # type: ignore[union-attr]
         optimizer = build_optimizer(model, config.optimizer, num_layers)
         guarded = guard_training_data(data)  # a bad sample stops or is skipped as training.on_data_error says
@@ -156,24 +164,9 @@ def train(
 
                 # -- end of epoch: validate, select, checkpoint ------------------------------------------
                 step.weighter.on_epoch_end(epoch, state.pop_epoch_means())  # training losses of the epoch
-                metrics = evaluate(model, val_loader, accelerator, phase.tasks, seed=cfg.seed)
-                log.write(
-                    {
-                        "step": state.global_step,
-                        "epoch": epoch,
-                        "split": "val",
-                        "phase": phase.name,
-                        **metrics,
-                    }
+                validate_and_select(
+                    model, val_loader, phase, epoch, state, selection, checkpointer, data, log
                 )
-                accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
-                best = selection.improved(metrics, phase, state)
-                if best is not None and checkpointer.save_best(unwrapped, data.processor, selection.record(best, state.global_step)):  # fmt: skip
-                    state.best_metric, state.best_step = best, state.global_step
-                if state.stopped_early:
-                    accelerator.print(
-                        f"Early stopping: no improvement in {state.evals_without_improvement} evaluations"
-                    )
                 state.end_epoch(phase.epochs)
                 checkpointer.save(state)
         progress.close()
@@ -182,7 +175,9 @@ def train(
         if data.test is not None and run.has_best_model():
             unwrapped.load_state_dict(MTLModel.from_pretrained(run.best_model).state_dict())
             test_loader = accelerator.prepare(make_loader(data.test, data, _eval_batch(config), shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers))  # fmt: skip
-            write_test_outputs(model, test_loader, val_loader, accelerator, run.path, selection.monitor, cfg)
+            results = write_test_outputs(model, test_loader, val_loader, accelerator, run.path, selection.monitor, cfg)  # fmt: skip
+            for line in [*test_metrics_lines(results), *(f"warning: {w}" for w in splits.warnings())]:
+                accelerator.print(f"test: {line}")
         state.finished = True
         if accelerator.is_main_process:
             finish(run, config, state, accelerator)
@@ -192,6 +187,30 @@ def train(
         accelerator.end_training()
         if lock is not None:
             lock.release()
+
+
+def validate_and_select(
+    model: torch.nn.Module,
+    val_loader: Any,
+    phase: Phase,
+    epoch: int,
+    state: TrainerState,
+    selection: ModelSelection,
+    checkpointer: Checkpointer,
+    data: TrainingData,
+    log: MetricsLog,
+) -> None:
+    """Evaluate on the validation split, log it, and save the model as ``best_model`` if it improved."""
+    accelerator = checkpointer.accelerator
+    metrics = evaluate(model, val_loader, accelerator, phase.tasks, seed=selection.seed)
+    log.write({"step": state.global_step, "epoch": epoch, "split": "val", "phase": phase.name, **metrics})
+    accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=state.global_step)
+    best = selection.improved(metrics, phase, state)
+    record = selection.record(best, state.global_step) if best is not None else None
+    if record is not None and checkpointer.save_best(accelerator.unwrap_model(model), data.processor, record):
+        state.best_metric, state.best_step = best, state.global_step
+    if state.stopped_early:
+        accelerator.print(f"Early stopping: no improvement in {state.evals_without_improvement} evaluations")
 
 
 def after_step(

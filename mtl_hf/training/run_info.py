@@ -8,6 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .report import SplitReport
+
 if TYPE_CHECKING:
     from ..run_folder import RunFolder
     from .config import RunConfig
@@ -53,6 +55,7 @@ def write_run_info(
     """Record what the run's results depend on, and its identity (checked when a checkpoint is resumed)."""
     info = {
         "run_id": run_id,
+        "warnings": SplitReport.of(data).warnings(),
         "seed": config.training.seed,
         "strategy": config.training.strategy,
         "split_manifest_hash": data.split_manifest_hash,

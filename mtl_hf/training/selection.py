@@ -24,14 +24,18 @@ class ModelSelection:
         monitor: The task (``training.monitor``, default the first supervised task).
         metric: Its head's selection metric (ROC AUC for classifiers, e.g. mean Dice for segmentation).
         patience: Evaluations without improvement before stopping early; ``None`` never stops.
+        seed: Seeds the validation pass's masks, so every evaluation of a run hides the same patches.
     """
 
     monitor: str
     metric: str
     patience: int | None = None
+    seed: int = 0
 
     @classmethod
-    def for_model(cls, model: MTLModel, monitor: str | None, patience: int | None = None) -> ModelSelection:
+    def for_model(
+        cls, model: MTLModel, monitor: str | None, patience: int | None = None, seed: int = 0
+    ) -> ModelSelection:
         """The selection for ``model``; errors name ``training.monitor`` and the tasks that could serve."""
         task = monitor or supervised_tasks(model.config)[0]
         if task not in model.config.task_names:
@@ -45,7 +49,7 @@ class ModelSelection:
                 f"training.monitor: task {task!r} has no validation metric to select the best model by; "
                 f"tasks with one: {', '.join(scored) or 'none'}"
             )
-        return cls(task, metric, patience)
+        return cls(task, metric, patience, seed)
 
     def improved(self, metrics: Mapping[str, float], phase: Phase, state: TrainerState) -> float | None:
         """The score of a validation pass if it beats the best so far (``None`` otherwise, and when the

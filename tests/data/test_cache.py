@@ -87,7 +87,9 @@ def test_prepare_twice_reuses_cache_and_manifest(brats_root: Path, tmp_path: Pat
     second = prepare_datasets(config, tmp_path / "cache")
     assert second.summary.cache_hit
     assert second.split_manifest_sha256 == first.split_manifest_sha256
-    assert Path(first.split_manifest_path).parent == brats_root
+    # the split manifest goes to the cache, never into the (often read-only) data folder
+    assert Path(first.split_manifest_path).is_relative_to(tmp_path / "cache")
+    assert not list(brats_root.glob("splits-*.json"))
     for split in ("train", "validation", "test"):
         assert list(second.datasets[split]["sample_id"]) == list(first.datasets[split]["sample_id"])
 

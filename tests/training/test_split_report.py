@@ -1,0 +1,104 @@
+"""What a run says before and after it trains: split sizes, label counts, empty and tiny test splits,
+the test metrics, and an output folder that cannot be written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_hf.options import from_dict
+from mtl_hf.run_folder import RunFolder, RunFolderError
+from mtl_hf.train import main, train
+from mtl_hf.training.config import RunConfig
+from mtl_hf.training.report import EmptySplitError
+from tests.data.files import write_csv, write_png
+from tests.training.synthetic import TINY_BACKBONE, base_config
+
+
+def image_run(tmp_path: Path, split: dict[str, float], **training: Any) -> RunConfig:
+    """A run on 20 real PNG patients (2 images each), positives carry a bright square."""
+    root = tmp_path / "images"
+    if not (root / "manifest.csv").exists():
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(40):
+            image = rng.normal(90, 30, (32, 32))
+            if i % 2:
+                image[8:20, 8:20] += 100
+            write_png(root / f"img{i:02d}.png", image.clip(0, 255).astype(np.uint8))
+            rows.append({"path": f"img{i:02d}.png", "patient": f"p{i // 2:02d}", "label": i % 2})
+        write_csv(root / "manifest.csv", rows)
+    raw = base_config(str(tmp_path / "run"), epochs=1, strategy="stl", **training)
+    raw["model"]["backbone_config"] = dict(TINY_BACKBONE)
+    raw["data"] = {
+        "kind": "images",
+        "root": str(root),
+        "images": {
+            "manifest": "manifest.csv",
+            "patient_column": "patient",
+            "targets": {"label": {"kind": "binary", "columns": ["label"]}},
+        },
+        "split": split,
+    }
+    raw["task_columns"] = {"tumour": "label"}
+    raw["cache_dir"] = str(tmp_path / "cache")
+    return from_dict(RunConfig, raw)
+
+
+def test_split_sizes_label_counts_and_test_metrics_are_printed_and_a_small_test_split_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.set_num_threads(1)
+    config = image_run(tmp_path, {"train": 0.6, "validation": 0.2, "test": 0.2})
+    train(config, None)
+    printed = capsys.readouterr().out
+    # 20 patients: 12 / 4 / 4, two images each, one negative and one positive per patient
+    assert "train: 24 samples, 12 patients; label: negative 12, positive 12" in printed
+    assert "validation: 8 samples, 4 patients; label: negative 4, positive 4" in printed
+    assert "test: 8 samples, 4 patients; label: negative 4, positive 4" in printed
+    warning = "the test split holds 4 patients (fewer than 10): its confidence intervals are unreliable"
+    assert f"warning: {warning}" in printed and f"test: warning: {warning}" in printed
+    run = RunFolder(config.output_dir)
+    metrics = run.read_test_metrics()["tumour"]
+    line = (
+        f"test: tumour (n=8): roc_auc {metrics['roc_auc']:.3f} "
+        f"[{metrics['roc_auc_low']:.3f}, {metrics['roc_auc_high']:.3f}]"
+    )
+    assert line in printed
+    assert run.read_run_info()["warnings"] == [warning]  # what compare's results.md reports
+
+
+def test_an_empty_test_or_validation_split_stops_before_training(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = image_run(tmp_path, {"train": 0.8, "validation": 0.2, "test": 0.0})
+    with pytest.raises(EmptySplitError) as info:
+        train(config, None)
+    assert str(info.value).startswith("the test split is empty, so the run could not test a model (train: ")
+    assert "test: 0 samples, 0 patients" in str(info.value)
+    run = RunFolder(config.output_dir)
+    assert not run.list_checkpoints() and not run.metrics_file.exists()
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = image_run(tmp_path, {"train": 0.6, "validation": 0.2, "test": 0.2})
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    config.output_dir = str(a_file)
+    with pytest.raises(RunFolderError, match=f"{a_file}: output_dir is a file, not a folder"):
+        train(config, None)
+    config.output_dir = "/proc/mtl-hf-run"
+    with pytest.raises(RunFolderError, match="/proc/mtl-hf-run: cannot be used as output_dir"):
+        train(config, None)
+    assert not (tmp_path / "cache").exists()  # refused before the data were touched
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**base_config(str(a_file)), "data": {}}))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {a_file}: output_dir is a file") and "Traceback" not in err
