@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -251,14 +252,19 @@ class Checkpointer:
             shutil.rmtree(tmp)  # left by a run killed while saving: start from an empty folder
         accelerator.wait_for_everyone()
         failure = None
-        try:
-            with checkpoint_write_guard(final, tmp, previous):  # a full disk: say where, keep the previous
+        try:  # a full disk: say where, keep the previous
+            with checkpoint_write_guard(final, tmp, previous, remove_tmp=False):
                 accelerator.save_state(str(tmp), safe_serialization=True)
                 if accelerator.is_main_process:
                     state.save(RunFolder.checkpoint_state_file(tmp))
         except CheckpointWriteError as exc:
             failure = exc
-        self._stop_together(failure, final, previous)
+        try:
+            self._stop_together(failure, final, previous)
+        except CheckpointWriteError:
+            if accelerator.is_main_process:  # every process is done with the shared folder now
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if accelerator.is_main_process:
             commit_folder(tmp, final)
             prune_checkpoints(self.run.path, self.keep)
@@ -305,7 +311,14 @@ class Checkpointer:
         barrier for one that died would hang the whole job); this is also that barrier."""
         if self._any_process(int(failure is not None)) == 0:
             return
-        if failure is not None:
-            raise failure
-        kept = f"{previous} is intact." if previous is not None else "No earlier complete copy exists."
-        raise CheckpointWriteError(f"writing {folder} failed on another process (its error says why). {kept}")
+        if failure is None:
+            kept = f"{previous} is intact." if previous is not None else "No earlier complete copy exists."
+            failure = CheckpointWriteError(
+                f"writing {folder} failed on another process (its error says why). {kept}"
+            )
+        if self.accelerator.num_processes > 1:
+            # Every process says why before any exits: a launcher stops the others as soon as one exits.
+            rank = self.accelerator.process_index
+            print(f"process {rank}: error: {failure}", file=sys.stderr, flush=True)
+            self.accelerator.wait_for_everyone()
+        raise failure

@@ -65,7 +65,9 @@ class CheckpointWriteError(MtlHfError, RuntimeError):
 
 
 @contextlib.contextmanager
-def checkpoint_write_guard(final: Path, tmp: Path | None, previous: Path | None) -> Iterator[None]:
+def checkpoint_write_guard(
+    final: Path, tmp: Path | None, previous: Path | None, *, remove_tmp: bool = True
+) -> Iterator[None]:
     """Turn any failure while writing a folder into a :class:`CheckpointWriteError` that says where.
 
     Args:
@@ -74,12 +76,14 @@ def checkpoint_write_guard(final: Path, tmp: Path | None, previous: Path | None)
             files are listed in the message, then it is removed so a full disk is not made fuller.
         previous: The complete folder that stays usable (the newest checkpoint, or the old
             ``best_model``), named in the message; ``None`` if there is none.
+        remove_tmp: ``False`` when other processes may still be writing into ``tmp`` (a distributed
+            checkpoint): the caller removes it once every process is done.
     """
     try:
         yield
     except Exception as exc:
         written = _describe_files(tmp) if tmp is not None else None
-        if tmp is not None:
+        if tmp is not None and remove_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointWriteError(_checkpoint_message(final, tmp, previous, written, exc)) from exc
 
