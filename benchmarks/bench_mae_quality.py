@@ -43,10 +43,11 @@ from transformers import AutoModel
 
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.evaluation import align_by_sample_id, compare_scores
-from mtl_hf.experiments.compare import CompareConfig, compare, read_predictions
+from mtl_hf.experiments.compare import CompareConfig, compare
 from mtl_hf.experiments.demo import build, demo_run_config
 from mtl_hf.masking import random_block_mask, random_patch_mask
 from mtl_hf.options import from_dict
+from mtl_hf.run_folder import RunFolder
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.inputs import build_training_data
 
@@ -89,8 +90,9 @@ def run_variant(name: str, base: dict[str, Any], strategy: str, out: Path) -> tu
 def reconstruction_errors(runs: dict[str, Path], seed: int = 1234) -> dict[str, dict[str, float]]:
     """MSE over masked pixels of each MTL model's best checkpoint on the test slices, for both mask
     kinds (the same masks for every model), and of the two trivial references."""
-    models = {n: AutoModel.from_pretrained(folder / "best_model").eval() for n, folder in runs.items()}
-    config = from_dict(RunConfig, yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text()))
+    models = {n: AutoModel.from_pretrained(RunFolder(folder).best_model).eval() for n, folder in runs.items()}
+    config_text = RunFolder(next(iter(runs.values()))).read_config_text() or ""
+    config = from_dict(RunConfig, yaml.safe_load(config_text))
     first = next(iter(models.values()))
     data = build_training_data(config, first)
     assert data.test is not None
@@ -165,14 +167,14 @@ def step_times(bases: dict[str, tuple[dict[str, Any], str]], rounds: int = 15) -
 
 
 def test_auc(folder: Path, task: str = "tumour") -> dict[str, float]:
-    metrics = json.loads((folder / "test_metrics.json").read_text())[task]
+    metrics = (RunFolder(folder).read_test_metrics() or {})[task]
     return {k: metrics[k] for k in ("roc_auc", "roc_auc_low", "roc_auc_high")}
 
 
 def paired(folder_a: Path, folder_b: Path, task: str = "tumour") -> dict[str, float]:
     """MAE − SimMIM on the same test slices: ΔAUC, DeLong interval and p, paired bootstrap p."""
-    a = read_predictions(folder_a / "test_predictions.csv")[task]
-    b = read_predictions(folder_b / "test_predictions.csv")[task]
+    a = RunFolder(folder_a).read_test_predictions()[task]
+    b = RunFolder(folder_b).read_test_predictions()[task]
     order = align_by_sample_id(a["ids"], b["ids"])
     if not np.array_equal(a["labels"], b["labels"][order]):
         raise ValueError(f"{folder_a} and {folder_b} disagree on test labels")

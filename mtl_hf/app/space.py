@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..run_folder import RunFolder
+
 APP_FILE = "app.py"
 REQUIREMENTS_FILE = "requirements.txt"
 SPACE_PORT = 7860
@@ -64,7 +66,7 @@ def space_files(
 
 def model_config(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``config.json`` of a model folder or a training run's ``best_model/``, if there is one."""
-    for candidate in (Path(folder) / "config.json", Path(folder) / "best_model" / "config.json"):
+    for candidate in (Path(folder) / "config.json", RunFolder(folder).best_model / "config.json"):
         if candidate.is_file():
             loaded: dict[str, Any] = json.loads(candidate.read_text())
             return loaded
