@@ -10,6 +10,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .heads import HEADS
+from .lora import parse_lora
 from .options import OptionsError, to_dict
 from .registry import UnknownNameError
 from .weighting import WEIGHTERS
@@ -72,6 +73,10 @@ class MTLConfig(PreTrainedConfig):
             Filled in automatically: the order of ``tasks`` (kept across ``save_pretrained``).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation of head weights.
+        lora (`dict`, *optional*):
+            ``{"r", "alpha", "dropout", "target_modules"}``: train LoRA adapters on the backbone (frozen
+            otherwise) instead of the whole backbone; heads train fully. Checked, stored as given;
+            missing keys take :class:`mtl_hf.lora.LoraOptions`' defaults. See :mod:`mtl_hf.lora`.
     """
 
     model_type = "mtl_vit"
@@ -97,6 +102,7 @@ class MTLConfig(PreTrainedConfig):
     weighter_source: str | None = None
     task_order: list | None = None
     initializer_range: float = 0.02
+    lora: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.backbone_config, dict):
@@ -125,6 +131,8 @@ class MTLConfig(PreTrainedConfig):
         self.task_order = list(tasks)
         self.weighting = copy.deepcopy({"type": "fixed"} if self.weighting is None else self.weighting)
         self._weighter_options(self.weighting)
+        self.lora = copy.deepcopy(self.lora)
+        parse_lora(self.lora)  # checked here; stored as given (mtl_hf.lora fills in the defaults)
 
     # -- validation ------------------------------------------------------------------------------
     def _check_tasks(self, tasks: Any) -> None:

@@ -43,6 +43,7 @@ from .backbone import (
 )
 from .configuration_mtl import MTLConfig
 from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, TaskHead
+from .lora import LORA_MARK, apply_lora, base_weight_names, freeze_base
 from .weighting import WEIGHTERS, LossWeighter
 
 
@@ -129,7 +130,11 @@ class MTLPreTrainedModel(PreTrainedModel):
         with hub_errors_redacted(kwargs.get("token")):
             if source is not None:
                 check_weights_source(source, allow_pickle=allow_pickle, **kwargs)
-            return super().from_pretrained(source, *model_args, **kwargs)
+            loaded = super().from_pretrained(source, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True: a pair
+        if getattr(model.config, "lora", None):
+            freeze_base(cast(nn.Module, model.backbone))  # loading made every parameter trainable again
+        return loaded
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
         """transformers treats a model defined outside its package as custom code and then skips every
@@ -205,6 +210,8 @@ class MTLModel(MTLPreTrainedModel):
         weighter_cls = WEIGHTERS.get((config.weighting or {"type": "fixed"})["type"])
         self.weighter = weighter_cls(config.task_names, config.weighter_options())
         self.post_init()
+        if config.lora:  # after post_init: the adapters keep peft's initialisation (B = 0)
+            apply_lora(self.backbone, config.lora)
 
     # -- construction from a pretrained backbone -------------------------------------------------
     @classmethod
@@ -244,9 +251,13 @@ class MTLModel(MTLPreTrainedModel):
         )
         model = cls(config)
         pretrained = load_backbone(name_or_path, backbone_config, **hub_kwargs)
-        result = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
-        # The mask token is ours to learn (DINO checkpoints have none); anything else must match.
-        missing = [k for k in result.missing_keys if not k.endswith("mask_token")]
+        state = pretrained.state_dict()
+        if config.lora:
+            state = base_weight_names(model.backbone, state)
+        result = model.backbone.load_state_dict(state, strict=False)
+        # The mask token is ours to learn (DINO checkpoints have none), so are LoRA adapters; anything
+        # else must match.
+        missing = [k for k in result.missing_keys if not k.endswith("mask_token") and LORA_MARK not in k]
         if missing or result.unexpected_keys:
             raise ValueError(
                 f"backbone checkpoint {name_or_path!r} does not match its config: "

@@ -45,6 +45,8 @@ class ModelSection:
         weighting: ``{type: weighter, ...options}``; ``None`` means fixed weights of 1.
         view_layout: ``"two_pass"`` or ``"concat"`` (see ``MTLConfig``).
         attn_implementation: ``"sdpa"`` (default when ``None``), ``"eager"`` or another transformers backend.
+        lora: ``{r, alpha, dropout, target_modules}``: LoRA adapters on a frozen backbone, heads fully
+            trained (see :mod:`mtl_hf.lora`); ``None`` trains the whole backbone.
     """
 
     backbone: str | None = None
@@ -53,6 +55,7 @@ class ModelSection:
     weighting: dict[str, Any] | None = None
     view_layout: Literal["two_pass", "concat"] = "two_pass"
     attn_implementation: str | None = None
+    lora: dict[str, Any] | None = None
 
 
 @dataclass

@@ -42,7 +42,11 @@ def build_model(config: RunConfig) -> MTLModel:
     weighting = strategy.model_weighting(section.weighting)
     if section.backbone is not None:
         model = MTLModel.from_backbone(
-            section.backbone, tasks=tasks, weighting=weighting, view_layout=section.view_layout
+            section.backbone,
+            tasks=tasks,
+            weighting=weighting,
+            view_layout=section.view_layout,
+            lora=section.lora,
         )
     else:
         model = MTLModel(
@@ -51,6 +55,7 @@ def build_model(config: RunConfig) -> MTLModel:
                 tasks=tasks,
                 weighting=weighting,
                 view_layout=section.view_layout,
+                lora=section.lora,
             )
         )
     if section.attn_implementation is not None:
