@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch
 
 from benchmarks.harness.cases import SIZES
 from benchmarks.harness.report import machine_info
+from benchmarks.interleaved import time_interleaved
 from mtl_hf import MTLConfig, MTLImageProcessor, MTLModel
 from mtl_hf.export import OnnxModel, export_onnx
 
@@ -71,17 +71,7 @@ def main() -> None:
                 model(pixel_values, tasks=tasks)
 
         cases = {"pytorch": run_torch, "pytorch (A/A)": run_torch, "onnxruntime": lambda: session(x)}
-        clock = time.process_time if args.threads == 1 else time.perf_counter
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        shuffler = random.Random(0)
-        for r in range(args.warmup + args.rounds):
-            order = list(cases)
-            shuffler.shuffle(order)
-            for name in order:
-                t0 = clock()
-                cases[name]()
-                if r >= args.warmup:
-                    times[name].append(clock() - t0)
+        times = time_interleaved(cases, rounds=args.rounds, warmup=args.warmup, threads=args.threads)
         with torch.inference_mode():
             reference = model(pixel_values, tasks=tasks).logits
         got = session(x)
