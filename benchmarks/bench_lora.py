@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ import torch
 
 from benchmarks.harness.cases import SIZES
 from benchmarks.harness.report import machine_info
+from benchmarks.interleaved import time_interleaved
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.lora import trainable_parameters
 
@@ -71,9 +69,17 @@ def memory_child(case: str, size: str, batch_size: int, rank: int, threads: int)
     step = stepper(build(case, size, rank), batch_size, SIZES[size]["image_size"])
     for _ in range(2):
         step()
-    print(
-        json.dumps({"case": case, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    )
+    print(json.dumps({"case": case, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since its ``exec`` (``VmHWM``). Not ``getrusage``'s
+    ``ru_maxrss``: on Linux a child's ``ru_maxrss`` starts at the resident size its parent had when it
+    forked (kept through ``exec``), so children of a large process all report at least that."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main() -> None:
@@ -84,6 +90,9 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--suites", default="speed,memory", help="speed, memory or both (default speed,memory)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--memory-child", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -92,67 +101,59 @@ def main() -> None:
         memory_child(args.memory_child, size, args.batch_size, args.rank, args.threads)
         return
 
+    suites = set(args.suites.split(","))
     torch.set_num_threads(args.threads)
     machine = machine_info(torch.device("cpu"), args.threads)
-    models = {case: build(case, size, args.rank) for case in CASES}
-    parameters = {
-        case: dict(zip(("trainable", "total"), trainable_parameters(m), strict=True))
-        for case, m in models.items()
-    }
-    steps = {case: stepper(m, args.batch_size, SIZES[size]["image_size"]) for case, m in models.items()}
-    clock = time.process_time if args.threads == 1 else time.perf_counter
-    times: dict[str, list[float]] = {case: [] for case in CASES}
-    shuffler = random.Random(0)
-    for r in range(args.warmup + args.rounds):
-        order = list(CASES)
-        shuffler.shuffle(order)
-        for case in order:
-            start = clock()
-            steps[case]()
-            if r >= args.warmup:
-                times[case].append(clock() - start)
-    del models, steps
-
-    memory = {}
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p)
-    for case in CASES:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.bench_lora",
-            "--memory-child",
-            case,
-            "--threads",
-            str(args.threads),
-        ]
-        command += ["--batch-size", str(args.batch_size), "--rank", str(args.rank)] + (
-            ["--small"] if args.small else []
-        )
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPOSITORY, check=True)
-        memory[case] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-
-    ratio = statistics.median(lo / fu for lo, fu in zip(times["lora"], times["full"], strict=True))
-    result = {
-        "machine": {**machine, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
+    result: dict[str, Any] = {
+        "machine": machine,
         "settings": {"size": size, "batch_size": args.batch_size, "rank": args.rank, "rounds": args.rounds,
                      "clock": "cpu" if args.threads == 1 else "wall", "tasks": list(TASKS)},
-        "parameters": parameters,
-        "step_s": {case: round(statistics.median(t), 4) for case, t in times.items()},
-        "step_ratio_lora_over_full": round(ratio, 4),
-        "peak_rss_mb": {case: round(v, 1) for case, v in memory.items()},
-        "peak_rss_ratio_lora_over_full": round(memory["lora"] / memory["full"], 4),
     }  # fmt: skip
-    print(
-        f"{size}, batch {args.batch_size}, rank {args.rank}, {args.threads} thread(s), {args.rounds} rounds"
-    )
-    for case in CASES:
-        p = parameters[case]
+    print(f"{size}, batch {args.batch_size}, rank {args.rank}, {args.threads} thread(s)")
+    if "memory" in suites:  # first, while this process is small (children are started from it)
+        memory = {}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p)
+        for case in CASES:
+            command = [sys.executable, "-m", "benchmarks.bench_lora", "--memory-child", case]
+            command += [
+                "--threads",
+                str(args.threads),
+                "--batch-size",
+                str(args.batch_size),
+                "--rank",
+                str(args.rank),
+            ]
+            command += ["--small"] if args.small else []
+            done = subprocess.run(
+                command, capture_output=True, text=True, env=env, cwd=REPOSITORY, check=True
+            )
+            memory[case] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+        result["peak_rss_mb"] = {case: round(v, 1) for case, v in memory.items()}
+        result["peak_rss_ratio_lora_over_full"] = round(memory["lora"] / memory["full"], 4)
         print(
-            f"  {case:<5} trainable {p['trainable']:>11,} of {p['total']:,}   step {result['step_s'][case]:.3f} s"
-            f"   peak RSS {memory[case]:.0f} MB"
+            f"  peak RSS (two steps, fresh process): full {memory['full']:.0f} MB, lora {memory['lora']:.0f} MB, "
+            f"lora / full {result['peak_rss_ratio_lora_over_full']:.3f}x"
         )
-    print(f"  lora / full: step {ratio:.3f}x, peak RSS {result['peak_rss_ratio_lora_over_full']:.3f}x")
+    if "speed" in suites:
+        models = {case: build(case, size, args.rank) for case in CASES}
+        parameters = {
+            case: dict(zip(("trainable", "total"), trainable_parameters(m), strict=True))
+            for case, m in models.items()
+        }
+        steps = {case: stepper(m, args.batch_size, SIZES[size]["image_size"]) for case, m in models.items()}
+        times = time_interleaved(steps, rounds=args.rounds, warmup=args.warmup, threads=args.threads)
+        ratio = statistics.median(lo / fu for lo, fu in zip(times["lora"], times["full"], strict=True))
+        result["parameters"] = parameters
+        result["step_s"] = {case: round(statistics.median(t), 4) for case, t in times.items()}
+        result["step_ratio_lora_over_full"] = round(ratio, 4)
+        for case in CASES:
+            p = parameters[case]
+            print(
+                f"  {case:<5} trainable {p['trainable']:>11,} of {p['total']:,}   step {result['step_s'][case]:.3f} s"
+            )
+        print(f"  lora / full step time ({args.rounds} rounds): {ratio:.3f}x")
+    result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
