@@ -86,14 +86,16 @@ def apply_lora(backbone: nn.Module, lora: Mapping[str, Any]) -> nn.Module:
     """Inject LoRA layers into ``backbone`` in place and freeze its other parameters (module docstring).
 
     Raises:
-        ValueError: if no layer of the backbone matches ``target_modules``.
+        mtl_hf.options.OptionsError: if no layer of the backbone matches ``target_modules``.
     """
     peft = _peft()
     options = LoraOptions(**lora)
     names = [n for n, m in backbone.named_modules() if isinstance(m, nn.Linear)]
     if not any(n == t or n.endswith(f".{t}") for n in names for t in options.target_modules):
+        from .options import OptionsError
+
         examples = sorted({".".join(n.split(".")[-2:]) for n in names})[:8]
-        raise ValueError(
+        raise OptionsError(
             f"lora.target_modules: no linear layer of the backbone matches {options.target_modules}; "
             f"layer names end like {', '.join(examples)}"
         )

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor
 from ..inference.masks import mask_tasks
@@ -51,7 +52,7 @@ DEFAULT_OPSET = 17
 FORMAT_VERSION = 1
 
 
-class ExportError(ValueError):
+class ExportError(UsageError, ValueError):
     """The model cannot be exported as asked (an unknown task, an output folder that holds other files)."""
 
 

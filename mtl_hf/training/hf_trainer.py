@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from ..modeling_mtl import MTLModel
+from ..options import OptionsError
 from ..weighting import LossWeighter
 
 MODEL_INPUTS = ("pixel_values", "labels")
@@ -76,7 +77,8 @@ def trainer_arguments(output_dir: str, **kwargs: Any) -> Any:
 
 
 def check_trainer_support(model: MTLModel) -> None:
-    """Raise ``ValueError`` if ``model``'s weighter needs mtl-hf's training loop (see module docstring)."""
+    """Raise :class:`~mtl_hf.options.OptionsError` (a ``ValueError``) if ``model``'s weighter needs
+    mtl-hf's training loop (see module docstring)."""
     weighter = model.weighter
     overridden = [
         hook
@@ -85,7 +87,7 @@ def check_trainer_support(model: MTLModel) -> None:
     ]
     if overridden or getattr(weighter, "needs_losses_after_step", False):
         name = getattr(type(weighter), "registered_name", type(weighter).__name__)
-        raise ValueError(
+        raise OptionsError(
             f"weighting {name!r} hooks into the training loop ({', '.join(overridden) or 'losses after step'}), "
             "which transformers.Trainer does not call; train it with `mtl-hf train`, or use a weighter "
             "whose update is the gradient of its loss (fixed, uncertainty, rlw)"
@@ -100,7 +102,8 @@ def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
     The Trainer prefixes them with ``eval_``.
 
     Raises:
-        ValueError: if the model's weighter does not train under the Trainer (:func:`check_trainer_support`).
+        mtl_hf.options.OptionsError: if the model's weighter does not train under the Trainer
+            (:func:`check_trainer_support`).
     """
     from .evaluation_loop import roc_auc
 
