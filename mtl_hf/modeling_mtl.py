@@ -23,7 +23,7 @@ The per-task losses are combined by the model's weighter (``config.weighting``) 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -278,6 +278,14 @@ class MTLModel(MTLPreTrainedModel):
         """The head of task ``name``."""
         return cast(TaskHead, self.heads[name])
 
+    def view_groups(self, tasks: Sequence[str]) -> list[list[str]]:
+        """``tasks`` grouped by the view their heads read, in the order forward runs the views (clean,
+        masked, visible); empty groups left out."""
+        groups = {
+            view: [n for n in tasks if self.head(n).view == view] for view in ("clean", "masked", "visible")
+        }
+        return [group for group in groups.values() if group]
+
     def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
         return pixel_values.shape[-2] // self.patch_size, pixel_values.shape[-1] // self.patch_size
 
@@ -291,6 +299,7 @@ class MTLModel(MTLPreTrainedModel):
         tasks: Sequence[str] | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | list[int] | None = None,
+        loss_terms: Callable[[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         **kwargs: Any,
     ) -> MTLModelOutput:
         r"""Run the backbone and the active heads; combine the task losses.
@@ -315,6 +324,11 @@ class MTLModel(MTLPreTrainedModel):
                 ``None``). Defaults to ``config.output_hidden_states``.
             return_dict: ``False`` returns a tuple instead of an :class:`MTLModelOutput` (see there);
                 defaults to ``config.return_dict``.
+            loss_terms: By default the weighter combines the task losses into ``loss``. A training step
+                that back-propagates one view at a time passes its weighter's ``task_term`` here
+                (``name, loss -> (weight, term)``): ``loss`` is then the sum of this call's terms and
+                ``task_weights`` their weights, and the step combines the views itself. Terms are
+                taken inside ``forward`` so that DDP sees the weighter's parameters used.
         """
         if output_attentions is None:
             output_attentions = bool(self.config.output_attentions)
@@ -362,7 +376,11 @@ class MTLModel(MTLPreTrainedModel):
 
         task_losses = {n: o.loss for n, o in outputs.items() if o.loss is not None}
         loss = task_weights = None
-        if task_losses:
+        if task_losses and loss_terms is not None:
+            terms = {n: loss_terms(n, value) for n, value in task_losses.items()}
+            loss = torch.stack([term for _, term in terms.values()]).sum()
+            task_weights = {n: weight.detach() for n, (weight, _) in terms.items()}
+        elif task_losses:
             weighted = self.weighter(task_losses)
             loss, task_weights = weighted.loss, weighted.weights
         logits = {n: o.logits for n, o in outputs.items() if o.logits is not None}

@@ -76,6 +76,11 @@ class TrainingSection:
         num_workers: Dataloader worker processes (each limited to one thread).
         freeze_backbone: Train heads only (a linear probe).
         gradient_checkpointing: Recompute activations in backward to save memory.
+        view_schedule: ``"sequential"`` (default): with a weighter that allows it (the loss-based ones),
+            back-propagate each view (clean, masked, visible) as soon as its forward pass is done, so
+            memory peaks at one view's activations; the gradient is the joint one. ``"joint"``: every
+            view forward, then one backward (gradient-based weighters always run so). See
+            :mod:`mtl_hf.training.view_schedule`.
         monitor: Task whose validation metric selects the best model (default: the first supervised task):
             ROC AUC for a classification task, the head's first ``evaluation_metrics`` entry otherwise
             (mean Dice for ``segmentation``).
@@ -106,6 +111,7 @@ class TrainingSection:
     num_workers: int = 0
     freeze_backbone: bool = False
     gradient_checkpointing: bool = False
+    view_schedule: Literal["joint", "sequential"] = "sequential"
     monitor: str | None = None
     early_stopping_patience: int | None = None
     save_every_steps: int | None = None

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ..weighting import BackwardContext, SharedFeatureRecorder
+from ..weighting import BackwardContext, SeparableWeighter, SharedFeatureRecorder
 from .optim import build_scheduler
 from .processes import all_true, means
+from .view_schedule import MicroBatchPass, backward_by_view
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -65,7 +66,7 @@ class OptimizerStep:
         accelerator: The run's Accelerator.
         model: The prepared model.
         optimizer: The prepared optimizer.
-        config: The run configuration (``training.max_grad_norm``, ``schedule``).
+        config: The run configuration (``training.max_grad_norm``, ``view_schedule``, ``schedule``).
     """
 
     def __init__(
@@ -80,6 +81,8 @@ class OptimizerStep:
         self.weighter = unwrapped.weighter
         self.context = BackwardContext.from_accelerator(accelerator, model)
         self.features = SharedFeatureRecorder(unwrapped.heads.values(), owner=unwrapped)
+        self.view_groups = unwrapped.view_groups
+        self.by_view = config.training.view_schedule == "sequential" and self.weighter.separable_by_view
         self.scheduler: Any = None
         self._losses: dict[str, list[torch.Tensor]] = {}
         self._finite = True
@@ -95,23 +98,20 @@ class OptimizerStep:
     def micro_batch(self, batch: dict[str, Any], tasks: Sequence[str]) -> StepResult | None:
         """Forward and backward one micro-batch of ``tasks``; the step's result when it completes one."""
         accelerator = self.accelerator
-        with accelerator.accumulate(self.model), self.weighter.forward_context(self.context):
-            inputs = {
-                "pixel_values": batch["pixel_values"],
-                "labels": {k: v for k, v in batch["labels"].items() if k in tasks},
-                "tasks": list(tasks),
-            }
-            output = self.model(**inputs)
-            context = self.context.step(
-                sync_gradients=accelerator.sync_gradients, shared_features=self.features.features
-            )
+        inputs = {
+            "pixel_values": batch["pixel_values"],
+            "labels": {k: v for k, v in batch["labels"].items() if k in tasks},
+            "tasks": list(tasks),
+        }
+        with accelerator.accumulate(self.model):
             # Called on every micro-batch, finite or not: gradient methods combine on the last one.
-            weights = self.weighter.backward(output.task_losses, output.loss, context)
-            self._finite = self._finite and bool(torch.isfinite(output.loss.detach()))
-            for name, value in {"": output.loss, **(output.task_losses or {})}.items():
+            done = self._by_view(inputs) if self.by_view else self._joint(inputs)
+            weights = done.weights
+            self._finite = self._finite and bool(torch.isfinite(done.loss.detach()))
+            for name, value in {"": done.loss, **done.task_losses}.items():
                 self._losses.setdefault(name, []).append(value.detach().float())
             if self.weighter.needs_losses_after_step:  # the same inputs and masks, after the update
-                self._inputs.append({**inputs, "bool_masked_pos": output.bool_masked_pos})
+                self._inputs.append({**inputs, "bool_masked_pos": done.bool_masked_pos})
             if not accelerator.sync_gradients:
                 return None
             lr = float(self.optimizer.param_groups[-1]["lr"])
@@ -127,6 +127,22 @@ class OptimizerStep:
                 self.weighter.on_losses_after_step(self._losses_again())
         self._losses, self._finite, self._inputs = {}, True, []
         return result
+
+    def _joint(self, inputs: dict[str, Any]) -> MicroBatchPass:
+        """Every view forward, then the weighter's backward of the combined loss."""
+        with self.weighter.forward_context(self.context):
+            output = self.model(**inputs)
+            context = self.context.step(
+                sync_gradients=self.accelerator.sync_gradients, shared_features=self.features.features
+            )
+            weights = self.weighter.backward(output.task_losses, output.loss, context)
+        return MicroBatchPass(output.loss, output.task_losses or {}, weights, output.bool_masked_pos)
+
+    def _by_view(self, inputs: dict[str, Any]) -> MicroBatchPass:
+        """Each view forward and backward in turn (see :mod:`~mtl_hf.training.view_schedule`)."""
+        context = self.context.step(sync_gradients=self.accelerator.sync_gradients)
+        weighter = cast(SeparableWeighter, self.weighter)  # separable_by_view promises its methods
+        return backward_by_view(self.model, weighter, self.view_groups(inputs["tasks"]), inputs, context)
 
     def _update(self) -> bool:
         """Clip, step and advance the schedule if every process's window was finite; clear gradients."""

@@ -11,7 +11,14 @@ Built in (``weighting: {type: <name>, ...}``):
 See :mod:`mtl_hf.weighting.base` for the training loop's calling protocol.
 """
 
-from .base import WEIGHTERS, BackwardContext, LossWeighter, WeightedLoss, WeighterOptions
+from .base import (
+    WEIGHTERS,
+    BackwardContext,
+    LossWeighter,
+    SeparableWeighter,
+    WeightedLoss,
+    WeighterOptions,
+)
 from .cagrad import CAGrad, CAGradOptions
 from .dwa import DynamicWeightAverage, DynamicWeightAverageOptions
 from .famo import FAMO, FAMOOptions
@@ -50,6 +57,7 @@ __all__ = [
     "PCGradOptions",
     "RandomLossWeighting",
     "RandomLossWeightingOptions",
+    "SeparableWeighter",
     "SharedFeatureRecorder",
     "UncertaintyWeighting",
     "UncertaintyWeightingOptions",

@@ -210,6 +210,12 @@ class LossWeighter(nn.Module, ABC):
     needs_losses_after_step: bool = False
     """When true, the training loop re-evaluates each optimizer step's micro-batches (same masks, no
     gradient) after the step and calls :meth:`on_losses_after_step`: one more forward pass per step."""
+    separable_by_view: ClassVar[bool] = False
+    """When true (:class:`SeparableWeighter`), the update is the gradient of ``scale * sum_i term_i``, each
+    task's term computed from that task's loss and the weighter's state alone, and ``scale`` a number the
+    detached losses fix. The training loop may then back-propagate the terms of each view of the batch
+    as soon as that view's forward pass is done (``training.view_schedule: sequential``): the same
+    gradient as one joint backward, with only one view's activations alive at a time."""
 
     def __init__(self, task_names: Sequence[str], options: WeighterOptions) -> None:
         super().__init__()
@@ -295,6 +301,80 @@ class LossWeighter(nn.Module, ABC):
 
     def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
         """Called at the end of each training epoch with the epoch's mean task losses (over processes)."""
+
+
+class SeparableWeighter(LossWeighter):
+    """Base of weighters whose total is ``scale * sum_i term_i`` with ``term_i`` from task ``i``'s loss
+    and the weighter's state (:attr:`LossWeighter.separable_by_view`); loss-based methods derive from it.
+
+    One forward pass's total is built in three calls, which the joint path (:meth:`forward`) and the
+    view-sequential training step make alike, so the weighter's state moves the same on both:
+
+    1. :meth:`start_forward` once per forward pass (RLW draws the pass's weights here);
+    2. :meth:`task_term` per task, as soon as its loss exists: ``(weight, term)`` with
+       ``term = weight * loss`` plus the method's regulariser if it has one;
+    3. :meth:`terms_scale` once all of the pass's losses exist: the factor of the whole sum, or ``None``
+       (FAMO's normalisation; with a ``context`` of several processes, from their mean losses).
+
+    Subclasses implement :meth:`task_weight` (and override :meth:`task_term` for a regulariser).
+    """
+
+    separable_by_view = True
+
+    def start_forward(self) -> None:
+        """Fix this forward pass's state-dependent coefficients (default: nothing to fix)."""
+
+    @abstractmethod
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        """The (detached) weight of task ``name`` in this forward pass, before :meth:`terms_scale`.
+
+        ``context`` is the training step's (``None`` in the model's forward pass): a method that weighs
+        by the loss itself uses the processes' mean loss when it has several processes."""
+
+    def task_term(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, term)`` of task ``name``: its weight and its term of the total (``weight * loss``)."""
+        weight = self.task_weight(name, loss, context)
+        return weight, weight * loss
+
+    def terms_scale(
+        self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
+    ) -> torch.Tensor | None:
+        """The factor of the sum of the terms of ``losses`` (all of one forward pass), or ``None`` (1)."""
+        return None
+
+    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.combine(losses).weights
+
+    def forward(self, losses: Mapping[str, torch.Tensor]) -> WeightedLoss:
+        if not losses:
+            raise ValueError(
+                "no task loss to weight: the batch carried labels for none of the tasks that ran"
+            )
+        return self.combine(losses)
+
+    def combine(
+        self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
+    ) -> WeightedLoss:
+        """One forward pass's total from all its losses (steps 1 to 3); sets :attr:`last_weights`."""
+        self.start_forward()
+        terms = {name: self.task_term(name, loss, context) for name, loss in losses.items()}
+        total = torch.stack([term for _, term in terms.values()]).sum()
+        weights = {name: weight for name, (weight, _) in terms.items()}
+        return self.scaled(total, weights, self.terms_scale(losses, context))
+
+    def scaled(
+        self, total: torch.Tensor, weights: Mapping[str, torch.Tensor], scale: torch.Tensor | None
+    ) -> WeightedLoss:
+        """``total`` and ``weights`` times ``scale`` (from :meth:`terms_scale`); sets :attr:`last_weights`."""
+        if scale is not None:
+            total = total * scale.to(total)
+            weights = {name: weight * scale.to(weight) for name, weight in weights.items()}
+        self.last_weights = {name: weight.detach() for name, weight in weights.items()}
+        return WeightedLoss(loss=total, weights=dict(self.last_weights))
 
 
 WEIGHTERS: Registry[type[LossWeighter]] = Registry("weighter", "mtl_hf.weighters")

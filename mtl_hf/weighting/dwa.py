@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import initialization as init
 
-from .base import WEIGHTERS, LossWeighter, WeighterOptions
+from .base import WEIGHTERS, BackwardContext, SeparableWeighter, WeighterOptions
 
 
 @dataclass
@@ -26,7 +26,7 @@ class DynamicWeightAverageOptions(WeighterOptions):
 
 
 @WEIGHTERS.register("dwa")
-class DynamicWeightAverage(LossWeighter):
+class DynamicWeightAverage(SeparableWeighter):
     """DWA (Liu et al. 2019): weights from the rate at which each task's loss fell over the last epochs,
 
         r_i = L_i(t-1) / L_i(t-2),    lambda_i(t) = K exp(r_i / T) / sum_j exp(r_j / T)
@@ -66,9 +66,10 @@ class DynamicWeightAverage(LossWeighter):
         rates = torch.where(known, newer / older.clamp_min(1e-30), torch.ones_like(newer))
         return len(self.task_names) * torch.softmax(rates / self.options.temperature, dim=0)
 
-    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        weights = self.all_weights()
-        return {name: weights[self.task_index(name)].to(loss) for name, loss in losses.items()}
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        return self.all_weights()[self.task_index(name)].to(loss)
 
     @torch.no_grad()
     def on_epoch_end(self, epoch: int, mean_losses: Mapping[str, float]) -> None:

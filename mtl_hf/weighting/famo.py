@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from transformers import initialization as init
 
-from .base import WEIGHTERS, BackwardContext, LossWeighter, WeighterOptions
+from .base import WEIGHTERS, BackwardContext, SeparableWeighter, WeighterOptions
 from .buffered_adam import BufferedAdam
 
 
@@ -38,7 +38,7 @@ class FAMOOptions(WeighterOptions):
 
 
 @WEIGHTERS.register("famo")
-class FAMO(LossWeighter):
+class FAMO(SeparableWeighter):
     """FAMO (Liu et al. 2023): balances the tasks' rates of log-loss decrease in O(1) per step.
 
     With task logits ``xi``, ``z = softmax(xi)`` and ``D_i = L_i - L_i* + eps``, the model is updated
@@ -83,6 +83,7 @@ class FAMO(LossWeighter):
         self.optimizer = BufferedAdam((t,), lr=options.lr, weight_decay=options.weight_decay)
         self.min_losses = [float(options.min_losses.get(name, 0.0)) for name in self.state_names]
         self.needs_losses_after_step = options.update == "same_batch"
+        self._ratios: dict[str, torch.Tensor] = {}
 
     def init_parameters(self) -> None:
         init.zeros_(self.logits)
@@ -93,33 +94,30 @@ class FAMO(LossWeighter):
     def _shifted(self, index: int, loss: torch.Tensor) -> torch.Tensor:
         return loss - self.min_losses[index] + self.options.eps
 
-    def _weights_from(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        z = torch.softmax(self.logits.double(), dim=0)
-        ratios = {
-            n: z[self.task_index(n)] / self._shifted(self.task_index(n), v.detach().double())
-            for n, v in values.items()
-        }
-        c = torch.stack(list(ratios.values())).sum()
-        return {n: r / c for n, r in ratios.items()}
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        """``z_i / D_i`` (the normalisation ``1 / c`` is :meth:`terms_scale`); with several processes
+        ``D_i`` is the processes' mean loss, so every process weighs tasks alike."""
+        value = loss.detach().double().reshape(1)
+        if context is not None and context.num_processes > 1:
+            value = context.reduce(value)
+        i = self.task_index(name)
+        ratio = torch.softmax(self.logits.double(), dim=0)[i] / self._shifted(i, value[0])
+        self._ratios[name] = ratio
+        return ratio.to(loss)
 
-    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {n: w.to(losses[n]) for n, w in self._weights_from(losses).items()}
+    def terms_scale(
+        self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
+    ) -> torch.Tensor | None:
+        """``1 / c`` with ``c = sum_j z_j / D_j`` over the forward pass's tasks (from :meth:`task_weight`)."""
+        return 1.0 / torch.stack([self._ratios[name] for name in losses]).sum()
 
     def backward(
         self, losses: Mapping[str, torch.Tensor], total: torch.Tensor, context: BackwardContext
     ) -> dict[str, torch.Tensor]:
-        if context.num_processes > 1:
-            # The normalisation uses the processes' mean losses, so all processes weigh tasks alike.
-            t = len(self.task_names)
-            index = torch.tensor([self.task_index(n) for n in losses], device=total.device)
-            payload = torch.zeros(2 * t, dtype=torch.float64, device=total.device)
-            payload[index] = torch.stack([loss.detach().double() for loss in losses.values()])
-            payload[t + index] = 1.0
-            reduced = context.reduce(payload)
-            means = {n: reduced[self.task_index(n)] / reduced[t + self.task_index(n)] for n in losses}
-            weights = {n: w.to(losses[n]) for n, w in self._weights_from(means).items()}
-            self.last_weights = dict(weights)
-            total = torch.stack([weights[n] * loss for n, loss in losses.items()]).sum()
+        if context.num_processes > 1:  # the model's forward weighed by this process's losses alone
+            total = self.combine(losses, context).loss
         context.backward(total)
         return dict(self.last_weights)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .base import WEIGHTERS, LossWeighter, WeighterOptions
+from .base import WEIGHTERS, BackwardContext, SeparableWeighter, WeighterOptions
 
 
 @dataclass
@@ -24,7 +24,7 @@ class FixedWeightsOptions(WeighterOptions):
 
 
 @WEIGHTERS.register("fixed")
-class FixedWeights(LossWeighter):
+class FixedWeights(SeparableWeighter):
     """``L = sum_i lambda_i L_i`` over the tasks present in the step, with constant ``lambda_i``."""
 
     Options = FixedWeightsOptions
@@ -44,5 +44,7 @@ class FixedWeights(LossWeighter):
         super().__init__(task_names, options)
         self.lambdas = {name: float(options.weights.get(name, 1.0)) for name in self.task_names}
 
-    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: loss.new_tensor(self.lambdas[name]) for name, loss in losses.items()}
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        return loss.new_tensor(self.lambdas[name])

@@ -3,7 +3,7 @@ Litmus Test for Multi-Task Learning", TMLR 2022, arXiv:2111.10603)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import initialization as init
 
-from .base import WEIGHTERS, LossWeighter, WeighterOptions
+from .base import WEIGHTERS, BackwardContext, SeparableWeighter, WeighterOptions
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RandomLossWeightingOptions(WeighterOptions):
 
 
 @WEIGHTERS.register("rlw")
-class RandomLossWeighting(LossWeighter):
+class RandomLossWeighting(SeparableWeighter):
     """RLW (Lin et al. 2022): fresh random weights, summing to 1 over all tasks, at every training
     forward pass. In evaluation mode the expected weights ``1/K`` are used, so validation losses are
     deterministic. Buffer ``num_draws`` (saved with the model) counts the draws.
@@ -49,6 +49,8 @@ class RandomLossWeighting(LossWeighter):
     def __init__(self, task_names: Sequence[str], options: RandomLossWeightingOptions) -> None:
         super().__init__(task_names, options)
         self.register_buffer("num_draws", torch.zeros((), dtype=torch.long))
+        self.current = torch.full((len(self.task_names),), 1.0 / len(self.task_names), dtype=torch.float64)
+        """The weights of the current forward pass (drawn by :meth:`start_forward`)."""
 
     def init_parameters(self) -> None:
         init.zeros_(self.num_draws)
@@ -62,11 +64,17 @@ class RandomLossWeighting(LossWeighter):
         raw = rng.standard_normal(k) if self.options.distribution == "normal" else rng.uniform(size=k)
         return torch.softmax(torch.from_numpy(raw), dim=0)
 
-    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def start_forward(self) -> None:
         if self.training:
-            weights = self.draw(int(self.num_draws))
+            self.current = self.draw(int(self.num_draws))
             with torch.no_grad():
                 self.num_draws += 1
         else:
-            weights = torch.full((len(self.task_names),), 1.0 / len(self.task_names), dtype=torch.float64)
-        return {name: weights[self.task_index(name)].to(loss) for name, loss in losses.items()}
+            self.current = torch.full(
+                (len(self.task_names),), 1.0 / len(self.task_names), dtype=torch.float64
+            )
+
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        return self.current[self.task_index(name)].to(loss)

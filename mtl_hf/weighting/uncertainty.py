@@ -3,7 +3,7 @@ Losses for Scene Geometry and Semantics", CVPR 2018, arXiv:1705.07115)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
-from .base import WEIGHTERS, LossWeighter, WeightedLoss, WeighterOptions
+from .base import WEIGHTERS, BackwardContext, SeparableWeighter, WeighterOptions
 
 Form = Literal["regression", "classification"]
 
@@ -34,7 +34,7 @@ class UncertaintyWeightingOptions(WeighterOptions):
 
 
 @WEIGHTERS.register("uncertainty")
-class UncertaintyWeighting(LossWeighter):
+class UncertaintyWeighting(SeparableWeighter):
     """Homoscedastic-uncertainty weighting (Kendall et al. 2018).
 
     Each task has a learnable log-variance ``s_i = log sigma_i^2`` (parameter ``log_variances``, trained
@@ -72,23 +72,19 @@ class UncertaintyWeighting(LossWeighter):
     def init_parameters(self) -> None:
         init.constant_(self.log_variances, self.options.init_log_variance)
 
-    def _terms(self, losses: Mapping[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        terms = {}
-        for name, loss in losses.items():
-            i = self.task_index(name)
-            s = self.log_variances[i].to(loss.dtype)
-            terms[name] = (self.factors[i] * torch.exp(-s), 0.5 * s)
-        return terms
+    def _weight(self, name: str, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(factor * exp(-s_i), s_i)`` of task ``name``, with their graphs to ``log_variances``."""
+        i = self.task_index(name)
+        s = self.log_variances[i].to(loss.dtype)
+        return self.factors[i] * torch.exp(-s), s
 
-    def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: weight.detach() for name, (weight, _) in self._terms(losses).items()}
+    def task_weight(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> torch.Tensor:
+        return self._weight(name, loss)[0].detach()
 
-    def forward(self, losses: Mapping[str, torch.Tensor]) -> WeightedLoss:
-        if not losses:
-            raise ValueError(
-                "no task loss to weight: the batch carried labels for none of the tasks that ran"
-            )
-        terms = self._terms(losses)
-        total = torch.stack([w * losses[n] + reg for n, (w, reg) in terms.items()]).sum()
-        self.last_weights = {n: w.detach() for n, (w, _) in terms.items()}
-        return WeightedLoss(loss=total, weights=dict(self.last_weights))
+    def task_term(
+        self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        weight, s = self._weight(name, loss)
+        return weight.detach(), weight * loss + 0.5 * s
