@@ -48,6 +48,12 @@ Calling protocol of the training loop (the same for every weighter; the loop nev
   receive training losses averaged over the step's or epoch's micro-batches and over processes
   (``accelerator.reduce(x, "mean")``), so every process updates its state alike.
 
+* A weighter whose total is a sum of per-task terms (:attr:`LossWeighter.separable_by_view`, the
+  loss-based subclasses of :class:`SeparableWeighter`) may instead be driven one view at a time: the loop calls
+  :meth:`SeparableWeighter.start_forward`, back-propagates each view's terms
+  (:meth:`SeparableWeighter.task_term`) as soon as that view's forward pass is done, and applies
+  :meth:`SeparableWeighter.terms_scale` once every loss is known (:mod:`mtl_hf.training.view_schedule`).
+
 Third-party weighters register through the ``mtl_hf.weighters`` entry-point group.
 """
 
