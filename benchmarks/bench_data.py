@@ -1,225 +1,240 @@
-"""Data pipeline speed next to the model's training speed, on this machine.
+"""The BraTS cache at full scale: build time per patient, modality and core; size; peak memory.
 
-Measures, on BraTS-sized synthetic volumes (240 x 240 x 155, four int16 modalities and a segmentation,
-gzipped NIfTI as BraTS ships them):
+Synthetic full-size BraTS patients (240 x 240 x 155, four int16 modalities and a segmentation, gzipped
+NIfTI in LPS orientation as BraTS ships them; intensities are a smooth ellipsoid "brain" with noise,
+which compresses worse than real scans, so decompression is not flattered) are cached with
+``mtl_hf.data.build_cache`` the way a training config does it: four modalities, ``image_size: 224``
+(resized at build time), uint8 quantisation and zlib compression (the defaults), ``num_proc``
+processes. Measured in the same run:
 
-1. cache build: NIfTI -> normalised slices -> Arrow cache (``mtl_hf.data.build_cache``), slices per
-   second and seconds per volume, for 1 and 3 modalities, next to the time nibabel alone takes to
-   decompress the same files (the floor);
-2. data loader: images per second out of ``DataLoader`` (train transform with augmentation, resize to
-   224 px, collate) with 0, 1 and 2 workers;
-3. the peer: training images per second of a ViT-S/16 ``MTLModel`` classification step (224 px), with
-   random tensors, and the same step fed by the 1-worker data loader (does a worker slow it down?).
+1. build time per patient per modality per core (goal <= 1): the CPU seconds of the build (its
+   process and worker processes) / (patients x modalities), next to the peer nibabel alone
+   decompressing the same files (the floor); wall-clock seconds are printed too (on an idle machine,
+   wall x processes ~ CPU seconds; on a loaded one wall time measures the other jobs);
+2. cache size: bytes of the Arrow files / (patients x modalities) (goal <= 10 MB at 224 px), next to
+   the peer the previous format (float32, not compressed, at 240 px) on a subset;
+3. peak memory of builds of growing numbers of patients, each in a fresh process (its workers
+   included): it must not grow with the number of patients;
+4. extrapolation to BraTS 2021 and BraTS 2023 (glioma: 1,251 training patients each, four modalities)
+   on this machine's cores and on a 16-core node.
 
-The goal: one worker keeps a ViT-S/16 training step fed on the CPU (loader images/s well above the
-step's), and a BraTS-sized volume is sliced and cached in under a second.
+The machine's load average is printed beside the figures: on a shared machine, time is inflated by
+the other jobs (memory and size are not).
 
-Usage::
-
-    OMP_NUM_THREADS=2 python benchmarks/bench_data.py            # about 2-3 minutes on 2 cores
-    python benchmarks/bench_data.py --patients 2 --batches 4 --steps 2 --repeats 1   # quicker
+    OMP_NUM_THREADS=1 python benchmarks/bench_data.py --patients 40 --json benchmarks/results/cache-brats.json
+    python benchmarks/bench_data.py --patients 4 --memory-patients 2 4    # quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 BRATS_SHAPE = (240, 240, 155)
+MODALITIES = ["t1", "t1ce", "t2", "flair"]
+BRATS_PATIENTS = {"BraTS 2021": 1251, "BraTS 2023 (glioma)": 1251}
 
 
-def write_brats_like(root: Path, patients: int, seed: int = 0) -> None:
-    """Patients with an ellipsoid 'brain' of smooth random intensities and a spherical 'tumour'."""
+def write_brats_like(root: Path, patients: int, distinct: int = 4, seed: int = 0) -> None:
+    """Patients with an ellipsoid 'brain' of smooth intensities plus noise and a spherical 'tumour';
+    ``distinct`` of them are generated, the others are copies under their own names (writing gzipped
+    volumes costs more than reading them, and the build's work does not depend on the content)."""
     rng = np.random.default_rng(seed)
     x, y, z = np.ogrid[: BRATS_SHAPE[0], : BRATS_SHAPE[1], : BRATS_SHAPE[2]]
-    brain = ((x - 120) / 80.0) ** 2 + ((y - 120) / 95.0) ** 2 + ((z - 77) / 65.0) ** 2 < 1
+    r2 = ((x - 120) / 80.0) ** 2 + ((y - 120) / 95.0) ** 2 + ((z - 77) / 65.0) ** 2
+    brain = r2 < 1
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])  # LPS, as BraTS files are stored
     for p in range(patients):
         pid = f"BraTS2021_{p:05d}"
         folder = root / pid
         folder.mkdir(parents=True)
-        for k, name in enumerate(("flair", "t1", "t1ce", "t2")):
-            values = rng.normal(400 + 100 * k, 60, size=BRATS_SHAPE).astype(np.float32)
+        if p >= distinct:
+            model = root / f"BraTS2021_{p % distinct:05d}"
+            for name in [*MODALITIES, "seg"]:
+                shutil.copyfile(model / f"{model.name}_{name}.nii.gz", folder / f"{pid}_{name}.nii.gz")
+            continue
+        cx, cy, cz = 100 + p % 40, 110, 70
+        d2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        for k, name in enumerate(MODALITIES):
+            values = (400 + 100 * k) * (1.2 - 0.4 * r2) + rng.normal(0, 25, size=BRATS_SHAPE)
+            values = np.where(d2 < 15**2, values * 1.5, values)
             data = np.where(brain, values, 0).astype(np.int16)
             nib.save(nib.Nifti1Image(data, affine), folder / f"{pid}_{name}.nii.gz")
         seg = np.zeros(BRATS_SHAPE, dtype=np.uint8)
-        cx, cy, cz = 100 + 10 * p, 110, 70
-        seg[((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) < 15**2] = 2
-        seg[((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) < 8**2] = 1
+        seg[d2 < 15**2] = 2
+        seg[d2 < 8**2] = 1
         nib.save(nib.Nifti1Image(seg, affine), folder / f"{pid}_seg.nii.gz")
 
 
-def bench_cache(root: Path, work: Path, modalities: list[str], patients: int) -> tuple[float, float, object]:
-    """(slices per second, seconds per volume set) of a cold build, fixed costs (planning, the builder's
-    set-up) included; returns the data set too."""
-    import datasets
+def subset(root: Path, patients: int, into: Path) -> Path:
+    """A folder holding the first ``patients`` patients of ``root`` (hard links, no copies)."""
+    for folder in sorted(root.iterdir())[:patients]:
+        (into / folder.name).mkdir(parents=True, exist_ok=True)
+        for file in folder.iterdir():
+            if not (into / folder.name / file.name).exists():
+                os.link(file, into / folder.name / file.name)
+    return into
 
-    from mtl_hf.data import DataConfig, build_cache
+
+def data_config(root: Path, **brats: Any) -> Any:
+    from mtl_hf.data import DataConfig
     from mtl_hf.options import from_dict
 
-    datasets.disable_progress_bars()
-    config = from_dict(DataConfig, {"kind": "brats", "root": str(root), "brats": {"modalities": modalities}})
-    cache = work / f"cache-{len(modalities)}"
-    start = time.perf_counter()
-    dataset, summary = build_cache(config, cache)
-    seconds = time.perf_counter() - start
-    assert not summary.cache_hit and summary.files_read == patients
-    return len(dataset) / seconds, seconds / patients, dataset
-
-
-def bench_read(root: Path, modalities: list[str]) -> float:
-    """Seconds per patient that nibabel alone takes to decompress the same files (the floor)."""
-    patients = sorted(p for p in root.iterdir() if p.is_dir())
-    start = time.perf_counter()
-    for folder in patients:
-        for name in [*modalities, "seg"]:
-            np.asarray(nib.load(folder / f"{folder.name}_{name}.nii.gz").dataobj)
-    return (time.perf_counter() - start) / len(patients)
-
-
-def bench_loader(dataset: object, workers: int, batches: int, batch_size: int, size: int) -> float:
-    from mtl_hf import MTLImageProcessor
-    from mtl_hf.data import MTLDataCollator, MTLTransform, worker_init_fn
-
-    transform = MTLTransform(MTLImageProcessor(size=size), train=True)
-    ds = dataset.with_transform(transform)  # type: ignore[attr-defined]
-    collate = MTLDataCollator({"classification": "tumour"}, features=dataset.features)  # type: ignore[attr-defined]
-    loader = DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init_fn if workers else None,
-        persistent_workers=False,
+    image_size = brats.pop("image_size", 224)
+    return from_dict(
+        DataConfig,
+        {
+            "kind": "brats",
+            "root": str(root),
+            "image_size": image_size,
+            "brats": {"modalities": MODALITIES, **brats},
+        },
     )
-    it = iter(loader)
-    next(it)  # worker start-up and the first batch are not throughput
+
+
+def build(root: Path, cache: Path, processes: int, **brats: Any) -> dict[str, Any]:
+    """Build a cold cache; wall-clock seconds, CPU seconds (the process and its workers), bytes on disk, rows."""
+    import datasets
+
+    from mtl_hf.data import build_cache
+
+    datasets.disable_progress_bars()
+    shutil.rmtree(cache, ignore_errors=True)
+    cpu = _cpu_seconds()
     start = time.perf_counter()
-    n = 0
-    for _ in range(batches):
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        n += batch["pixel_values"].shape[0]
-    return n / (time.perf_counter() - start)
+    dataset, summary = build_cache(data_config(root, **brats), cache, num_proc=processes)
+    seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu
+    assert not summary.cache_hit
+    size = sum(os.path.getsize(f) for f in summary.cache_files)
+    return {
+        "seconds": seconds, "cpu_seconds": cpu, "bytes": size, "rows": len(dataset), "patients": summary.num_patients,
+    }  # fmt: skip
 
 
-def vit_s16():
-    from mtl_hf import MTLConfig, MTLModel
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished children (the build's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    config = MTLConfig(tasks={"classification": {"type": "binary_classification"}})
-    return MTLModel(config)
+
+def floor_read(root: Path, patients: int) -> float:
+    """Seconds nibabel alone takes to decompress the four modalities and the segmentation of a patient."""
+    folders = sorted(root.iterdir())[:patients]
+    start = _cpu_seconds()
+    for folder in folders:
+        for name in [*MODALITIES, "seg"]:
+            np.asarray(nib.load(folder / f"{folder.name}_{name}.nii.gz").dataobj)
+    return (_cpu_seconds() - start) / len(folders)
 
 
-def bench_training(steps: int, batch_size: int, loader: DataLoader | None = None) -> float:
-    model = vit_s16().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    if loader is None:
-        batches = iter(
-            [
-                {
-                    "pixel_values": torch.randn(batch_size, 3, 224, 224),
-                    "labels": {"classification": torch.randint(0, 2, (batch_size,)).float()},
-                }
-            ]
-            * (steps + 1)
-        )
-    else:
-        batches = iter(loader)
+def _peak_child(root: str, cache: str, processes: int, queue: Any) -> None:
+    build(Path(root), Path(cache), processes)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    queue.put((own / 1024, workers / 1024))  # kB -> MB (Linux)
 
-    def step() -> int:
-        batch = next(batches)
-        out = model(
-            pixel_values=batch["pixel_values"], labels={"classification": batch["labels"]["classification"]}
-        )
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        return batch["pixel_values"].shape[0]
 
-    step()  # warm-up
-    start = time.perf_counter()
-    n = sum(step() for _ in range(steps))
-    return n / (time.perf_counter() - start)
+def peak_memory(root: Path, cache: Path, processes: int) -> tuple[float, float]:
+    """Peak RSS (MB) of a build in a fresh process, and of its largest worker."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_peak_child, args=(str(root), str(cache), processes, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patients", type=int, default=3, help="BraTS-sized patients to write and cache")
-    parser.add_argument("--batches", type=int, default=8, help="batches timed per loader setting")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3, help="ViT-S/16 training steps timed")
-    parser.add_argument("--train-batch-size", type=int, default=16)
-    parser.add_argument(
-        "--repeats", type=int, default=2, help="interleaved random / fed training repetitions"
-    )
+    parser.add_argument("--patients", type=int, default=40, help="full-size patients to write and cache")
+    parser.add_argument("--processes", type=int, nargs="+", help="num_proc values (default: 1 and the cores)")
+    parser.add_argument("--memory-patients", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--peer-patients", type=int, default=4, help="patients cached in the previous format")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-
-    print(f"torch threads: {torch.get_num_threads()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        root = work / "brats"
+    cores = len(os.sched_getaffinity(0))
+    processes = args.processes or sorted({1, cores})
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-data-"))
+    root = work / "brats"
+    if not root.exists():
         start = time.perf_counter()
-        write_brats_like(root, args.patients)
-        print(f"wrote {args.patients} BraTS-sized patients in {time.perf_counter() - start:.1f} s")
+        write_brats_like(root, max(args.patients, *args.memory_patients))
+        print(f"wrote {len(list(root.iterdir()))} full-size patients in {time.perf_counter() - start:.0f} s")
+    loads = [os.getloadavg()[0]]
+    n, m = args.patients, len(MODALITIES)
+    src = subset(root, n, work / f"first-{n}")
+    floor = floor_read(root, min(n, 4))
+    builds = {}
+    for p in processes:
+        builds[p] = build(src, work / f"cache-{p}", p)
+        loads.append(os.getloadavg()[0])
+    peer = build(subset(root, args.peer_patients, work / "peer"), work / "cache-peer", max(processes),
+                 storage_dtype="float32", compression="none", resize=False)  # fmt: skip
+    peaks = {}
+    for k in args.memory_patients:
+        peaks[k] = peak_memory(subset(root, k, work / f"mem-{k}"), work / f"cache-mem-{k}", max(processes))
+    loads.append(os.getloadavg()[0])
 
-        results = {}
-        for modalities in (["flair"], ["flair", "t1ce", "t2"]):
-            floor = bench_read(root, modalities)
-            rate, per_volume, dataset = bench_cache(root, work, modalities, args.patients)
-            results[len(modalities)] = dataset
-            print(
-                f"cache build, {len(modalities)} modality(ies) + segmentation: {rate:7.0f} slices/s, "
-                f"{per_volume:.2f} s per 240x240x155 volume set (goal < 1 s); nibabel alone reads the "
-                f"same files in {floor:.2f} s ({per_volume / floor:.1f}x)"
-            )
-        dataset = results[3]
-        loader_rates = {}
-        for workers in (0, 1, 2):
-            loader_rates[workers] = bench_loader(dataset, workers, args.batches, args.batch_size, 224)
-            print(
-                f"data loader, {workers} worker(s), 224 px, augmentation on: {loader_rates[workers]:7.1f} images/s"
-            )
-
-        from mtl_hf import MTLImageProcessor
-        from mtl_hf.data import MTLDataCollator, MTLTransform, worker_init_fn
-
-        # Random tensors and the 1-worker loader, interleaved: on a shared machine the load changes
-        # between runs, and only ratios within one repetition mean anything.
-        ratios = []
-        for rep in range(args.repeats):
-            train = bench_training(args.steps, args.train_batch_size)
-            fed_loader = DataLoader(
-                dataset.with_transform(MTLTransform(MTLImageProcessor(size=224), train=True)),
-                batch_size=args.train_batch_size,
-                shuffle=True,
-                num_workers=1,
-                collate_fn=MTLDataCollator({"classification": "tumour"}, features=dataset.features),
-                worker_init_fn=worker_init_fn,
-            )
-            fed = bench_training(args.steps, args.train_batch_size, fed_loader)
-            ratios.append(fed / train)
-            print(
-                f"[{rep}] ViT-S/16 MTLModel classification training step, 224 px, batch {args.train_batch_size}: "
-                f"{train:.2f} images/s on random tensors, {fed:.2f} images/s fed by a 1-worker data loader"
-            )
-        print()
+    print(f"\n{n} patients x {m} modalities, 240x240x155 -> 224 px, {cores} cores, load average {loads}\n")
+    print(
+        "| num_proc | wall s | CPU s | CPU s / patient / modality (goal <= 1) | met | wall x num_proc / patient / modality |"
+    )
+    print("|---:|---:|---:|---:|---|---:|")
+    rates = {}
+    for p, b in builds.items():
+        rates[p] = b["cpu_seconds"] / (n * m)
+        wall = b["seconds"] * p / (n * m)
         print(
-            f"ratio loader(1 worker) / training step: {loader_rates[1] / train:.1f}x (needs > 1 to keep it fed)"
+            f"| {p} | {b['seconds']:.1f} | {b['cpu_seconds']:.1f} | {rates[p]:.3f} | {'yes' if rates[p] <= 1 else 'no'} | {wall:.3f} |"
         )
+    print(f"\npeer: nibabel alone decompresses a patient's 5 files in {floor:.2f} CPU s = "
+          f"{floor / m:.3f} s per modality (build / floor: {min(rates.values()) / (floor / m):.2f}x)")  # fmt: skip
+    best = builds[max(processes)]
+    mb = best["bytes"] / 2**20 / (n * m)
+    peer_mb = peer["bytes"] / 2**20 / (args.peer_patients * m)
+    print("\n| cache | MB / patient / modality (goal <= 10) | met | rows / patient |")
+    print("|---|---:|---|---:|")
+    print(
+        f"| uint8 + zlib, 224 px (default) | {mb:.2f} | {'yes' if mb <= 10 else 'no'} | {best['rows'] / n:.0f} |"
+    )
+    print(f"| peer: float32, raw, 240 px (previous format) | {peer_mb:.2f} | {'yes' if peer_mb <= 10 else 'no'} "
+          f"| {peer['rows'] / args.peer_patients:.0f} |")  # fmt: skip
+    print("\n| patients | peak RSS of the build process, MB | largest worker, MB |\n|---:|---:|---:|")
+    for k, (own, worker) in peaks.items():
+        print(f"| {k} | {own:.0f} | {worker:.0f} |")
+    print("\n| data set | patients | cache GB | build h on these cores | build min on 16 cores |")
+    print("|---|---:|---:|---:|---:|")
+    rate = min(rates.values())
+    for name, count in BRATS_PATIENTS.items():
+        gb = mb * count * m / 1024
         print(
-            f"ratio fed / random-tensor training, per repetition: {', '.join(f'{r:.2f}' for r in ratios)} "
-            "(1.0 = the worker costs the step nothing)"
+            f"| {name} | {count} | {gb:.1f} | {rate * count * m / cores / 3600:.2f} | {rate * count * m / 16 / 60:.1f} |"
         )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "patients": n, "modalities": m, "cores": cores, "loadavg": loads, "builds": builds,
+            "s_per_patient_modality_core": rates, "floor_s_per_patient": floor,
+            "mb_per_patient_modality": mb, "peer_mb_per_patient_modality": peer_mb,
+            "peak_rss_mb": {str(k): v for k, v in peaks.items()},
+        }  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ The per-task losses are combined by the model's weighter (``config.weighting``) 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .backbone import (
     num_prefix_tokens,
     patch_size_of,
 )
+from .channels import adapt_state_dict_channels
 from .configuration_mtl import MTLConfig
 from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, TaskHead
 from .lora import LORA_MARK, apply_lora, base_weight_names, freeze_base
@@ -222,6 +224,7 @@ class MTLModel(MTLPreTrainedModel):
         weighting: Mapping[str, Any] | None = None,
         *,
         backbone_overrides: Mapping[str, Any] | None = None,
+        num_channels: int | None = None,
         **kwargs: Any,
     ) -> MTLModel:
         """A model whose backbone weights come from a pretrained checkpoint and whose heads are new.
@@ -232,6 +235,10 @@ class MTLModel(MTLPreTrainedModel):
             tasks, weighting: As in :class:`MTLConfig`.
             backbone_overrides: Backbone config values to change (e.g. ``{"hidden_dropout_prob": 0.1}``);
                 shape-changing values make the checkpoint unloadable.
+            num_channels: Input channels of the model (e.g. 4 for the BraTS modalities) when they differ
+                from the checkpoint's: its patch embedding is adapted as timm's ``adapt_input_conv``
+                does (:func:`mtl_hf.channels.adapt_input_conv`) and ``backbone_config.num_channels``
+                records the new count.
             **kwargs: Other :class:`MTLConfig` arguments (``view_layout``) and Hub arguments
                 (``revision``, ``cache_dir``, ``token``, ``local_files_only``).
         """
@@ -243,6 +250,9 @@ class MTLModel(MTLPreTrainedModel):
             backbone_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
         for key, value in (backbone_overrides or {}).items():
             setattr(backbone_config, key, value)
+        checkpoint_config = copy.deepcopy(backbone_config)
+        if num_channels is not None:
+            backbone_config.num_channels = num_channels
         config = MTLConfig(
             backbone_config=backbone_config,
             tasks=dict(tasks) if tasks is not None else None,
@@ -250,8 +260,8 @@ class MTLModel(MTLPreTrainedModel):
             **kwargs,
         )
         model = cls(config)
-        pretrained = load_backbone(name_or_path, backbone_config, **hub_kwargs)
-        state = pretrained.state_dict()
+        pretrained = load_backbone(name_or_path, checkpoint_config, **hub_kwargs)
+        state = adapt_state_dict_channels(pretrained.state_dict(), num_channels)
         if config.lora:
             state = base_weight_names(model.backbone, state)
         result = model.backbone.load_state_dict(state, strict=False)

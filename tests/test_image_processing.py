@@ -51,11 +51,17 @@ def test_channels_the_backbone_does_not_take_are_an_error() -> None:
     ):
         proc(rgb)
     rgba = np.concatenate([rgb, np.full((2, 2, 1), 7, np.uint8)], axis=-1)
-    with pytest.raises(ValueError, match="3 channel"):
+    with pytest.raises(ValueError, match="the images have 4 channel"):  # an array's 4th channel is no alpha
         proc(rgba)
     three = MTLImageProcessor(size=2, num_channels=3, do_normalize=False)
     grey = np.full((2, 2), 51, np.uint8)  # grey is replicated: the one conversion made
     torch.testing.assert_close(three(grey).pixel_values, torch.full((1, 3, 2, 2), 0.2))
+    # A PIL image says it has alpha, which is dropped; an array of 4 channels is 4 channels, never RGBA.
+    torch.testing.assert_close(
+        three(Image.fromarray(rgba, mode="RGBA")).pixel_values, three(rgb).pixel_values
+    )
+    with pytest.raises(ValueError, match="the images have 4 channel"):
+        three(rgba)
 
 
 def test_sixteen_bit_and_float_inputs() -> None:

@@ -25,7 +25,6 @@ Segmentation labels (BraTS): 0 background, 1 necrotic / non-enhancing core, 2 pe
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from .errors import DataError
 from .normalization import normalize_volume
 from .readers import MAX_CASE_BYTES, NiftiHeader, read_header, read_volume, refuse_over
 from .readers.nifti import NIFTI_SUFFIXES
+from .slices import SliceStorage, encode_slices, slice_features
 
 SEGMENTATION_SUFFIX = "seg"
 
@@ -153,7 +153,9 @@ def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
     files = [case.modalities[m] for m in wanted]
     seg_header = read_header(case.segmentation)
     headers = [read_header(path) for path in files]
-    peak = case_peak_bytes(seg_header, headers, np.dtype(config.storage_dtype).itemsize)
+    peak = case_peak_bytes(
+        seg_header, headers, np.dtype(np.float32).itemsize
+    )  # channels normalised as float32
     what = f"patient {case.patient_id} ({len(files)} volumes of {seg_header.shape} and a segmentation)"
     refuse_over(case.folder, what, peak, MAX_CASE_BYTES)
     axis = AXIS_INDEX[config.axis]
@@ -180,15 +182,11 @@ def load_case(case: BratsCase, config: BratsConfig) -> CaseVolumes:
         brain |= volume != 0
         moved.append(volume)
     norm = config.normalization
-    images = np.empty((len(moved), *seg.shape), dtype=config.storage_dtype)
-    scratch = images if images.dtype == np.float32 else np.empty(seg.shape, dtype=np.float32)
+    images = np.empty((len(moved), *seg.shape), dtype=np.float32)
     for c in range(len(headers)):
         volume = moved.pop(0)  # each decoded volume is freed once normalised
-        target = scratch[c] if scratch is images else scratch
-        normalize_volume(volume, brain, norm.method, norm.percentiles, out=target)
+        normalize_volume(volume, brain, norm.method, norm.percentiles, out=images[c])
         del volume
-        if scratch is not images:
-            images[c] = scratch
     return CaseVolumes(
         images=np.moveaxis(images, 1, axis + 1),
         segmentation=np.moveaxis(seg, 0, axis),
@@ -231,9 +229,18 @@ class SliceCounts:
 
 
 def iter_case_slices(
-    volumes: CaseVolumes, case: BratsCase, config: BratsConfig, root: str, counts: SliceCounts
+    volumes: CaseVolumes,
+    case: BratsCase,
+    config: BratsConfig,
+    root: str,
+    counts: SliceCounts,
+    storage: SliceStorage | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Rows of the cached data set, one per kept slice of ``volumes`` (see :mod:`mtl_hf.data.cache`)."""
+    """Rows of the cached data set, one per kept slice of ``volumes`` (see :mod:`mtl_hf.data.cache`),
+    stored as ``storage`` says (:mod:`mtl_hf.data.slices`; default: the config's dtype and
+    compression, at the volumes' own size)."""
+    if storage is None:
+        storage = SliceStorage(config.storage_dtype, config.compression)
     axis = AXIS_INDEX[config.axis]
     images = np.moveaxis(volumes.images, axis + 1, 1)  # (C, S, A, B)
     seg = np.moveaxis(volumes.segmentation, axis, 0)
@@ -242,21 +249,16 @@ def iter_case_slices(
     tumour_pixels = tumour.sum(axis=(1, 2))
     brain_fraction = brain.mean(axis=(1, 2))
     source = ";".join(os.path.relpath(p, root) for p in volumes.files)
-    for i in range(seg.shape[0]):
-        if brain_fraction[i] < config.min_brain_fraction:
-            counts.dropped += 1
-            continue
-        image = np.ascontiguousarray(np.rot90(images[:, i], axes=(1, 2)))
-        mask = np.ascontiguousarray(np.rot90(seg[i]))
-        counts.kept += 1
-        image_bytes, mask_bytes = image.tobytes(), mask.tobytes()
+    kept = [i for i in range(seg.shape[0]) if brain_fraction[i] >= config.min_brain_fraction]
+    counts.dropped += seg.shape[0] - len(kept)
+    counts.kept += len(kept)
+    if not kept:
+        return
+    stack = np.rot90(np.moveaxis(images[:, kept], 1, 0), axes=(2, 3))  # (K, C, H, W)
+    masks = np.rot90(seg[kept], axes=(1, 2))
+    for i, stored in zip(kept, encode_slices(stack, masks, storage), strict=True):
         yield {
-            "image": image_bytes,
-            "image_shape": list(image.shape),
-            "image_dtype": str(image.dtype),
-            "image_crc32": zlib.crc32(image_bytes),
-            "mask": mask_bytes,
-            "mask_crc32": zlib.crc32(mask_bytes),
+            **stored,
             BRATS_TUMOUR_LABEL: int(tumour_pixels[i] >= config.min_tumour_pixels),
             "tumour_pixels": int(tumour_pixels[i]),
             "brain_fraction": float(brain_fraction[i]),
@@ -270,22 +272,16 @@ def iter_case_slices(
 def brats_features() -> Any:
     """The ``datasets.Features`` of a cached BraTS data set.
 
-    ``image`` holds the slice's ``(C, H, W)`` array as raw bytes (``image_shape``, ``image_dtype``):
-    decoding is one ``np.frombuffer`` (see :func:`mtl_hf.data.decode_image`), far cheaper in data-loader
-    workers than Arrow's nested lists. ``mask`` holds the segmentation slice (uint8, ``(H, W)``).
-    Raw bytes carry no checksum of their own (unlike PNG's CRCs), so ``image_crc32`` and ``mask_crc32``
-    hold their CRC-32, checked at every decode: a cache damaged on disk is reported, never trained on.
+    ``image`` holds the slice's ``(C, H, W)`` array and ``mask`` its segmentation slice, stored as
+    :mod:`mtl_hf.data.slices` describes (quantised, compressed, with CRC-32s checked at every decode;
+    :func:`mtl_hf.data.decode_image` decodes them): far cheaper in data-loader workers than Arrow's
+    nested lists or PNG.
     """
-    from datasets import Features, List, Value
+    from datasets import Features, Value
 
     return Features(
         {
-            "image": Value("binary"),
-            "image_shape": List(Value("int32"), length=3),
-            "image_dtype": Value("string"),
-            "image_crc32": Value("int64"),
-            "mask": Value("binary"),
-            "mask_crc32": Value("int64"),
+            **slice_features(),
             BRATS_TUMOUR_LABEL: Value("int64"),
             "tumour_pixels": Value("int32"),
             "brain_fraction": Value("float32"),

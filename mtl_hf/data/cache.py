@@ -19,6 +19,7 @@ listed in the summary, which is kept beside the cache so a cache hit reports the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,14 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..options import to_dict
 from .brats import BratsCase, SliceCounts, brats_features, find_brats_cases, iter_case_slices, load_case
-from .config import BratsConfig, DataConfig, ImagesConfig
+from .config import BratsConfig, DataConfig, ImagesConfig, VolumesConfig
 from .errors import CacheWriteError, DataError, SkippedFile, skip
 from .images import ImageItem, image_features, iter_item_rows, plan_image_items
+from .parallel import read_in_order
+from .slices import SliceStorage
+from .volumes import VolumeItem, plan_volume_items, read_volume_item, volume_features
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
 """Bumped whenever the cached rows change meaning; part of every fingerprint."""
 
 SUMMARY_DIR = "mtl_hf_builds"
@@ -82,7 +86,8 @@ def build_cache(
     Args:
         config: The data source.
         cache_dir: Folder of the Arrow cache (created if needed).
-        num_proc: Build with this many processes (inputs are sharded by patient / image).
+        num_proc: Build with this many processes (inputs are sharded by patient / image); default
+            ``config.num_proc``, else the cores available. Never more than there are inputs.
 
     Raises:
         DataError: a bad input file (unless ``config.skip_bad``), or no usable sample at all.
@@ -93,6 +98,7 @@ def build_cache(
     cache_dir = Path(cache_dir)
     items, features, planning_skips, inputs, options = _plan(config)
     fingerprint = compute_fingerprint(config, inputs)
+    processes = max(1, min(num_proc or config.build_processes, len(items)))
     summary_dir = cache_dir / SUMMARY_DIR / fingerprint
     run_dir = summary_dir / f"run-{uuid.uuid4().hex}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +114,9 @@ def build_cache(
                     "root": str(Path(config.root)),
                     "skip_bad": config.skip_bad,
                     "report_dir": str(run_dir),
+                    "storage": slice_storage(config),
+                    "processes": processes,
                 },
-                num_proc=num_proc,
                 fingerprint=fingerprint,
                 writer_batch_size=32 if config.kind == "brats" else 256,
             )
@@ -133,7 +140,7 @@ def build_cache(
                 fingerprint=fingerprint,
                 cache_hit=False,
                 num_samples=len(dataset),
-                num_patients=len(set(dataset["patient_id"])),
+                num_patients=merged["patients"] if config.kind == "brats" else _patients(items),
                 files_read=merged["files_read"],
                 slices_dropped=merged["slices_dropped"],
                 skipped=planning_skips + [SkippedFile(**s) for s in merged["skipped"]],
@@ -149,7 +156,7 @@ def build_cache(
                 fingerprint=fingerprint,
                 cache_hit=True,
                 num_samples=len(dataset),
-                num_patients=len(set(dataset["patient_id"])),
+                num_patients=_patients(items) if config.kind != "brats" else len(items),
                 files_read=0,
                 skipped=planning_skips,
             )
@@ -159,6 +166,19 @@ def build_cache(
     if len(dataset) == 0:
         raise DataError(str(config.root), f"no usable samples ({len(summary.skipped)} files skipped)")
     return dataset, summary
+
+
+def slice_storage(config: DataConfig) -> SliceStorage | None:
+    """How a volume source's slices are stored (:mod:`mtl_hf.data.slices`); ``None`` for 2-D images."""
+    if config.kind == "images":
+        return None
+    options = config.brats if config.kind == "brats" else config.volumes
+    size = config.image_size if options.resize else None
+    return SliceStorage(options.storage_dtype, options.compression, size)
+
+
+def _patients(items: Sequence[Any]) -> int:
+    return len({item.patient_id for item in items})
 
 
 def _cache_write_error(cache_dir: Path, cause: OSError) -> CacheWriteError:
@@ -185,6 +205,15 @@ def _plan(config: DataConfig) -> tuple[list[Any], Any, list[SkippedFile], list[s
             p for c in cases for p in [*c.modalities.values(), *([c.segmentation] if c.segmentation else [])]
         )
         return cases, brats_features(), [], inputs, config.brats
+    if config.kind == "volumes":
+        volumes = plan_volume_items(
+            config.volumes,
+            config.root,
+            skip_bad=config.skip_bad,
+            allow_outside_root=config.allow_outside_root,
+        )
+        features = volume_features(volumes.encoders, config.volumes.mask_target)
+        return volumes.items, features, volumes.skipped, volumes.inputs, config.volumes
     plan = plan_image_items(
         config.images, config.root, skip_bad=config.skip_bad, allow_outside_root=config.allow_outside_root
     )
@@ -194,7 +223,7 @@ def _plan(config: DataConfig) -> tuple[list[Any], Any, list[SkippedFile], list[s
 
 def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
     """Hash of everything the cached rows depend on (see module docstring)."""
-    options = config.brats if config.kind == "brats" else config.images
+    options = {"brats": config.brats, "images": config.images, "volumes": config.volumes}[config.kind]
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -202,6 +231,7 @@ def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
                 "version": CACHE_FORMAT_VERSION,
                 "kind": config.kind,
                 "options": to_dict(options),
+                "storage": dataclasses.asdict(storage) if (storage := slice_storage(config)) else None,
                 "skip_bad": config.skip_bad,
             },
             sort_keys=True,
@@ -215,53 +245,76 @@ def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
         except ValueError:  # another drive (Windows)
             name = path
         h.update(f"\n{name}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
-    if config.kind == "images" and config.images.manifest is not None:
+    if (config.kind == "images" and config.images.manifest is not None) or config.kind == "volumes":
         for path in inputs[:1]:  # the manifest: its content, not only its time stamp
             h.update(hashlib.sha256(Path(path).read_bytes()).digest())
     return h.hexdigest()[:24]
 
 
 def generate_rows(
-    items: list[Any], options: BratsConfig | ImagesConfig, root: str, skip_bad: bool, report_dir: str
+    items: list[Any],
+    options: BratsConfig | ImagesConfig | VolumesConfig,
+    root: str,
+    skip_bad: bool,
+    report_dir: str,
+    storage: SliceStorage | None = None,
+    processes: int = 1,
 ) -> Iterator[dict[str, Any]]:
     """The ``Dataset.from_generator`` generator: rows of ``items``, one input file set at a time.
 
-    Each item is read and checked completely before its first row is yielded, so a bad file never
-    leaves part of its rows behind. At the end a report (files read, slices dropped, files skipped) is
-    written to ``report_dir``.
+    Items are read by ``processes`` workers (:mod:`mtl_hf.data.parallel`), in order. Each item is read
+    and checked completely before its first row is yielded, so a bad file never leaves part of its
+    rows behind. At the end a report (files read, patients, slices dropped, files skipped) is written
+    to ``report_dir``.
     """
     files_read = 0
-    counts = SliceCounts()
+    patients = 0
+    dropped = 0
     skipped: list[SkippedFile] = []
-    for item in items:
-        try:
-            if isinstance(item, BratsCase):
-                assert isinstance(options, BratsConfig)
-                volumes = load_case(item, options)
-                rows: Iterator[dict[str, Any]] = iter_case_slices(volumes, item, options, root, counts)
-            else:
-                assert isinstance(item, ImageItem) and isinstance(options, ImagesConfig)
-                rows = iter(list(iter_item_rows(item, options.grayscale)))
-        except DataError as exc:
+    read = functools.partial(read_item, options, root, storage)
+    for result in read_in_order(read, items, processes):
+        if isinstance(result, DataError):
             if not skip_bad:
-                raise
-            skipped.append(skip(exc))
+                raise result
+            skipped.append(skip(result))
             continue
+        rows, item_dropped = result
         files_read += 1
+        patients += 1  # BraTS items are patients; other kinds count their patients from the plan
+        dropped += item_dropped
         yield from rows
     report = {
         "files_read": files_read,
-        "slices_dropped": counts.dropped,
+        "patients": patients,
+        "slices_dropped": dropped,
         "skipped": [dataclasses.asdict(s) for s in skipped],
     }
     _write_json_atomic(Path(report_dir) / f"{uuid.uuid4().hex}.json", report)
 
 
+def read_item(
+    options: BratsConfig | ImagesConfig | VolumesConfig, root: str, storage: SliceStorage | None, item: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """The cached rows of one item (a BraTS patient, an image) and the slices it dropped."""
+    if isinstance(item, BratsCase):
+        assert isinstance(options, BratsConfig)
+        counts = SliceCounts()
+        volumes = load_case(item, options)
+        return list(iter_case_slices(volumes, item, options, root, counts, storage)), counts.dropped
+    if isinstance(item, VolumeItem):
+        assert isinstance(options, VolumesConfig) and storage is not None
+        rows, dropped, _notes = read_volume_item(item, options, root, storage)
+        return rows, dropped
+    assert isinstance(item, ImageItem) and isinstance(options, ImagesConfig)
+    return list(iter_item_rows(item, options.grayscale)), 0
+
+
 def _merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
-    merged: dict[str, Any] = {"files_read": 0, "slices_dropped": 0, "skipped": []}
+    merged: dict[str, Any] = {"files_read": 0, "patients": 0, "slices_dropped": 0, "skipped": []}
     for path in paths:
         report = json.loads(path.read_text())
         merged["files_read"] += report["files_read"]
+        merged["patients"] += report["patients"]  # shards hold distinct patients
         merged["slices_dropped"] += report["slices_dropped"]
         merged["skipped"] += report["skipped"]
     return merged

@@ -22,8 +22,11 @@ Which fields decide the cached Arrow data (and so its fingerprint) and which onl
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from ..intensity import IntensitySpec
 
 Axis = Literal["axial", "coronal", "sagittal"]
 TargetKind = Literal["binary", "multiclass", "multilabel"]
@@ -81,9 +84,11 @@ class BratsConfig:
     """How to read a BraTS-layout folder and turn its volumes into labelled 2-D slices (cached).
 
     Attributes:
-        modalities: One modality (a single channel, which the image processor replicates to the
-            backbone's 3 channels) or three stacked as channels. Names of either BraTS convention:
-            ``flair``/``t2f``, ``t1``/``t1n``, ``t1ce``/``t1c``, ``t2``/``t2w``.
+        modalities: The modalities stacked as channels, in this order: one (replicated by the image
+            processor to the backbone's channels) or several (all four is usual; the model's patch
+            embedding is adapted to their number, see :func:`mtl_hf.channels.adapt_input_conv`).
+            Names of either BraTS convention: ``flair``/``t2f``, ``t1``/``t1n``, ``t1ce``/``t1c``,
+            ``t2``/``t2w``.
         axis: Plane of the 2-D slices: ``"axial"`` (default), ``"coronal"`` or ``"sagittal"``, taken
             from the volume in RAS+ orientation (slices are rotated with ``np.rot90`` so anterior or
             superior is up, as nilearn and :mod:`mtl_hf.inference` show them).
@@ -96,7 +101,13 @@ class BratsConfig:
         min_brain_fraction: Slices whose brain (non-zero voxels in any selected modality) covers less
             than this fraction of the slice are dropped.
         normalization: Per-volume intensity normalisation, see :class:`NormalizationConfig`.
-        storage_dtype: ``"float32"`` (default) or ``"float16"`` (half the cache on disk).
+        storage_dtype: How slice intensities are stored (:mod:`mtl_hf.data.slices`): ``"uint8"``
+            (default: quantised per slice and channel, scale and offset stored; within 0.2 % of each
+            slice's range), ``"uint16"``, ``"float16"`` or ``"float32"`` (exact).
+        compression: ``"zlib"`` (default) or ``"none"``: compression of the stored slices and masks.
+        resize: Resize slices to ``data.image_size`` (when set) while building the cache, as the
+            transforms would resize them: smaller caches, less work per sample. Off: cached at the
+            volumes' own size.
     """
 
     modalities: list[str] = field(default_factory=lambda: ["flair"])
@@ -106,14 +117,13 @@ class BratsConfig:
     segmentation_labels: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     min_brain_fraction: float = 0.05
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
-    storage_dtype: Literal["float32", "float16"] = "float32"
+    storage_dtype: Literal["uint8", "uint16", "float16", "float32"] = "uint8"
+    compression: Literal["zlib", "none"] = "zlib"
+    resize: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.modalities) not in (1, 3):
-            raise ValueError(
-                f"modalities: give 1 modality (replicated to the backbone's channels by the image "
-                f"processor) or 3 stacked as channels, got {len(self.modalities)}: {self.modalities}"
-            )
+        if not self.modalities:
+            raise ValueError("modalities: give at least one, e.g. [flair] or [t1, t1ce, t2, flair]")
         canon = [canonical_modality(m) for m in self.modalities]
         if len(set(canon)) != len(canon):
             raise ValueError(f"modalities: duplicates in {self.modalities}")
@@ -212,6 +222,87 @@ class ImagesConfig:
         clash = reserved & set(self.targets)
         if clash:
             raise ValueError(f"targets: {sorted(clash)} are reserved column names")
+
+
+@dataclass
+class VolumeChannel:
+    """One input channel of a ``volumes`` source: a manifest column naming volumes, and their intensities.
+
+    Attributes:
+        column: Manifest column holding, per row, a NIfTI file (``.nii``/``.nii.gz``) or a DICOM series
+            folder (one slice per file, ordered by position; install ``mtl-hf[dicom]``).
+        name: The channel's name (default: the column), recorded by the image processor.
+        intensity: How the volume becomes model channels (:class:`~mtl_hf.intensity.IntensitySpec`):
+            ``{method: minmax}`` (MR, the default), ``{method: window, windows: [brain, bone,
+            {level: 40, width: 400}]}`` (CT in Hounsfield units, one channel per window; presets:
+            ``brain``, ``subdural``, ``stroke``, ``soft_tissue``, ``mediastinum``, ``liver``, ``lung``,
+            ``bone``), ``{method: suv, suv_max: 10}`` (PET, see :mod:`mtl_hf.data.pet`).
+    """
+
+    column: str = "path"
+    name: str | None = None
+    intensity: IntensitySpec = field(default_factory=IntensitySpec)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.column
+
+
+@dataclass
+class VolumesConfig:
+    """How to read a ``volumes`` source: a CSV/JSON manifest of volumes of any modality (cached).
+
+    One manifest row per volume (per-volume labels: every slice gets them), or, with ``slice_column``,
+    one row per labelled slice (rows of one volume share its paths; only the listed slices are used).
+
+    Attributes:
+        manifest: CSV, JSON or JSON-lines file; relative paths resolve against its folder.
+        channels: The input channels (default: one MR channel from column ``path``); their volumes must
+            have one shape.
+        patient_column: Patient ids (splits are by patient); ``None``: each volume its own patient.
+        mask_column: Optional label volume (same shape; 0 = background), kept for segmentation heads and
+            attention scores; empty cell: no mask.
+        slice_column: Optional slice index column for per-slice labels.
+        axis: Slicing plane of the RAS+-oriented volumes (as for BraTS).
+        targets: ``{name: TargetConfig}`` read from manifest columns (as for 2-D images).
+        mask_target: Optional name of a binary target derived from the mask: 1 when a slice has at least
+            ``min_mask_pixels`` non-zero mask pixels (needs ``mask_column``).
+        min_mask_pixels: See ``mask_target``.
+        min_foreground_fraction: Drop slices whose foreground (non-zero voxels of any channel; for a
+            windowed CT channel, voxels above -500 HU, i.e. not air) covers less than this fraction.
+        storage_dtype, compression, resize: As for BraTS (:class:`BratsConfig`).
+    """
+
+    manifest: str = ""
+    channels: list[VolumeChannel] = field(default_factory=lambda: [VolumeChannel()])
+    patient_column: str | None = "patient_id"
+    mask_column: str | None = None
+    slice_column: str | None = None
+    axis: Axis = "axial"
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
+    mask_target: str | None = None
+    min_mask_pixels: int = 1
+    min_foreground_fraction: float = 0.0
+    storage_dtype: Literal["uint8", "uint16", "float16", "float32"] = "uint8"
+    compression: Literal["zlib", "none"] = "zlib"
+    resize: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            raise ValueError("channels: give at least one, e.g. [{column: path}]")
+        labels = [c.label for c in self.channels]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"channels: names must differ, got {labels}")
+        if self.mask_target is not None and self.mask_column is None:
+            raise ValueError("mask_target: needs mask_column")
+        if self.mask_target is not None and self.mask_target in self.targets:
+            raise ValueError(f"mask_target: {self.mask_target!r} is also a manifest target")
+        if self.min_mask_pixels < 1:
+            raise ValueError(f"min_mask_pixels: must be at least 1, got {self.min_mask_pixels}")
+        if not 0.0 <= self.min_foreground_fraction < 1.0:
+            raise ValueError(
+                f"min_foreground_fraction: must be in [0, 1), got {self.min_foreground_fraction}"
+            )
 
 
 @dataclass
@@ -314,11 +405,13 @@ class DataConfig:
     """A data source and everything between its files and a training batch.
 
     Attributes:
-        kind: ``"brats"`` (a BraTS-layout folder of NIfTI volumes) or ``"images"`` (2-D images).
+        kind: ``"brats"`` (a BraTS-layout folder of NIfTI volumes), ``"images"`` (2-D images) or
+            ``"volumes"`` (a manifest of NIfTI volumes or DICOM series of any modality: CT, PET, MR).
         root: The data folder.
         brats: Reading options for ``kind: brats`` (defaults if omitted; must be omitted for images).
         images: Reading options for ``kind: images`` (required there: it declares the targets; must be
-            omitted for ``kind: brats``).
+            omitted for other kinds).
+        volumes: Reading options for ``kind: volumes`` (required there; see :class:`VolumesConfig`).
         skip_bad: Skip bad files with a warning (counted in the build summary) instead of failing.
         allow_outside_root: For ``kind: images``: let the manifest name files outside ``root``
             (``../`` paths, absolute paths, symbolic links leading out). Off by default, so that a
@@ -329,12 +422,16 @@ class DataConfig:
         image_size: Side of the square the transforms resize to; ``None`` (default): the image
             processor's size.
         augmentation: See :class:`AugmentationConfig`.
+        num_proc: Processes that build the cache (patients / images are shared out between them);
+            ``None`` (default): the cores this process may run on. Not part of the cache key: the
+            cache is the same whatever the number.
     """
 
-    kind: Literal["brats", "images"]
+    kind: Literal["brats", "images", "volumes"]
     root: str
     brats: BratsConfig = field(default_factory=BratsConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    volumes: VolumesConfig = field(default_factory=VolumesConfig)
     skip_bad: bool = False
     allow_outside_root: bool = False
     seed: int = 0
@@ -342,20 +439,29 @@ class DataConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     image_size: int | None = None
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    num_proc: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind == "brats":
-            if self.images != ImagesConfig():
-                raise ValueError("images: only for kind 'images'")
-        elif self.kind == "images":
-            if self.brats != BratsConfig():
-                raise ValueError("brats: only for kind 'brats'")
-            if not self.images.targets:
-                raise ValueError(
-                    "images.targets: kind 'images' needs at least one target, e.g. {label: {kind: multiclass}}"
-                )
-        else:
-            raise ValueError(f"kind: must be 'brats' or 'images', got {self.kind!r}")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise ValueError(f"num_proc: must be at least 1, got {self.num_proc}")
+        if self.kind not in ("brats", "images", "volumes"):
+            raise ValueError(f"kind: must be 'brats', 'images' or 'volumes', got {self.kind!r}")
+        for other, default in (
+            ("brats", BratsConfig()),
+            ("images", ImagesConfig()),
+            ("volumes", VolumesConfig()),
+        ):
+            if other != self.kind and getattr(self, other) != default:
+                raise ValueError(f"{other}: only for kind {other!r}")
+        if self.kind == "images" and not self.images.targets:
+            raise ValueError(
+                "images.targets: kind 'images' needs at least one target, e.g. {label: {kind: multiclass}}"
+            )
+        if self.kind == "volumes":
+            if not self.volumes.manifest:
+                raise ValueError("volumes.manifest: kind 'volumes' needs a manifest (CSV or JSON)")
+            if not self.volumes.targets and self.volumes.mask_target is None:
+                raise ValueError("volumes.targets: give at least one target (or a mask_target)")
         if self.image_size is not None and self.image_size < 1:
             raise ValueError(f"image_size: must be positive, got {self.image_size}")
         names = self.target_names
@@ -380,7 +486,57 @@ class DataConfig:
         """Names of the label columns this source produces (``["tumour"]`` for BraTS)."""
         if self.kind == "brats":
             return [BRATS_TUMOUR_LABEL]
+        if self.kind == "volumes":
+            derived = [self.volumes.mask_target] if self.volumes.mask_target is not None else []
+            return [*self.volumes.targets, *derived]
         return list(self.images.targets)
+
+    @property
+    def build_processes(self) -> int:
+        """``num_proc``, or the cores available to this process."""
+        if self.num_proc is not None:
+            return self.num_proc
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, os.cpu_count() or 1)
+
+    @property
+    def channel_names(self) -> list[str] | None:
+        """Names of the input channels, in order (BraTS: the canonical modalities); ``None`` for
+        2-D image sets, whose channels are the images' own (grey or colour)."""
+        if self.kind == "brats":
+            return [canonical_modality(m) for m in self.brats.modalities]
+        if self.kind == "volumes":
+            return [c.label for c in self.volumes.channels]
+        return None
+
+    def intensity_specs(self) -> list[IntensitySpec] | None:
+        """How each input channel's intensities are normalised (per volume), for the image processor."""
+        if self.kind == "brats":
+            norm = self.brats.normalization
+            spec = IntensitySpec(method=norm.method, percentiles=norm.percentiles)
+            return [spec for _ in self.brats.modalities]
+        if self.kind == "volumes":
+            return [c.intensity for c in self.volumes.channels]
+        return None
+
+    @property
+    def model_channels(self) -> int | None:
+        """Channels the model must take when the data has several (BraTS modalities, CT windows);
+        ``None`` when a single grey channel or 2-D images leave the backbone's channel count as it is."""
+        specs = self.intensity_specs()
+        if specs is None:
+            return None
+        total = sum(spec.num_outputs for spec in specs)
+        return total if total > 1 else None
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """What the image processor records of this data: channel names and intensity handling."""
+        specs = self.intensity_specs()
+        if specs is None:
+            return {}
+        return {"channel_names": self.channel_names, "intensity": [spec.to_dict() for spec in specs]}
 
     @property
     def stratify_target(self) -> str:

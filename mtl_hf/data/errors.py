@@ -25,6 +25,10 @@ class DataError(MtlHfError, ValueError):
         self.path = path
         self.reason = message
 
+    def __reduce__(self) -> tuple[type[DataError], tuple[str, str]]:
+        # Rebuilt from its two arguments when it crosses a process boundary (parallel cache builds).
+        return type(self), (self.path, self.reason)
+
 
 class CacheWriteError(MtlHfError, OSError):
     """Writing the Arrow cache failed (full disk, quota, permissions, a failing file system).

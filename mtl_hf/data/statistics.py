@@ -49,7 +49,8 @@ def target_kinds(features: Mapping[str, Any], columns: Sequence[str] | None = No
 
 
 NON_TARGET_COLUMNS = frozenset(
-    {"image", "image_shape", "image_dtype", "image_crc32", "mask", "mask_crc32", "tumour_pixels",
+    {"image", "image_shape", "image_dtype", "image_encoding", "image_scale", "image_offset", "image_crc32",
+     "mask", "mask_crc32", "tumour_pixels",
      "brain_fraction", "patient_id", "sample_id", "source", "slice_index"}
 )  # fmt: skip
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +32,17 @@ from PIL import Image
 from ..image_processing_mtl import MTLImageProcessor
 from .config import AugmentationConfig, DataConfig
 from .errors import DataError
+from .slices import decode_slice_image, decode_slice_mask
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-RAW_COLUMNS = frozenset({"image", "image_shape", "image_dtype", "image_crc32", "mask", "mask_crc32"})
+RAW_COLUMNS = frozenset(
+    {
+        "image", "image_shape", "image_dtype", "image_encoding", "image_scale", "image_offset", "image_crc32",
+        "mask", "mask_crc32",
+    }
+)  # fmt: skip
 """Columns the transform consumes; every other column passes through unchanged."""
 
 
@@ -66,19 +71,10 @@ def _damaged(what: str, exc: BaseException) -> str:
     )
 
 
-def _check_crc32(data: bytes | bytearray | memoryview, expected: int | None) -> None:
-    """Raw arrays in the BraTS cache carry a CRC-32 (``image_crc32`` / ``mask_crc32``)."""
-    if expected is not None and zlib.crc32(data) != int(expected):
-        raise ValueError(f"CRC-32 mismatch: stored {int(expected):#010x}, computed {zlib.crc32(data):#010x}")
-
-
 def _decode_image(example: Mapping[str, Any]) -> np.ndarray:
     image = example["image"]
     if isinstance(image, (bytes, bytearray, memoryview)):
-        _check_crc32(image, example.get("image_crc32"))
-        shape = tuple(example["image_shape"])
-        # A copy: torch refuses to wrap read-only buffers without a warning.
-        return np.frombuffer(image, dtype=np.dtype(example["image_dtype"])).reshape(shape).copy()
+        return decode_slice_image(example)
     if isinstance(image, dict):  # undecoded datasets.Image value
         with Image.open(io.BytesIO(image["bytes"])) as pil:
             return np.array(pil)
@@ -102,9 +98,7 @@ def _decode_mask(example: Mapping[str, Any]) -> np.ndarray | None:
     if mask is None:
         return None
     if isinstance(mask, (bytes, bytearray, memoryview)):
-        _check_crc32(mask, example.get("mask_crc32"))
-        shape = tuple(example["image_shape"])[1:]
-        return np.frombuffer(mask, dtype=np.uint8).reshape(shape).copy()
+        return decode_slice_mask(example)
     if isinstance(mask, dict):
         with Image.open(io.BytesIO(mask["bytes"])) as pil:
             return np.array(pil.convert("L"))
@@ -156,6 +150,7 @@ class MTLTransform:
             images,
             do_resize=True,
             do_normalize=False,
+            do_intensity=False,  # cached slices are normalised per volume already
             size={"height": self.size[0], "width": self.size[1]},
             return_tensors="pt",
         )["pixel_values"]

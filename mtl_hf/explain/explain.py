@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor, model_display_name
-from ..inference.readers import read_inputs
+from ..inference.patients import pixel_values, plan_sources, read_source
+from ..inference.readers import InputImage
 from ..modeling_mtl import MTLModel
 from .attention_maps import AttentionMaps, MapKind, attention_maps, upsample_map
 from .batches import iter_batches, lesion_masks
@@ -157,6 +158,7 @@ def explain(
                     mass=mass,
                     lesion=None if lesions is None else lesions[i],
                     title=name,
+                    channel_names=_channel_names(display_processor[name]),
                 )
             )
     bar.close()
@@ -172,6 +174,7 @@ def explain(
                 out / f"attention_grid_{kind}.png",
                 lesions=None if lesions is None else list(lesions),
                 title="last-layer CLS attention (head mean)" if kind == "mean" else "attention rollout",
+                channel_names=_channel_names(display_processor[first]),
             )
         )
 
@@ -217,10 +220,18 @@ def _mim_figures(
         name: reconstruct(loaded[name][0], pixel_values[name], mask, loaded[name][1], mim_task=mim_task)
         for name in with_mim
     }
+    names = _channel_names(loaded[with_mim[0]][1])
     return [
-        save_mim_figure(recs, i, out / "mim" / f"image_{i}.png", title="masked image modeling")
+        save_mim_figure(
+            recs, i, out / "mim" / f"image_{i}.png", title="masked image modeling", channel_names=names
+        )
         for i in range(b)
     ]
+
+
+def _channel_names(processor: MTLImageProcessor) -> list[str] | None:
+    """Names of the model's channels when they are named (MR modalities, CT windows)."""
+    return processor.output_channel_names if processor.channel_names is not None else None
 
 
 def _has_reconstruction(model: MTLModel, mim_task: str | None) -> bool:
@@ -237,16 +248,21 @@ def _from_files(
     max_images: int,
     slice_axis: int,
 ) -> tuple[dict[str, torch.Tensor], None]:
-    items = []
-    for item in read_inputs(paths, slice_axis=slice_axis):
-        items.append(item.image)
+    # Patients and volumes are read as the first model's training data was (its modalities, intensities).
+    items: list[InputImage] = []
+    sources, errors = plan_sources(paths, next(iter(loaded.values()))[1])
+    if errors:
+        raise errors[0]
+    for source in sources:
+        for item in read_source(source, slice_axis=slice_axis):
+            items.append(item)
+            if len(items) == max_images:
+                break
         if len(items) == max_images:
             break
     if not items:
         raise ValueError("no images found in the given files")
-    return {
-        name: proc(items, return_tensors="pt")["pixel_values"] for name, (_, proc) in loaded.items()
-    }, None
+    return {name: pixel_values(proc, items) for name, (_, proc) in loaded.items()}, None
 
 
 def _from_dataset(

@@ -4,6 +4,9 @@ matplotlib is imported inside the functions and used through ``matplotlib.figure
 global backend state), so these functions are safe in scripts, notebooks and worker processes alike.
 Images are given in display space (un-normalised, roughly [0, 1]; see
 ``MTLImageProcessor.unnormalize``) as ``(C, H, W)`` tensors or arrays; they are clipped to [0, 1].
+With ``channel_names`` (a model of several MR modalities or CT windows, named by its processor's
+``output_channel_names``) every channel gets its own grey panel, titled by its name, and heat maps are
+drawn over the first channel.
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ DEFAULT_CMAP = "inferno"
 
 
 def to_rgb(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` (C = 1 or 3) or ``(H, W)`` image -> ``(H, W, 3)`` float array clipped to [0, 1]."""
-    x = (
-        image.detach().float().cpu().numpy()
-        if isinstance(image, torch.Tensor)
-        else np.asarray(image, np.float32)
-    )
+    """``(C, H, W)`` or ``(H, W)`` image -> ``(H, W, 3)`` float array clipped to [0, 1]: grey and colour
+    as they are, the first channel (in grey) of any other channel count."""
+    x = _array(image)
+    if x.ndim == 3 and x.shape[0] not in (1, 3):
+        x = x[0]
     if x.ndim == 3:
         x = np.moveaxis(x, 0, -1)
         if x.shape[-1] == 1:
@@ -36,6 +38,25 @@ def to_rgb(image: torch.Tensor | np.ndarray) -> np.ndarray:
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=-1)
     return np.clip(x, 0.0, 1.0)
+
+
+def _array(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        return image.detach().float().cpu().numpy()
+    return np.asarray(image, np.float32)
+
+
+def input_panels(
+    image: torch.Tensor | np.ndarray, channel_names: Sequence[str] | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """``[(title, (H, W, 3))]``: the input as one panel, or one grey panel per named channel when the
+    channels are distinct modalities (several different ``channel_names``)."""
+    x = _array(image)
+    if channel_names is None or len(set(channel_names)) == 1 or x.ndim != 3:
+        return [("input", to_rgb(x))]
+    if len(channel_names) != x.shape[0]:
+        raise ValueError(f"{len(channel_names)} channel names for an image of {x.shape[0]} channels")
+    return [(name, to_rgb(x[c])) for c, name in enumerate(channel_names)]
 
 
 def overlay(
@@ -64,14 +85,16 @@ def save_attention_figure(
     mass: float | None = 0.6,
     lesion: torch.Tensor | np.ndarray | None = None,
     title: str | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> Path:
-    """One image's maps: input, head-mean, rollout, the mass-thresholded mean, then every head.
+    """One image's maps: input (each named channel), head-mean, rollout, the mass-thresholded mean,
+    then every head.
 
     ``index`` picks the image in the batch of ``maps``; ``lesion`` (``(H, W)``) is drawn as a contour.
     """
     rgb = to_rgb(image)
     size = rgb.shape[:2]
-    panels: list[tuple[str, np.ndarray]] = [("input", rgb)]
+    panels: list[tuple[str, np.ndarray]] = input_panels(image, channel_names)
     panels.append(("last layer, head mean", overlay(rgb, upsample_map(maps.mean[index], size))))
     if maps.rollout is not None:
         panels.append(("rollout", overlay(rgb, upsample_map(maps.rollout[index], size))))
@@ -102,19 +125,23 @@ def save_comparison_grid(
     *,
     lesions: Sequence[torch.Tensor | np.ndarray | None] | None = None,
     title: str | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> Path:
-    """Rows: images; columns: the input, then each model's heat map (image-size ``(H, W)``) over it."""
+    """Rows: images; columns: the input (each named channel), then each model's heat map (image-size
+    ``(H, W)``) over it."""
     names = list(heat_maps)
     for name in names:
         if len(heat_maps[name]) != len(images):
             raise ValueError(f"model {name!r} has {len(heat_maps[name])} maps for {len(images)} images")
-    rows, cols = len(images), 1 + len(names)
+    first = len(input_panels(images[0], channel_names)) if images else 1
+    rows, cols = len(images), first + len(names)
     fig, axes = _grid(rows, cols)
     for r, image in enumerate(images):
         rgb = to_rgb(image)
         lesion = lesions[r] if lesions is not None else None
-        _show(axes[r, 0], rgb, "input" if r == 0 else None, lesion)
-        for c, name in enumerate(names, start=1):
+        for c, (label, panel) in enumerate(input_panels(image, channel_names)):
+            _show(axes[r, c], panel, label if r == 0 else None, lesion)
+        for c, name in enumerate(names, start=first):
             heat = heat_maps[name][r]
             _show(axes[r, c], overlay(rgb, heat), name if r == 0 else None, lesion)
     if title:
@@ -128,28 +155,38 @@ def save_mim_figure(
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> Path:
-    """Fig. 1 panels for one image: per model a row of original, masked input, reconstruction, visible
-    pixels with the reconstruction pasted into the masked patches, and the error map (one colour
-    scale shared by all models)."""
+    """Fig. 1 panels for one image: per model (and per named channel, when the channels are distinct
+    modalities) a row of original, masked input, reconstruction, visible pixels with the
+    reconstruction pasted into the masked patches, and the error map (one colour scale shared by all
+    models)."""
     names = list(reconstructions)
     if not names:
         raise ValueError("no reconstructions to draw")
-    fig, axes = _grid(len(names), 5, left=0.04, right=0.95)
+    first = reconstructions[names[0]].original[index]
+    channels = [label for label, _ in input_panels(first, channel_names)]
+    per_channel = channels != ["input"]
+    rows = [(name, c) for name in names for c in range(len(channels))]
+    fig, axes = _grid(len(rows), 5, left=0.04, right=0.95)
     vmax = max(float(reconstructions[n].error[index].max()) for n in names) or 1.0  # one scale for all models
-    for r, name in enumerate(names):
+    for r, (name, c) in enumerate(rows):
         rec = reconstructions[name]
         err = rec.error[index].numpy()
+
+        def pick(x: torch.Tensor, c: int = c) -> np.ndarray:
+            return to_rgb(x[c] if per_channel else x)
+
         panels = [
-            ("original", to_rgb(rec.original[index])),
-            ("masked input", to_rgb(rec.masked_input[index])),
-            ("reconstruction", to_rgb(rec.reconstruction[index])),
-            ("visible + reconstructed", to_rgb(rec.composite[index])),
+            ("original", pick(rec.original[index])),
+            ("masked input", pick(rec.masked_input[index])),
+            ("reconstruction", pick(rec.reconstruction[index])),
+            ("visible + reconstructed", pick(rec.composite[index])),
         ]
-        for c, (label, img) in enumerate(panels):
-            _show(axes[r, c], img, label if r == 0 else None, None)
+        for k, (label, img) in enumerate(panels):
+            _show(axes[r, k], img, label if r == 0 else None, None)
         axes[r, 0].axis("on")
-        axes[r, 0].set_ylabel(name)
+        axes[r, 0].set_ylabel(f"{name}\n{channels[c]}" if per_channel else name)
         im = axes[r, 4].imshow(err, cmap="magma", vmin=0.0, vmax=vmax)
         axes[r, 4].set_title(f"squared error (loss {float(rec.loss[index]):.3f})", fontsize=9)
         axes[r, 4].axis("off")

@@ -48,8 +48,9 @@ from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
 from .loading import load_model_and_processor
 from .masks import MaskWriter, mask_tasks, masks_at_size
 from .outputs import output_subfolder, write_text_replacing
+from .patients import Source, pixel_values, plan_sources, read_source
 from .probabilities import classification_tasks, column_names, output_names, task_probabilities
-from .readers import InputImage, Intensity, find_inputs, read_file
+from .readers import InputImage, Intensity
 
 PREDICTIONS_CSV = "predictions.csv"
 VOLUME_PREDICTIONS_CSV = "volume_predictions.csv"
@@ -116,6 +117,8 @@ class PredictionResult:
         masks: ``{source: {task: path}}`` of the segmentation masks written (``task/<frame>`` keys for
             the frames of a multi-frame DICOM); empty without segmentation tasks or ``output_dir``.
         errors: The inputs that could not be read, in input order (none predicted from).
+        intensity: How the image processor treated intensities and channels
+            (:meth:`~mtl_hf.MTLImageProcessor.describe_intensity`).
     """
 
     model: str
@@ -127,6 +130,7 @@ class PredictionResult:
     top_k: int = 3
     masks: dict[str, dict[str, str]] = field(default_factory=dict)
     errors: list[InputError] = field(default_factory=list)
+    intensity: str = ""
 
     def image_rows(self) -> list[dict[str, Any]]:
         """Flat rows for ``predictions.csv``: ``source``, ``index`` (empty for 2-D images), then one
@@ -150,6 +154,7 @@ class PredictionResult:
             "model": self.model,
             "tasks": {t: {"outputs": self.outputs[t], "columns": self.columns[t]} for t in self.columns},
             "aggregation": {"method": self.aggregation, "top_k": self.top_k},
+            "intensity": self.intensity,
             "images": [
                 {"source": p.source, "index": p.index, "probabilities": self._nested(p.probabilities)}
                 for p in self.images
@@ -252,8 +257,8 @@ def predict(
         raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    files, listing_errors = find_inputs(inputs)
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
+    files, listing_errors = plan_sources(inputs, processor)
     segmenting = mask_tasks(net, tasks)
     chosen = classification_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
     if not chosen and not segmenting:
@@ -293,6 +298,7 @@ def predict(
         top_k=top_k,
         masks=written,
         errors=[InputError(e.path, e.reason) for e in listing_errors] + errors,
+        intensity=processor.describe_intensity(),
     )
     if output_dir is not None and state.is_main_process:
         result.save(output_dir)
@@ -327,7 +333,7 @@ def volume_predictions(
 def _predict_files(
     model: MTLModel,
     processor: MTLImageProcessor,
-    files: list[Path],
+    files: list[Source],
     tasks: list[str],
     *,
     batch_size: int,
@@ -346,10 +352,9 @@ def _predict_files(
         for batch in _batches(
             _read_all(files, reader_kwargs, bar, errors, processor.num_channels), batch_size
         ):
-            pixel_values = processor([item.image for item in batch], return_tensors="pt")["pixel_values"]
-            pixel_values = pixel_values.to(device=device, dtype=model.dtype)
+            inputs = pixel_values(processor, batch).to(device=device, dtype=model.dtype)
             with torch.inference_mode():
-                logits = model(pixel_values, tasks=[*tasks, *segmenting]).logits or {}
+                logits = model(inputs, tasks=[*tasks, *segmenting]).logits or {}
             probs = task_probabilities(model, logits, tasks)
             arrays = {t: p.cpu().numpy().astype(np.float64) for t, p in probs.items()}
             for i, item in enumerate(batch):
@@ -382,14 +387,14 @@ def _check_channels(item: InputImage, num_channels: int) -> None:
 
 
 def _read_all(
-    files: list[Path], reader_kwargs: dict[str, Any], bar: Any, errors: list[InputError], num_channels: int
+    files: list[Source], reader_kwargs: dict[str, Any], bar: Any, errors: list[InputError], num_channels: int
 ) -> Iterator[InputImage]:
     """The images of each file in turn; a file that cannot be read, or whose images have channels the
     model does not take, is added to ``errors`` and skipped whole (all its images are read before the
     first is used)."""
     for path in files:
         try:
-            images = list(read_file(path, **reader_kwargs))
+            images = list(read_source(path, **reader_kwargs))
             for item in images:
                 _check_channels(item, num_channels)
         except DataError as exc:

@@ -47,6 +47,9 @@ class ModelSection:
         attn_implementation: ``"sdpa"`` (default when ``None``), ``"eager"`` or another transformers backend.
         lora: ``{r, alpha, dropout, target_modules}``: LoRA adapters on a frozen backbone, heads fully
             trained (see :mod:`mtl_hf.lora`); ``None`` trains the whole backbone.
+        num_channels: Input channels of the model; ``None`` (default): the data's when it has several
+            (BraTS modalities, CT windows), else the backbone's. A pretrained backbone's patch
+            embedding is adapted to them (``MTLModel.from_backbone(num_channels=...)``).
     """
 
     backbone: str | None = None
@@ -56,6 +59,7 @@ class ModelSection:
     view_layout: Literal["two_pass", "concat"] = "two_pass"
     attn_implementation: str | None = None
     lora: dict[str, Any] | None = None
+    num_channels: int | None = None
 
 
 @dataclass

@@ -104,7 +104,7 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     from .strategies import supervised_tasks
 
     data_config = from_dict(DataConfig, config.data, "data")
-    processor = MTLImageProcessor.for_backbone(model.config.backbone_config)
+    processor = MTLImageProcessor.for_backbone(model.config.backbone_config, **data_config.processor_kwargs())
     prepared = prepare_datasets(data_config, cache_dir=config.cache_dir)
     columns = prepared.datasets["train"].column_names
     task_columns = dict(config.task_columns)

@@ -10,6 +10,7 @@ from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataPara
 from accelerate.utils import broadcast_object_list
 
 from ..configuration_mtl import MTLConfig
+from ..data.channels import data_channels, with_channels
 from ..modeling_mtl import MTLModel
 from ..options import from_dict
 from ..run_folder import RunFolder, RunFolderError
@@ -40,6 +41,7 @@ def build_model(config: RunConfig) -> MTLModel:
     strategy = get_strategy(config.training.strategy)
     tasks = strategy.model_tasks(section.tasks if section.tasks is not None else MTLConfig().tasks or {})
     weighting = strategy.model_weighting(section.weighting)
+    channels = section.num_channels or data_channels(config.data)
     if section.backbone is not None:
         model = MTLModel.from_backbone(
             section.backbone,
@@ -47,11 +49,12 @@ def build_model(config: RunConfig) -> MTLModel:
             weighting=weighting,
             view_layout=section.view_layout,
             lora=section.lora,
+            num_channels=channels,
         )
     else:
         model = MTLModel(
             MTLConfig(
-                backbone_config=section.backbone_config,
+                backbone_config=with_channels(section.backbone_config, channels),
                 tasks=tasks,
                 weighting=weighting,
                 view_layout=section.view_layout,

@@ -172,9 +172,11 @@ def test_config_errors_name_the_key() -> None:
         from_dict(DataConfig, {"kind": "brats", "root": ".", "brats": {"min_tumor_pixels": 3}}, path="data")
     with pytest.raises(OptionsError, match=r"data\.split: .*must be 1"):
         from_dict(DataConfig, {"kind": "brats", "root": ".", "split": {"train": 0.9}}, path="data")
-    with pytest.raises(OptionsError, match=r"data\.brats: modalities: give 1 modality"):
+    with pytest.raises(OptionsError, match=r"data\.brats: modalities: give at least one"):
+        from_dict(DataConfig, {"kind": "brats", "root": ".", "brats": {"modalities": []}}, path="data")
+    with pytest.raises(OptionsError, match=r"data\.brats: modalities: duplicates"):
         from_dict(
-            DataConfig, {"kind": "brats", "root": ".", "brats": {"modalities": ["t1", "t2"]}}, path="data"
+            DataConfig, {"kind": "brats", "root": ".", "brats": {"modalities": ["t1", "t1n"]}}, path="data"
         )
     with pytest.raises(OptionsError, match="unknown modality 'dwi'"):
         from_dict(DataConfig, {"kind": "brats", "root": ".", "brats": {"modalities": ["dwi"]}})

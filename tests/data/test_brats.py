@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -82,7 +83,10 @@ def test_normalisation_matches_numpy(tmp_path: Path, method: str) -> None:
     vols = make_volumes(rng)
     write_case(tmp_path / "p", "P_001", vols)
     config = brats_config(
-        tmp_path, modalities=["t2", "flair", "t1ce"], normalization={"method": method, "percentiles": [2, 98]}
+        tmp_path,
+        modalities=["t2", "flair", "t1ce"],
+        normalization={"method": method, "percentiles": [2, 98]},
+        storage_dtype="float32",
     )
     ds, _ = build_cache(config, tmp_path / "c")
     brain = (vols["t2"] != 0) | (vols["flair"] != 0) | (vols["t1ce"] != 0)
@@ -113,7 +117,9 @@ def test_orientation_is_ras_whatever_the_voxel_order(tmp_path: Path) -> None:
     vols = make_volumes(rng)
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     paths = write_case(tmp_path / "p", "P_001", vols, affine=affine)
-    ds, _ = build_cache(brats_config(tmp_path, normalization={"method": "none"}), tmp_path / "c")
+    ds, _ = build_cache(
+        brats_config(tmp_path, normalization={"method": "none"}, storage_dtype="float32"), tmp_path / "c"
+    )
     canonical = np.asarray(nib.as_closest_canonical(nib.load(paths["flair"])).dataobj)
     for k, row in ((k, rows_by_id(ds)[f"P_001/{k:03d}"]) for k in (2, 5)):
         np.testing.assert_array_equal(decode_image(row)[0], np.rot90(canonical[:, :, k]).astype(np.float32))
@@ -124,7 +130,9 @@ def test_other_planes(tmp_path: Path, axis: str, index: int) -> None:
     rng = np.random.default_rng(6)
     vols = make_volumes(rng)
     write_case(tmp_path / "p", "P_001", vols)
-    config = brats_config(tmp_path, axis=axis, normalization={"method": "none"}, min_brain_fraction=0.0)
+    config = brats_config(
+        tmp_path, axis=axis, normalization={"method": "none"}, min_brain_fraction=0.0, storage_dtype="float32"
+    )
     ds, _ = build_cache(config, tmp_path / "c")
     assert len(ds) == SHAPE[index]
     row = rows_by_id(ds)["P_001/004"]
@@ -136,18 +144,59 @@ def test_modality_aliases_and_single_channel(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     vols = make_volumes(rng)
     write_case(tmp_path / "p", "BraTS-GLI-00001-000", vols, naming="2023")
-    config = brats_config(tmp_path, modalities=["t1"], normalization={"method": "none"})
+    config = brats_config(
+        tmp_path, modalities=["t1"], normalization={"method": "none"}, storage_dtype="float32"
+    )
     ds, _ = build_cache(config, tmp_path / "c")
     row = rows_by_id(ds)["BraTS-GLI-00001-000/003"]
     assert row["source"] == "p/BraTS-GLI-00001-000-t1n.nii.gz"
     np.testing.assert_array_equal(decode_image(row)[0], np.rot90(vols["t1"][:, :, 3]).astype(np.float32))
 
 
-def test_float16_storage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["zlib", "none"])
+def test_compact_storage_is_within_half_a_step(tmp_path: Path, compression: str) -> None:
     rng = np.random.default_rng(8)
     write_case(tmp_path / "p", "P_001", make_volumes(rng))
-    full, _ = build_cache(brats_config(tmp_path), tmp_path / "c")
-    half, _ = build_cache(brats_config(tmp_path, storage_dtype="float16"), tmp_path / "c")
-    a, b = decode_image(rows_by_id(full)["P_001/003"]), decode_image(rows_by_id(half)["P_001/003"])
-    assert b.dtype == np.float16 and a.dtype == np.float32
-    np.testing.assert_allclose(b.astype(np.float32), a, atol=1e-3)
+    exact = rows_by_id(build_cache(brats_config(tmp_path, storage_dtype="float32"), tmp_path / "c")[0])
+    for dtype, steps in (("uint8", 255), ("uint16", 65535), ("float16", None)):
+        config = brats_config(tmp_path, storage_dtype=dtype, compression=compression)
+        stored = rows_by_id(build_cache(config, tmp_path / "c")[0])
+        for key, row in stored.items():
+            a, b = decode_image(exact[key]), decode_image(row)
+            assert b.dtype == (np.float16 if dtype == "float16" else np.float32)
+            if steps is None:
+                np.testing.assert_allclose(b.astype(np.float32), a, atol=1e-3)
+                continue
+            for c in range(a.shape[0]):
+                step = (a[c].max() - a[c].min()) / steps  # each channel of each slice has its own scale
+                assert np.abs(b[c] - a[c]).max() <= step / 2 + 1e-6
+                assert row["image_scale"][c] == pytest.approx(step) and row["image_offset"][c] == a[c].min()
+            np.testing.assert_array_equal(decode_mask(row), decode_mask(exact[key]))
+            raw = np.frombuffer(
+                zlib.decompress(row["image"]) if compression == "zlib" else row["image"], dtype
+            )
+            assert raw.size == a.size and row["image_crc32"] == zlib.crc32(row["image"])
+
+
+def test_resized_at_build_time_as_the_transform_resizes(tmp_path: Path) -> None:
+    """With data.image_size, slices are cached at that size, bilinear with antialiasing like the image
+    processor; masks by nearest neighbour like the transform."""
+    import torch
+
+    from mtl_hf import MTLImageProcessor
+    from mtl_hf.data.transforms import resize_mask
+
+    rng = np.random.default_rng(9)
+    write_case(tmp_path / "p", "P_001", make_volumes(rng))
+    full = rows_by_id(
+        build_cache(brats_config(tmp_path, storage_dtype="float32", resize=False), tmp_path / "c")[0]
+    )
+    config = brats_config(tmp_path, storage_dtype="float32")
+    config.image_size = 16
+    small = rows_by_id(build_cache(config, tmp_path / "c")[0])
+    processor = MTLImageProcessor(size=16, num_channels=1, do_normalize=False)
+    for key, row in small.items():
+        image = decode_image(full[key])
+        expected = processor(image[0], do_rescale=False)["pixel_values"][0]
+        torch.testing.assert_close(torch.from_numpy(decode_image(row)), expected, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(decode_mask(row), resize_mask(decode_mask(full[key]), (16, 16)).numpy())
