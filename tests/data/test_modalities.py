@@ -166,7 +166,8 @@ def test_four_modalities_train_from_a_three_channel_backbone(tmp_path: Path) -> 
     # The slices predict builds are the training cache's slices (stored as uint8: within half a step).
     from mtl_hf.inference.patients import plan_sources, read_source
 
-    (source,) = plan_sources([patients[1]], processor)
+    (source,), refused_now = plan_sources([patients[1]], processor)
+    assert not refused_now
     first = next(iter(read_source(source)))
     from mtl_hf.data import DataConfig, build_cache, decode_image
 
@@ -181,7 +182,7 @@ def test_four_modalities_train_from_a_three_channel_backbone(tmp_path: Path) -> 
     refused = predict(best, [lacking, patients[0]], output_dir=tmp_path / "pred2", progress=False)
     (error,) = refused.errors
     assert (
-        error.path == str(lacking)
+        error.source == str(lacking)
         and "no t2 volume; the model was trained on t1, t1ce, t2, flair" in error.reason
     )
     assert [v.source for v in refused.volumes] == [str(patients[0] / f"{patients[0].name}-t1n.nii.gz")]
@@ -192,4 +193,4 @@ def test_four_modalities_train_from_a_three_channel_backbone(tmp_path: Path) -> 
     scan = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((4, 4, 2), np.int16), np.eye(4)), scan)
     (error,) = predict(best, [scan], progress=False).errors
-    assert error.path == str(scan) and "reads 4 modalities" in error.reason
+    assert error.source == str(scan) and "reads 4 modalities" in error.reason
