@@ -71,6 +71,18 @@ def loader_images_per_s(loader: Any, batches: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def images_per_cpu_second(loader: Any, batches: int) -> float:
+    """Images per CPU second of the in-process loader (``num_workers=0``, one torch thread): what one
+    loader core delivers, whatever else runs on the machine."""
+    iterator = iter(loader)
+    next(iterator)
+    start = time.process_time()
+    n = 0
+    for batch in itertools.islice(iterator, batches):
+        n += len(batch["pixel_values"])
+    return n / (time.process_time() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
@@ -105,6 +117,10 @@ def main() -> None:
         return make_loader(data.train, data, args.batch_size, shuffle=True, seed=0, num_workers=num_workers)
 
     throughput = {w: loader_images_per_s(loader(w), 12) for w in workers}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    per_cpu = images_per_cpu_second(loader(0), 12)
+    torch.set_num_threads(threads)
 
     def step(batch: dict[str, Any]) -> None:
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
@@ -140,6 +156,7 @@ def main() -> None:
     )
     for w, ips in throughput.items():
         print(f"| {w} workers | {ips:.0f} | {ips / max(w, 1):.0f} | {ips / train_ips:.1f} |")
+    print(f"| 0 workers, per CPU second of the loading thread | | {per_cpu:.0f} | |")
     print("\n| training step fed by | median s | / preloaded (goal ≤ 1.05) |\n|---|---:|---:|")
     for name, t in times.items():
         print(f"| {name} | {statistics.median(t):.3f} | {statistics.median(t) / base:.3f} |")
@@ -152,6 +169,7 @@ def main() -> None:
             "default_num_workers": default_workers,
             "loadavg_end": loads,
             "loader_images_per_s": throughput,
+            "loader_images_per_cpu_second": per_cpu,
             "training_images_per_s": train_ips,
             "step_seconds": times,
         }
