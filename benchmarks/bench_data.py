@@ -13,8 +13,8 @@ processes. Measured in the same run:
    wall x processes ~ CPU seconds; on a loaded one wall time measures the other jobs);
 2. cache size: bytes of the Arrow files / (patients x modalities) (goal <= 10 MB at 224 px), next to
    the peer the previous format (float32, not compressed, at 240 px) on a subset;
-3. peak memory of builds of growing numbers of patients, each in a fresh process (its workers
-   included): it must not grow with the number of patients;
+3. peak memory of builds of growing numbers of patients (every build runs in a fresh process; its
+   peak RSS and its largest worker's): it must not grow with the number of patients;
 4. extrapolation to BraTS 2021 and BraTS 2023 (glioma: 1,251 training patients each, four modalities)
    on this machine's cores and on a 16-core node.
 
@@ -22,7 +22,7 @@ The machine's load average is printed beside the figures: on a shared machine, t
 the other jobs (memory and size are not).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_data.py --patients 40 --json benchmarks/results/cache-brats.json
-    python benchmarks/bench_data.py --patients 4 --memory-patients 2 4    # quick look
+    python benchmarks/bench_data.py --patients 4 --memory-patients 2 --peer-patients 1   # quick look
 """
 
 from __future__ import annotations
@@ -139,18 +139,18 @@ def floor_read(root: Path, patients: int) -> float:
     return (_cpu_seconds() - start) / len(folders)
 
 
-def _peak_child(root: str, cache: str, processes: int, queue: Any) -> None:
-    build(Path(root), Path(cache), processes)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    queue.put((own / 1024, workers / 1024))  # kB -> MB (Linux)
+def _child(root: str, cache: str, processes: int, brats: dict[str, Any], queue: Any) -> None:
+    result = build(Path(root), Path(cache), processes, **brats)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    result["worker_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    queue.put(result)
 
 
-def peak_memory(root: Path, cache: Path, processes: int) -> tuple[float, float]:
-    """Peak RSS (MB) of a build in a fresh process, and of its largest worker."""
+def build_in_child(root: Path, cache: Path, processes: int, **brats: Any) -> dict[str, Any]:
+    """:func:`build` in a fresh process, with its peak memory (and its workers')."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_peak_child, args=(str(root), str(cache), processes, queue))
+    child = context.Process(target=_child, args=(str(root), str(cache), processes, brats, queue))
     child.start()
     result = queue.get()
     child.join()
@@ -161,7 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=40, help="full-size patients to write and cache")
     parser.add_argument("--processes", type=int, nargs="+", help="num_proc values (default: 1 and the cores)")
-    parser.add_argument("--memory-patients", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument(
+        "--memory-patients", type=int, nargs="+", default=[10], help="smaller builds, to see memory not grow"
+    )
     parser.add_argument("--peer-patients", type=int, default=4, help="patients cached in the previous format")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--json", type=Path)
@@ -175,35 +177,35 @@ def main() -> None:
         write_brats_like(root, max(args.patients, *args.memory_patients))
         print(f"wrote {len(list(root.iterdir()))} full-size patients in {time.perf_counter() - start:.0f} s")
     loads = [os.getloadavg()[0]]
-    n, m = args.patients, len(MODALITIES)
-    src = subset(root, n, work / f"first-{n}")
-    floor = floor_read(root, min(n, 4))
-    builds = {}
-    for p in processes:
-        builds[p] = build(src, work / f"cache-{p}", p)
-        loads.append(os.getloadavg()[0])
-    peer = build(subset(root, args.peer_patients, work / "peer"), work / "cache-peer", max(processes),
-                 storage_dtype="float32", compression="none", resize=False)  # fmt: skip
-    peaks = {}
-    for k in args.memory_patients:
-        peaks[k] = peak_memory(subset(root, k, work / f"mem-{k}"), work / f"cache-mem-{k}", max(processes))
+    m = len(MODALITIES)
+    floor = floor_read(root, min(args.patients, 4))
+    runs: dict[tuple[int, int], dict[str, Any]] = {}
+    for n in sorted({*args.memory_patients, args.patients}):
+        for p in processes if n == args.patients else [max(processes)]:
+            runs[n, p] = build_in_child(subset(root, n, work / f"first-{n}"), work / f"cache-{n}-{p}", p)
+            loads.append(os.getloadavg()[0])
+    peer = build_in_child(subset(root, args.peer_patients, work / f"first-{args.peer_patients}"),
+                          work / "cache-peer", max(processes), storage_dtype="float32", compression="none",
+                          resize=False)  # fmt: skip
     loads.append(os.getloadavg()[0])
-
-    print(f"\n{n} patients x {m} modalities, 240x240x155 -> 224 px, {cores} cores, load average {loads}\n")
+    n = args.patients
     print(
-        "| num_proc | wall s | CPU s | CPU s / patient / modality (goal <= 1) | met | wall x num_proc / patient / modality |"
+        f"\n{n} patients x {m} modalities, 240x240x155 -> 224 px, {cores} cores, load average {[round(x, 1) for x in loads]}\n"
     )
-    print("|---:|---:|---:|---:|---|---:|")
+    print(
+        "| patients | num_proc | wall s | CPU s | CPU s / patient / modality (goal <= 1) | met | peak RSS MB (build process / largest worker) |"
+    )
+    print("|---:|---:|---:|---:|---:|---|---|")
     rates = {}
-    for p, b in builds.items():
-        rates[p] = b["cpu_seconds"] / (n * m)
-        wall = b["seconds"] * p / (n * m)
-        print(
-            f"| {p} | {b['seconds']:.1f} | {b['cpu_seconds']:.1f} | {rates[p]:.3f} | {'yes' if rates[p] <= 1 else 'no'} | {wall:.3f} |"
-        )
+    for (k, p), b in runs.items():
+        rate = b["cpu_seconds"] / (k * m)
+        if k == n:
+            rates[p] = rate
+        print(f"| {k} | {p} | {b['seconds']:.1f} | {b['cpu_seconds']:.1f} | {rate:.3f} | {'yes' if rate <= 1 else 'no'} "
+              f"| {b['peak_rss_mb']:.0f} / {b['worker_peak_rss_mb']:.0f} |")  # fmt: skip
     print(f"\npeer: nibabel alone decompresses a patient's 5 files in {floor:.2f} CPU s = "
           f"{floor / m:.3f} s per modality (build / floor: {min(rates.values()) / (floor / m):.2f}x)")  # fmt: skip
-    best = builds[max(processes)]
+    best = runs[n, max(processes)]
     mb = best["bytes"] / 2**20 / (n * m)
     peer_mb = peer["bytes"] / 2**20 / (args.peer_patients * m)
     print("\n| cache | MB / patient / modality (goal <= 10) | met | rows / patient |")
@@ -213,9 +215,6 @@ def main() -> None:
     )
     print(f"| peer: float32, raw, 240 px (previous format) | {peer_mb:.2f} | {'yes' if peer_mb <= 10 else 'no'} "
           f"| {peer['rows'] / args.peer_patients:.0f} |")  # fmt: skip
-    print("\n| patients | peak RSS of the build process, MB | largest worker, MB |\n|---:|---:|---:|")
-    for k, (own, worker) in peaks.items():
-        print(f"| {k} | {own:.0f} | {worker:.0f} |")
     print("\n| data set | patients | cache GB | build h on these cores | build min on 16 cores |")
     print("|---|---:|---:|---:|---:|")
     rate = min(rates.values())
@@ -227,10 +226,10 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         result = {
-            "patients": n, "modalities": m, "cores": cores, "loadavg": loads, "builds": builds,
-            "s_per_patient_modality_core": rates, "floor_s_per_patient": floor,
+            "patients": n, "modalities": m, "cores": cores, "loadavg": loads,
+            "builds": {f"{k} patients, num_proc {p}": b for (k, p), b in runs.items()}, "peer": peer,
+            "cpu_s_per_patient_modality": rates, "floor_cpu_s_per_patient": floor,
             "mb_per_patient_modality": mb, "peer_mb_per_patient_modality": peer_mb,
-            "peak_rss_mb": {str(k): v for k, v in peaks.items()},
         }  # fmt: skip
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.work is None:
