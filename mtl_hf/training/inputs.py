@@ -104,7 +104,6 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     from .strategies import supervised_tasks
 
     data_config = from_dict(DataConfig, config.data, "data")
-    processor = MTLImageProcessor.for_backbone(model.config.backbone_config, **data_config.processor_kwargs())
     prepared = prepare_datasets(data_config, cache_dir=config.cache_dir)
     columns = prepared.datasets["train"].column_names
     task_columns = dict(config.task_columns)
@@ -119,7 +118,8 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
                 f"task_columns.{task}: no column {column!r} in the data; columns are {', '.join(columns)}"
             )
     task_columns = {t: c for t, c in task_columns.items() if t in model.config.task_names}
-    _check_channels(prepared.datasets["train"], data_config, processor.num_channels)
+    _check_channels(prepared.datasets["train"], data_config, model.backbone.config.num_channels)
+    processor = MTLImageProcessor.for_backbone(model.config.backbone_config, **data_config.processor_kwargs())
     splits = apply_transforms(prepared.datasets, data_config, processor)
     collate = MTLDataCollator.for_dataset(prepared.datasets["train"], task_columns)
     from ..data.statistics import label_statistics

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import ViTConfig, ViTModel
+from transformers import AutoImageProcessor, ViTConfig, ViTModel
 
-from mtl_hf import AutoImageProcessor, MTLImageProcessor
+from mtl_hf import MTLImageProcessor
 from mtl_hf.channels import PATCH_EMBEDDING_WEIGHT, adapt_input_conv
 from mtl_hf.inference import predict
 from mtl_hf.options import from_dict
@@ -55,7 +55,7 @@ def test_processor_never_takes_four_channels_for_rgba() -> None:
     out = proc(np.moveaxis(image, 0, -1))["pixel_values"][0]  # (H, W, 4): channels last
     torch.testing.assert_close(out, torch.from_numpy(image))
     rgb = MTLImageProcessor(size=8, num_channels=3)
-    with pytest.raises(ValueError, match="cannot convert 4 channels"):
+    with pytest.raises(ValueError, match=r"the images have 4 channel\(s\) but the backbone takes 3"):
         rgb(image)
     with pytest.raises(ValueError, match="the model takes 4: t1, t1ce, t2, flair"):
         proc(image[:3])

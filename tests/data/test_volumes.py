@@ -158,7 +158,8 @@ def ct_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ct_example_config_trains_predicts_and_explains(ct_example: Path, tmp_path: Path) -> None:
-    from mtl_hf import AutoImageProcessor
+    from transformers import AutoImageProcessor
+
     from mtl_hf.explain import explain
     from mtl_hf.inference import predict
     from mtl_hf.train import train
