@@ -87,6 +87,32 @@ def infer_step(bench: Workbench, case: Case) -> Run:
     return run
 
 
+@step_mode("views", trains=True)
+def view_sequential_step(bench: Workbench, case: Case) -> Run:
+    """Our model's step as training runs it by default (``training.view_schedule: sequential``): each
+    view forward and back-propagated in turn, so one view's activations are alive at a time; then the
+    fused AdamW step."""
+    from mtl_hf.training.view_schedule import backward_by_view
+    from mtl_hf.weighting import BackwardContext, SeparableWeighter
+
+    model = bench.runners[case.model]
+    unwrapped = bench.models[case.model]
+    weighter = unwrapped.weighter
+    assert isinstance(weighter, SeparableWeighter), f"{case.name}: the weighter is not separable by view"
+    optimizer = bench.optimizers[case.model]
+    context = BackwardContext(parameters=[p for p in unwrapped.parameters() if p.requires_grad])
+    groups = unwrapped.view_groups(list(unwrapped.heads))
+    inputs = {"pixel_values": bench.pixel_values, "labels": {"tumour": bench.labels}}
+
+    def run() -> None:
+        with autocast(bench.device, case.bf16):
+            backward_by_view(model, weighter, groups, inputs, context)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return run
+
+
 @step_mode("ceiling", trains=False)
 def matmul_step(bench: Workbench, case: Case) -> Run:
     """Square matmuls of the case's precision: the ceiling that MFU is taken against."""
