@@ -230,3 +230,29 @@ def default_manifest_path(
     """``<folder>/splits-<target>-seed<seed>-<train>-<val>-<test>.json`` (percentages)."""
     parts = "-".join(f"{100 * f:g}" for f in fractions)
     return Path(folder) / f"splits-{stratify_by}-seed{seed}-{parts}.json"
+
+
+def fold_splits(strata: Mapping[str, str], k: int, seed: int) -> list[dict[str, list[str]]]:
+    """Patient-level ``k``-fold cross-validation: ``k`` splits in which every patient is tested once.
+
+    Patients are cut into ``k`` contiguous, equally sized segments of the seeded stratified order
+    (:func:`stratified_order`), so each segment keeps the strata's proportions. Split ``j`` tests
+    segment ``j``, validates on segment ``j + 1`` (cyclically; every patient chooses a model once) and
+    trains on the other ``k - 2``.
+
+    Raises:
+        ValueError: ``k < 3`` (no training patients would remain) or fewer patients than folds.
+    """
+    if k < 3:
+        raise ValueError(f"folds: needs at least 3 (test, validation and training folds), got {k}")
+    order = stratified_order(strata, seed)
+    if len(order) < k:
+        raise ValueError(f"folds: {k} folds need at least {k} patients, the data have {len(order)}")
+    bounds = [round(j * len(order) / k) for j in range(k + 1)]
+    segments = [order[bounds[j] : bounds[j + 1]] for j in range(k)]
+    splits = []
+    for j in range(k):
+        test, validation = segments[j], segments[(j + 1) % k]
+        train = [p for i, segment in enumerate(segments) if i not in (j, (j + 1) % k) for p in segment]
+        splits.append({"train": sorted(train), "validation": sorted(validation), "test": sorted(test)})
+    return splits

@@ -1,4 +1,4 @@
-"""Figures for a comparison study, saved as PNG: ROC AUC with intervals, the low-data curve, ROC curves.
+"""Figures for a comparison study, saved as PNG: ROC AUC with intervals, the low-data study, ROC curves.
 
 Matplotlib is imported inside each function and drawn through its object-oriented ``Figure`` API (the
 Agg canvas), so importing :mod:`mtl_hf.evaluation` stays light and no GUI backend or global ``pyplot``
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
 from .inputs import to_binary_columns
+from .low_data import CurveDifference, CurvePoint, model_label
 from .point_estimates import roc_auc_per_column
 from .results import SAMPLING_ORDER, STRATEGY_ORDER, AggregateRow, rank_in, sampling_label, strategy_label
 
@@ -50,7 +51,10 @@ def _save(figure: Any, path: str | Path) -> Path:
     return target
 
 
-def _select_task(aggregates: Sequence[AggregateRow], task: str | None) -> list[AggregateRow]:
+Rows = TypeVar("Rows", AggregateRow, CurvePoint)
+
+
+def _select_task(aggregates: Sequence[Rows], task: str | None) -> list[Rows]:
     tasks = sorted({a.task for a in aggregates})
     if not tasks:
         raise ValueError("aggregates: nothing to plot")
@@ -128,50 +132,83 @@ def plot_auc_intervals(
 
 
 def plot_low_data(
-    aggregates: Sequence[AggregateRow],
+    points: Sequence[CurvePoint],
+    differences: Sequence[CurveDifference],
     path: str | Path,
     *,
     task: str | None = None,
     sampling: str | None = None,
     title: str | None = None,
 ) -> PlotData:
-    """The low-data study: ROC AUC against training fraction per strategy, with interval bands.
+    """The low-data study: test ROC AUC against the training fraction, one line per strategy, and
+    (right panel, when ``differences`` are given) the paired differences between strategies.
 
-    The line is the mean AUC over seeds, the band the mean bootstrap bounds. ``sampling`` picks the
-    sampling scheme (default: the first in the paper's order among those present).
+    Points are the seed-mean AUCs with their patient-bootstrap intervals as error bars, differences
+    the paired seed-mean differences with theirs (see :mod:`mtl_hf.evaluation.low_data`). The x axis
+    is logarithmic, each tick naming the fraction and its training patients; markers of different
+    strategies are shifted slightly sideways so their bars do not hide each other. ``sampling``
+    picks the sampling scheme (default: the first in the paper's order among those present).
 
     Returns:
-        :class:`PlotData` with, per model, ``x`` (fractions, ascending), ``auc``, ``low``, ``high``.
+        :class:`PlotData` with, per strategy (display name), ``x`` (fractions, ascending), ``auc``,
+        ``low``, ``high``; per pair (``"MTL − STL"``), ``x``, ``delta``, ``low``, ``high``, ``p``.
     """
-    rows = _select_task(aggregates, task)
+    rows = _select_task(points, task)
     samplings = sorted({r.sampling for r in rows}, key=lambda s: rank_in(SAMPLING_ORDER, s))
     chosen = samplings[0] if sampling is None else sampling
     rows = [r for r in rows if r.sampling == chosen]
     if not rows:
         raise ValueError(f"sampling: {chosen!r} not in the results ({', '.join(samplings)})")
-    models, with_weighting = _models(rows)
-    figure = _figure()
-    axes = figure.add_subplot()
+    diffs = [d for d in differences if (d.task, d.sampling) == (rows[0].task, chosen)]
+    fractions = sorted({r.train_fraction for r in rows})
+    patients = {r.train_fraction: r.n_train_patients for r in rows}
+    ticks = [f"{f * 100:g} %" + (f"\n{patients[f]} pts" if patients[f] else "") for f in fractions]
+    level = f"{rows[0].confidence_level * 100:g}%"
+    figure = _figure(11.0 if diffs else 6.4, 4.6)
+    axes = figure.subplots(1, 2 if diffs else 1, squeeze=False)[0]
+    models = list(dict.fromkeys(r.model for r in rows))
     series: dict[str, dict[str, np.ndarray]] = {}
-    for strategy, weighting in models:
-        picked = sorted(
-            (r for r in rows if (r.strategy, r.weighting) == (strategy, weighting)),
-            key=lambda r: r.train_fraction,
-        )
+    for index, model in enumerate(models):
+        picked = sorted((r for r in rows if r.model == model), key=lambda r: r.train_fraction)
         x = np.array([r.train_fraction for r in picked])
-        auc = np.array([r.roc_auc_mean for r in picked])
-        low = np.array([r.low_mean for r in picked])
-        high = np.array([r.high_mean for r in picked])
-        label = _model_label(picked[0], with_weighting)
-        (line,) = axes.plot(x, auc, marker="o", label=label)
-        axes.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        series[label] = {"x": x, "auc": auc, "low": low, "high": high}
-    axes.set_xlabel("Fraction of the training set")
-    axes.set_ylabel(f"ROC AUC ({rows[0].confidence_level * 100:g}% CI band)")
-    axes.set_title(title or f"Low-data study, task: {rows[0].task} ({sampling_label(chosen)})")
-    axes.grid(alpha=0.3)
-    axes.legend()
+        auc = np.array([r.roc_auc for r in picked])
+        low, high = np.array([r.low for r in picked]), np.array([r.high for r in picked])
+        shifted = x * _shift(index, len(models))
+        axes[0].errorbar(shifted, auc, yerr=np.vstack([auc - low, high - auc]), marker="o", capsize=4,
+                         label=model_label(model))  # fmt: skip
+        series[model_label(model)] = {"x": x, "auc": auc, "low": low, "high": high}
+    axes[0].set_ylabel(f"Test ROC AUC (mean over seeds, {level} CI)")
+    axes[0].set_title(title or f"Low-data study, task: {rows[0].task} ({sampling_label(chosen)})")
+    pairs = list(dict.fromkeys((d.model_a, d.model_b) for d in diffs))
+    for index, (a, b) in enumerate(pairs):
+        picked_d = sorted(
+            (d for d in diffs if (d.model_a, d.model_b) == (a, b)), key=lambda d: d.train_fraction
+        )
+        x = np.array([d.train_fraction for d in picked_d])
+        delta = np.array([d.delta for d in picked_d])
+        low, high = np.array([d.low for d in picked_d]), np.array([d.high for d in picked_d])
+        name = f"{model_label(a)} − {model_label(b)}"
+        axes[1].errorbar(x * _shift(index, len(pairs)), delta, yerr=np.vstack([delta - low, high - delta]),
+                         marker="s", capsize=4, label=name)  # fmt: skip
+        series[name] = {"x": x, "delta": delta, "low": low, "high": high,
+                        "p": np.array([d.p_value for d in picked_d])}  # fmt: skip
+    if diffs:
+        axes[1].axhline(0.0, color="grey", linestyle="--", linewidth=1)
+        axes[1].set_ylabel(f"Paired ΔAUC ({level} CI)")
+        axes[1].set_title("Paired differences")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(fractions, ticks)
+        ax.minorticks_off()
+        ax.set_xlabel("Fraction of the training patients")
+        ax.grid(alpha=0.3)
+        ax.legend()
     return PlotData(_save(figure, path), series)
+
+
+def _shift(index: int, count: int) -> float:
+    """Multiplicative sideways offset of the ``index``-th of ``count`` series on a log axis."""
+    return float(1.0 + 0.04 * (index - (count - 1) / 2))
 
 
 def plot_roc_curves(

@@ -29,9 +29,12 @@ section of ``results.md`` (:mod:`mtl_hf.experiments.other_tasks`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
@@ -46,6 +49,9 @@ from ..safe_yaml import read_yaml
 from ..training.config import RunConfig, apply_overrides
 from ..training.run_info import git_revision, package_versions
 from ..training.strategies import get_strategy
+from .folds import fold_fractions, fold_manifest_path, pool_folds, write_fold_manifests
+from .grid_runner import GridJob, JobTiming, run_jobs
+from .low_data import low_data_section
 from .other_tasks import other_tasks_section
 
 
@@ -60,6 +66,10 @@ class GridSection:
         sampling: ``all`` (the training split as is) and/or ``undersample`` (majority class undersampled).
         train_fractions: Shares of the training patients kept (nested: smaller subsets are inside larger).
         seeds: Training seeds (weights, order, masks); the patient split stays the base config's.
+        folds: ``1``: the base config's train / validation / test split. ``K >= 3``: patient-level
+            K-fold cross-validation (:mod:`mtl_hf.experiments.folds`): every cell is trained K times,
+            fold ``j`` testing the j-th K-th of the patients, and the folds' test predictions are pooled
+            into one test set for the intervals and the paired tests.
     """
 
     strategies: list[Literal["stl", "pretrain", "mtl"]] = field(
@@ -69,8 +79,11 @@ class GridSection:
     sampling: list[Literal["all", "undersample"]] = field(default_factory=lambda: ["all"])
     train_fractions: list[float] = field(default_factory=lambda: [1.0])
     seeds: list[int] = field(default_factory=lambda: [0])
+    folds: int = 1
 
     def __post_init__(self) -> None:
+        if self.folds != 1 and self.folds < 3:
+            raise ValueError(f"folds: 1 (no cross-validation) or at least 3, got {self.folds}")
         for name in ("strategies", "weightings", "sampling", "train_fractions", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}: needs at least one value")
@@ -123,6 +136,7 @@ class Cell:
     train_fraction: float
     seed: int
     label: str
+    fold: int | None = None
 
     @property
     def weighting_name(self) -> str:
@@ -131,7 +145,8 @@ class Cell:
     @property
     def folder(self) -> str:
         frac = f"{self.train_fraction:g}".replace(".", "p")
-        return f"{self.label.replace(':', '-')}_{self.sampling}_f{frac}_s{self.seed}"
+        fold = "" if self.fold is None else f"_k{self.fold}"
+        return f"{self.label.replace(':', '-')}_{self.sampling}_f{frac}_s{self.seed}{fold}"
 
 
 def load_compare_config(
@@ -171,11 +186,14 @@ def grid_cells(grid: GridSection) -> list[Cell]:
         weightings = grid.weightings if uses_weighter else [{"type": "fixed"}]
         for weighting in weightings:
             label = f"{strategy}:{weighting['type']}" if uses_weighter and several else strategy
-            cells.append(Cell(strategy, weighting, sampling, fraction, seed, label))
+            folds: list[int | None] = list(range(grid.folds)) if grid.folds > 1 else [None]
+            cells += [Cell(strategy, weighting, sampling, fraction, seed, label, fold) for fold in folds]
     return cells
 
 
-def cell_config(base: dict[str, Any], cell: Cell, out: Path) -> RunConfig:
+def cell_config(base: dict[str, Any], cell: Cell, out: Path, folds: int = 1) -> RunConfig:
+    """The training config of ``cell``: ``base`` with the cell's strategy, seed, weighting, sampling,
+    training fraction and (cross-validation with ``folds`` folds) its fold's split manifest."""
     raw = copy.deepcopy(base)
     raw["output_dir"] = str(out / "runs" / cell.folder)
     raw.setdefault("cache_dir", str(out / "cache"))
@@ -186,18 +204,27 @@ def cell_config(base: dict[str, Any], cell: Cell, out: Path) -> RunConfig:
     sampling = raw.setdefault("data", {}).setdefault("sampling", {})
     sampling["undersample"] = cell.sampling == "undersample"
     sampling["train_fraction"] = cell.train_fraction
+    if cell.fold is not None:
+        raw["data"]["split"] = {
+            **raw["data"].get("split", {}),
+            **fold_fractions(folds),
+            "manifest": str(fold_manifest_path(out, cell.fold, folds)),
+        }
     return from_dict(RunConfig, raw)
 
 
-def run_grid(config: CompareConfig, base: dict[str, Any]) -> list[tuple[Cell, Path]]:
-    """Train every cell that is not finished (resuming interrupted ones); return (cell, run folder)."""
-    from ..training.loop import train
+def run_grid(
+    config: CompareConfig, base: dict[str, Any], *, workers: int = 1
+) -> tuple[list[tuple[Cell, Path]], list[JobTiming]]:
+    """Train every cell that is not finished (resuming interrupted ones), ``workers`` at a time (see
+    :mod:`mtl_hf.experiments.grid_runner`); return (cell, run folder) of every cell and the timings of
+    the runs trained now."""
 
     out = Path(config.output_dir)
     cells = grid_cells(config.grid)
-    done = []
+    done, jobs = [], []
     for i, cell in enumerate(cells, 1):
-        run = cell_config(base, cell, out)
+        run = cell_config(base, cell, out, config.grid.folds)
         run.training.bootstrap_resamples = config.bootstrap_resamples
         run.training.confidence_level = config.confidence_level
         folder = RunFolder(run.output_dir)
@@ -206,10 +233,37 @@ def run_grid(config: CompareConfig, base: dict[str, Any]) -> list[tuple[Cell, Pa
             print(f"{header}: finished earlier, skipped")
         else:
             resume = folder.latest_checkpoint() is not None
-            print(f"{header}: {'resuming' if resume else 'training'} in {folder.path}")
-            train(run, resume=resume)
+            jobs.append(
+                GridJob(f"{header}: {'resuming' if resume else 'training'} in {folder.path}", run, resume)
+            )
         done.append((cell, folder.path))
-    return done
+    if config.grid.folds > 1 and jobs:  # the cache and the folds' split manifests, before any run
+        write_fold_manifests(jobs[0].config, config.grid.folds, out)
+    elif workers > 1 and len(jobs) > 1:
+        prepare_data(jobs[0].config)  # the cache and split manifest, once, before the workers read them
+    return done, run_jobs(jobs, workers=workers)
+
+
+def pooled_runs(runs: list[tuple[Cell, Path]], out: Path, config: CompareConfig) -> list[tuple[Cell, Path]]:
+    """The folds of each cell pooled into one run (:func:`mtl_hf.experiments.folds.pool_folds`)."""
+    groups: dict[str, tuple[Cell, list[Path]]] = {}
+    for cell, folder in runs:  # folds of a cell come in fold order
+        whole = dataclasses.replace(cell, fold=None)
+        groups.setdefault(whole.folder, (whole, []))[1].append(folder)
+    pooled = pool_folds(
+        {name: folders for name, (_, folders) in groups.items()},
+        out,
+        n_resamples=config.bootstrap_resamples,
+        confidence_level=config.confidence_level,
+    )
+    return [(cell, pooled[name]) for name, (cell, _) in groups.items()]
+
+
+def prepare_data(run: RunConfig) -> None:
+    """Build (or check) the data cache and split manifest a run of the grid reads."""
+    from ..data import DataConfig, prepare_datasets
+
+    prepare_datasets(from_dict(DataConfig, run.data, "data"), cache_dir=run.cache_dir)
 
 
 read_predictions = read_test_predictions
@@ -305,7 +359,7 @@ def _default_pairs(order: dict[str, int]) -> list[tuple[str, str]]:
 
 
 def write_plots(out: Path, rows: list[Any], runs: list[tuple[Cell, Path]], grid: GridSection) -> list[Path]:
-    from ..evaluation import aggregate_over_seeds, plot_auc_intervals, plot_low_data, plot_roc_curves
+    from ..evaluation import aggregate_over_seeds, plot_auc_intervals, plot_roc_curves
 
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -318,8 +372,6 @@ def write_plots(out: Path, rows: list[Any], runs: list[tuple[Cell, Path]], grid:
                 aggregates, plots / f"roc_auc_{task}.png", task=task, train_fraction=fraction
             ).path
         )
-        if len(grid.train_fractions) > 1:
-            written.append(plot_low_data(aggregates, plots / f"low_data_{task}.png", task=task).path)
         curves = {}
         for cell, folder in runs:
             if (
@@ -339,18 +391,27 @@ def write_plots(out: Path, rows: list[Any], runs: list[tuple[Cell, Path]], grid:
     return [Path(p) for p in written]
 
 
-def compare(config: CompareConfig, base: dict[str, Any]) -> str:
-    """Run the grid, write tables, plots and ``compare_info.json``; return the terminal table."""
+def compare(config: CompareConfig, base: dict[str, Any], *, workers: int = 1) -> str:
+    """Run the grid (``workers`` runs at a time), write tables, plots and ``compare_info.json``; return
+    the terminal table."""
     from ..evaluation import render_text, write_results
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = run_grid(config, base)
+    started = time.perf_counter()
+    runs, timings = run_grid(config, base, workers=workers)
+    grid_seconds = time.perf_counter() - started
+    if config.grid.folds > 1:  # one pooled test set per cell: the union of its folds' test patients
+        runs = pooled_runs(runs, out, config)
     rows, comparisons = collect_results(config, runs)
     if not rows:
         raise RuntimeError(f"{out}: no run produced test metrics; see the runs' logs")
     write_results(out, rows, comparisons, title=f"Results: {out.name}")
     plots = write_plots(out, rows, runs, config.grid)
+    study = low_data_section(config, runs, strategy_pairs(config, runs))
+    if study is not None:
+        with (out / "results.md").open("a") as handle:
+            handle.write("\n## Low-data study (test split)\n\n" + study.markdown + "\n")
     other = other_tasks_section(config, runs, strategy_pairs(config, runs))
     if other is not None:
         with (out / "results.md").open("a") as handle:
@@ -374,9 +435,17 @@ def compare(config: CompareConfig, base: dict[str, Any]) -> str:
         "packages": package_versions(),
         "git_revision": git_revision(),
         "plots": [str(p) for p in plots],
+        "timing": {
+            "workers": workers,
+            "grid_wall_seconds": round(grid_seconds, 2),
+            "report_wall_seconds": round(time.perf_counter() - started - grid_seconds, 2),
+            "runs": _run_timings(out / "compare_info.json", runs, timings),
+        },
     }
     (out / "compare_info.json").write_text(json.dumps(info, indent=2, default=str))
     text = render_text(rows, comparisons)
+    if study is not None:
+        text = f"{text}\n\n{study.text}"
     return text if other is None else f"{text}\n\nOther tasks (test split)\n{other}"
 
 
@@ -412,6 +481,18 @@ def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str
     return localization_markdown(rows)
 
 
+def _run_timings(
+    info_path: Path, runs: list[tuple[Cell, Path]], timings: list[JobTiming]
+) -> list[dict[str, Any]]:
+    """Wall and CPU time of every run: of this call's runs, and from the previous ``compare_info.json``
+    for runs trained by an earlier call (and skipped now)."""
+    known: dict[str, dict[str, Any]] = {}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        known = {r["output_dir"]: r for r in json.loads(info_path.read_text())["timing"]["runs"]}
+    known.update({t.output_dir: dataclasses.asdict(t) for t in timings})
+    return [known[str(folder)] for _, folder in runs if str(folder) in known]
+
+
 def _split_hash(folder: Path) -> str | None:
     return RunFolder(folder).read_run_info().get("split_manifest_hash")
 
@@ -436,10 +517,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     parser.add_argument("config", help="compare config YAML (see configs/)")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="runs trained at the same time, each in its own process with one torch thread (default 1)",
+    )  # fmt: skip
     args, overrides = parser.parse_known_args(argv)
     try:
         config, base = load_compare_config(args.config, overrides)
-        print(compare(config, base))
+        print(compare(config, base, workers=args.workers))
     except OptionsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -133,3 +133,24 @@ def test_split_manifest_is_reused_and_checked(image_set: Path, tmp_path: Path) -
         prepare_datasets(image_config(image_set), tmp_path / "cache")
     other = prepare_datasets(image_config(image_set, seed=1), tmp_path / "cache")
     assert other.split_manifest_path != first.split_manifest_path
+
+
+def test_fold_splits_test_and_validate_every_patient_once() -> None:
+    from mtl_hf.data.splits import fold_splits
+
+    strata = {f"p{i:02d}": "1" if i % 4 else "0" for i in range(22)}  # 16 positive, 6 negative
+    folds = fold_splits(strata, 5, seed=3)
+    assert folds == fold_splits(strata, 5, seed=3) and folds != fold_splits(strata, 5, seed=4)
+    tested = [p for f in folds for p in f["test"]]
+    validated = [p for f in folds for p in f["validation"]]
+    assert sorted(tested) == sorted(validated) == sorted(strata)  # each exactly once
+    for j, fold in enumerate(folds):
+        parts = [set(fold[name]) for name in ("train", "validation", "test")]
+        assert set.union(*parts) == set(strata) and sum(map(len, parts)) == len(strata)
+        assert fold["validation"] == folds[(j + 1) % 5]["test"]
+        assert len(fold["test"]) in (4, 5)
+        assert 1 <= sum(strata[p] == "0" for p in fold["test"]) <= 2  # strata spread over the folds
+    with pytest.raises(ValueError, match="folds: needs at least 3"):
+        fold_splits(strata, 2, seed=0)
+    with pytest.raises(ValueError, match="folds: 30 folds need at least 30 patients, the data have 22"):
+        fold_splits(strata, 30, seed=0)

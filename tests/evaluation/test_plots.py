@@ -1,4 +1,5 @@
-"""Figures: valid PNG files, and the arrays they plot equal the aggregates / ROC curves they come from."""
+"""Figures: valid PNG files, and the arrays they plot equal the aggregates / ROC curves they come from
+(the low-data figure: tests/evaluation/test_low_data.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from mtl_hf.evaluation import (
     ResultRow,
     aggregate_over_seeds,
     plot_auc_intervals,
-    plot_low_data,
     plot_roc_curves,
 )
 
@@ -66,22 +66,11 @@ def test_auc_intervals_plot(tmp_path) -> None:
     assert (stl["x"] < mtl["x"]).all() and (np.diff(stl["x"]) == 1).all()
 
 
-def test_low_data_plot(tmp_path) -> None:
-    data = plot_low_data(aggregate_over_seeds(_study()), tmp_path / "sub" / "low_data.png")
-    _assert_png(data.path)
-    mtl = data.series["MTL"]
-    np.testing.assert_allclose(mtl["x"], [0.1, 0.5, 1.0])
-    np.testing.assert_allclose(mtl["auc"], [0.645, 0.705, 0.745])
-    np.testing.assert_allclose(mtl["low"], mtl["auc"] - 0.03)
-    np.testing.assert_allclose(mtl["high"], mtl["auc"] + 0.02)
-    np.testing.assert_allclose(data.series["STL"]["auc"], [0.605, 0.665, 0.705])
-
-
 def test_weighting_labels_appear_when_one_strategy_has_several(tmp_path) -> None:
     rows = _study() + [
         dataclasses.replace(r, weighting="uncertainty") for r in _study() if r.strategy == "mtl"
     ]
-    data = plot_low_data(aggregate_over_seeds(rows), tmp_path / "low.png")
+    data = plot_auc_intervals(aggregate_over_seeds(rows), tmp_path / "auc.png")
     assert list(data.series) == ["STL (none)", "MTL (fixed)", "MTL (uncertainty)"]
 
 
@@ -102,8 +91,6 @@ def test_plot_errors_name_the_argument(tmp_path) -> None:
     rows = _study() + [dataclasses.replace(r, task="muscle") for r in _study()]
     with pytest.raises(ValueError, match="task: several tasks in the results"):
         plot_auc_intervals(aggregate_over_seeds(rows), tmp_path / "x.png")
-    with pytest.raises(ValueError, match="sampling: 'oversample' not in the results"):
-        plot_low_data(aggregate_over_seeds(_study()), tmp_path / "x.png", sampling="oversample")
     with pytest.raises(ValueError, match=r"curves\['A'\]\[0\]: only one class"):
         plot_roc_curves({"A": ([1, 1], [0.2, 0.3])}, tmp_path / "x.png")
 

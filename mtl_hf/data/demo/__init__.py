@@ -33,8 +33,8 @@ def build_demo_data(
     out_dir: str | Path,
     seed: int = 0,
     *,
-    brats_patients: int = 32,
-    brats_slices: int = 20,
+    brats_patients: int = 200,
+    brats_slices: int = 10,
     tumour_free_fraction: float = 0.25,
     brats_naming: Literal["2021", "2023"] = "2021",
     ultrasound_patients: int = 50,
@@ -42,6 +42,7 @@ def build_demo_data(
     ultrasound_size: int = 128,
     healthy_fraction: float = 0.4,
     comorbid_fraction: float = 0.1,
+    workers: int = 1,
 ) -> DemoSummary:
     """Write the demo data sets and their data card under ``out_dir`` (see module docstring).
 
@@ -49,7 +50,8 @@ def build_demo_data(
         out_dir: Output folder (created). A folder holding an earlier demo build (its
             ``demo_summary.json``) is rebuilt from scratch; any other non-empty folder is refused.
         seed: Everything drawn follows from it.
-        brats_patients: Patients of the BraTS-layout set (default 32: about 640 slices).
+        brats_patients: Patients of the BraTS-layout set (default 200: 2,000 slices; ``mtl-hf demo``
+            splits them 40 / 40 / 120 into training, validation and test patients).
         brats_slices: Axial slices written per patient (a band around z = +12 mm of the MNI 2 mm grid).
         tumour_free_fraction: Share of BraTS patients without a tumour.
         brats_naming: ``"2021"`` (``<id>_flair.nii.gz``, enhancing label 4) or ``"2023"``
@@ -59,6 +61,7 @@ def build_demo_data(
         ultrasound_size: Side of the square ultrasound images in pixels.
         healthy_fraction: Share of healthy ultrasound patients.
         comorbid_fraction: Chance that a patient with a pathology has a second one.
+        workers: Processes drawing BraTS patients in parallel (the files do not depend on it).
 
     Returns:
         A :class:`DemoSummary` (also written as ``demo_summary.json``).
@@ -87,6 +90,7 @@ def build_demo_data(
         num_slices=brats_slices,
         tumour_free_fraction=tumour_free_fraction,
         naming=brats_naming,
+        workers=workers,
     )
     ultrasound = write_ultrasound_demo(
         ultrasound_dir,

@@ -217,9 +217,13 @@ def write_brats_demo(
     num_slices: int,
     tumour_free_fraction: float,
     naming: Literal["2021", "2023"],
+    workers: int = 1,
 ) -> list[BratsDemoPatient]:
-    """Write ``num_patients`` patient folders of the demo set under ``out_dir`` (see module docstring)."""
-    import nibabel as nib
+    """Write ``num_patients`` patient folders of the demo set under ``out_dir`` (see module docstring).
+
+    Every patient is drawn from its own stream of ``seed``, so ``workers`` processes writing patients
+    in parallel give the same files as one.
+    """
     from tqdm.auto import tqdm
 
     if naming not in SUFFIXES:
@@ -227,36 +231,81 @@ def write_brats_demo(
     if not 1 <= num_slices <= GRID_SHAPE[2]:
         raise ValueError(f"num_slices must be in [1, {GRID_SHAPE[2]}], got {num_slices}")
     z0 = max(0, min(GRID_SHAPE[2] - num_slices, BAND_CENTRE - num_slices // 2))
-    band = (z0, z0 + num_slices)
-    template = load_mni_template()
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    affine[:3, 3] = GRID_ORIGIN + np.array([0.0, 0.0, 2.0 * z0])
     n_free = round(tumour_free_fraction * num_patients)
     order_rng = np.random.default_rng([seed, 0])
     free = set(order_rng.permutation(num_patients)[:n_free].tolist())
-    suffixes = SUFFIXES[naming]
-    et_label = 4 if naming == "2021" else 3
-    patients = []
-    for i in tqdm(range(num_patients), desc="demo BraTS patients", leave=False):
-        pid = f"DemoBraTS_{i:03d}" if naming == "2021" else f"DemoBraTS-GLI-{i:05d}-000"
-        rng = np.random.default_rng([seed, 1, i])
-        images, seg, info = make_patient(template, rng, band=band, tumour=i not in free, et_label=et_label)
-        folder = out_dir / pid
-        folder.mkdir(parents=True, exist_ok=True)
-        for modality, data in images.items():
-            _save(nib, data, affine, folder / f"{pid}{suffixes[modality]}.nii.gz")
-        _save(nib, seg, affine, folder / f"{pid}{suffixes['seg']}.nii.gz")
-        patients.append(
-            BratsDemoPatient(
-                patient_id=pid,
-                tumour=i not in free,
-                tumour_slices=info["tumour_slices"],
-                radius_voxels=round(info["radius"], 2),
-                contrast=round(info["contrast"], 3),
-                enhancing=info["enhancing"],
-            )
-        )
+    jobs = [
+        _PatientJob(out_dir, seed, i, (z0, z0 + num_slices), i not in free, naming)
+        for i in range(num_patients)
+    ]
+    progress = tqdm(total=num_patients, desc="demo BraTS patients", leave=False)
+    if workers > 1 and num_patients > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork shares the loaded template; where there is none, each spawned worker loads it once.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(
+            min(workers, num_patients),
+            mp_context=multiprocessing.get_context(method),
+            initializer=_load_template,
+        ) as pool:
+            patients = []
+            for patient in pool.map(_write_patient, jobs, chunksize=4):
+                patients.append(patient)
+                progress.update()
+    else:
+        _load_template()
+        patients = []
+        for job in jobs:
+            patients.append(_write_patient(job))
+            progress.update()
+    progress.close()
     return patients
+
+
+@dataclass(frozen=True)
+class _PatientJob:
+    out_dir: Path
+    seed: int
+    index: int
+    band: tuple[int, int]
+    tumour: bool
+    naming: Literal["2021", "2023"]
+
+
+_TEMPLATE: dict[str, np.ndarray] = {}
+
+
+def _load_template() -> None:
+    if not _TEMPLATE:
+        _TEMPLATE.update(load_mni_template())
+
+
+def _write_patient(job: _PatientJob) -> BratsDemoPatient:
+    """Draw and write one patient (its random stream depends only on the seed and its index)."""
+    import nibabel as nib
+
+    pid = f"DemoBraTS_{job.index:03d}" if job.naming == "2021" else f"DemoBraTS-GLI-{job.index:05d}-000"
+    rng = np.random.default_rng([job.seed, 1, job.index])
+    et_label = 4 if job.naming == "2021" else 3
+    images, seg, info = make_patient(_TEMPLATE, rng, band=job.band, tumour=job.tumour, et_label=et_label)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = GRID_ORIGIN + np.array([0.0, 0.0, 2.0 * job.band[0]])
+    folder = job.out_dir / pid
+    folder.mkdir(parents=True, exist_ok=True)
+    suffixes = SUFFIXES[job.naming]
+    for modality, data in images.items():
+        _save(nib, data, affine, folder / f"{pid}{suffixes[modality]}.nii.gz")
+    _save(nib, seg, affine, folder / f"{pid}{suffixes['seg']}.nii.gz")
+    return BratsDemoPatient(
+        patient_id=pid,
+        tumour=job.tumour,
+        tumour_slices=info["tumour_slices"],
+        radius_voxels=round(info["radius"], 2),
+        contrast=round(info["contrast"], 3),
+        enhancing=info["enhancing"],
+    )
 
 
 def _save(nib: Any, data: np.ndarray, affine: np.ndarray, path: Path) -> None:

@@ -1,0 +1,173 @@
+"""Patient-level k-fold cross-validation in ``mtl-hf compare`` (``grid.folds: K``).
+
+Small medical data sets are evaluated this way when a held-out test split would be tiny: every
+patient is tested once, by the model of the fold that did not train on it, and the K folds' test
+predictions are pooled into one test set as large as the data.
+
+* :func:`write_fold_manifests` cuts the patients into K stratified folds
+  (:func:`mtl_hf.data.splits.fold_splits`) and writes one split manifest per fold; fold ``j``'s runs
+  read theirs (``data.split.manifest``), so they test fold ``j``, validate on fold ``j + 1`` and train
+  on the rest (nested training fractions are taken inside that rest).
+* :func:`pool_folds` turns the K runs of each grid cell into one *pooled run* folder under
+  ``output_dir/pooled/``: ``test_predictions.csv`` is the union of the folds' test predictions (no
+  patient may appear twice), ``test_metrics.json`` the ROC AUC of every classification task computed on
+  it with its patient-bootstrap and DeLong intervals. The rest of ``compare`` reads pooled runs as it
+  reads ordinary ones, so results, paired tests (on the pooled predictions, patient by patient) and the
+  low-data study come out of the same code.
+
+Operating-point metrics (chosen on each fold's own validation split) and the metrics of tasks that
+are not classifiers are not pooled.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import MtlHfError
+from .predictions import read_predictions
+
+if TYPE_CHECKING:
+    from ..training.config import RunConfig
+
+FOLDS_DIR = "folds"
+POOLED_DIR = "pooled"
+
+
+class FoldError(MtlHfError, ValueError):
+    """The folds of a cross-validated grid cannot be pooled (a patient tested twice, a missing fold)."""
+
+
+def write_fold_manifests(run: RunConfig, k: int, out: Path) -> list[Path]:
+    """Build (or reuse) the data cache of ``run``, cut its patients into ``k`` folds and write one split
+    manifest per fold under ``out/folds/``; return their paths (fold 0 first)."""
+    from ..data import DataConfig, prepare_datasets
+    from ..data.splits import SplitManifest, fold_splits
+    from ..options import from_dict
+
+    # The patients and their strata come from the data's cache (and an ordinary split, not the folds').
+    config = from_dict(
+        DataConfig, {**run.data, "split": {**run.data.get("split", {}), "manifest": None}}, "data"
+    )
+    prepared = prepare_datasets(config, cache_dir=run.cache_dir)
+    strata = prepared.split_manifest.strata
+    paths = []
+    for j, splits in enumerate(fold_splits(strata, k, config.seed)):
+        manifest = SplitManifest(
+            splits=splits,
+            strata=dict(sorted(strata.items())),
+            seed=config.seed,
+            fractions=fold_fractions(k),
+            stratify_by=prepared.split_manifest.stratify_by,
+        )
+        path = fold_manifest_path(out, j, k)
+        manifest.save(path)
+        paths.append(path)
+    return paths
+
+
+def fold_manifest_path(out: Path, fold: int, k: int) -> Path:
+    """Where :func:`write_fold_manifests` puts fold ``fold``'s split manifest."""
+    return out / FOLDS_DIR / f"fold-{fold}-of-{k}.json"
+
+
+def fold_fractions(k: int) -> dict[str, float]:
+    """The shares of patients of a fold's split: ``k - 2`` folds train, one validates, one tests."""
+    return {"train": (k - 2) / k, "validation": 1 / k, "test": 1 / k}
+
+
+def pool_folds(
+    groups: Mapping[str, Sequence[Path]], out: Path, *, n_resamples: int, confidence_level: float
+) -> dict[str, Path]:
+    """Pool each named group of fold runs (``{cell folder name: its folds' run folders}``) into the
+    pooled run ``out/pooled/<name>`` (see module docstring); return those folders by name.
+
+    Raises:
+        FoldError: a fold has no test predictions, or a patient is tested by two folds.
+    """
+    return {
+        name: pool_predictions(
+            folders, out / POOLED_DIR / name, n_resamples=n_resamples, confidence_level=confidence_level
+        )
+        for name, folders in groups.items()
+    }
+
+
+def pool_predictions(
+    folders: Sequence[Path], out: Path, *, n_resamples: int, confidence_level: float
+) -> Path:
+    """Write the pooled run ``out`` from the fold runs ``folders``; return ``out``."""
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    tested_by: dict[str, Path] = {}
+    kinds: dict[str, str] = {}
+    train_patients = []
+    for folder in folders:
+        predictions = folder / "test_predictions.csv"
+        if not predictions.exists():
+            raise FoldError(f"{folder}: no test_predictions.csv (the fold's run has no best model?)")
+        with predictions.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = header or list(reader.fieldnames or [])
+            mine = list(reader)
+        for patient in {r["patient_id"] for r in mine}:
+            if patient in tested_by:
+                raise FoldError(
+                    f"patient {patient!r} is tested by two folds: {tested_by[patient]} and {folder}"
+                )
+            tested_by[patient] = folder
+        rows += mine
+        metrics = json.loads((folder / "test_metrics.json").read_text())
+        kinds.update(
+            {t: v.get("kind", "binary") for t, v in metrics.items() if isinstance(v, dict) and "roc_auc" in v}
+        )
+        info = json.loads((folder / "run_info.json").read_text())
+        train_patients.append(int(((info.get("data_summary") or {}).get("patients") or {}).get("train", 0)))
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "test_predictions.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header or [], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = pooled_metrics(
+        out / "test_predictions.csv", kinds, n_resamples=n_resamples, confidence_level=confidence_level
+    )
+    (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+    record = {
+        "folds": [str(f) for f in folders],
+        "data_summary": {
+            "patients": {"train": round(float(np.mean(train_patients))), "test": len(tested_by)}
+        },
+    }
+    (out / "run_info.json").write_text(json.dumps(record, indent=2))
+    return out
+
+
+def pooled_metrics(
+    predictions: Path, kinds: dict[str, str], *, n_resamples: int, confidence_level: float
+) -> dict[str, Any]:
+    """``test_metrics.json`` of a pooled run: per classification task, ROC AUC on the pooled
+    predictions with patient-bootstrap and DeLong intervals (:func:`mtl_hf.evaluation.evaluate_scores`)."""
+    from ..evaluation import evaluate_scores
+
+    metrics: dict[str, Any] = {}
+    for task, pred in read_predictions(predictions).items():
+        kind = kinds.get(task)
+        if kind is None:
+            continue
+        labels = np.asarray(pred["labels"])
+        references = labels.argmax(axis=1) if kind == "multiclass" else labels.astype(int)
+        report = evaluate_scores(
+            references,
+            pred["probs"],
+            kind,
+            groups=pred["patients"],
+            n_resamples=n_resamples,
+            confidence_level=confidence_level,
+        )
+        metrics[task] = {"kind": kind, **report.to_dict()}
+    return metrics
