@@ -15,8 +15,7 @@ import yaml
 from transformers import AutoModel
 
 from mtl_hf import MTLConfig
-from mtl_hf.data import DataConfig, DataError, MTLDataCollator
-from mtl_hf.experiments.demo import build
+from mtl_hf.data import DataConfig, DataError, MTLDataCollator, build_demo_data
 from mtl_hf.options import from_dict
 from mtl_hf.train import train
 from mtl_hf.training.config import RunConfig, load_config
@@ -34,7 +33,8 @@ def _plugin(segmentation_plugin: metadata.Distribution) -> None:
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    build(out, seed=0, brats_patients=10, ultrasound_patients=4)
+    # 20 slices a patient (the demo's own default is 10): tumour-free slices in every split
+    build_demo_data(out, seed=0, brats_patients=10, brats_slices=20, ultrasound_patients=4)
     return out
 
 
