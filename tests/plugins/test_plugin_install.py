@@ -195,7 +195,7 @@ def test_an_installed_plugin_trains_saves_reloads_and_a_broken_one_is_reported(
 
     # Where the plugin is not installed, loading names the head and the distribution to install.
     message = run_python(WITHOUT_PLUGIN, str(tmp_path / "model"))
-    assert message.startswith("ValueError: tasks.intensity.type: unknown head 'mean_intensity'")
+    assert message.startswith("OptionsError: tasks.intensity.type: unknown head 'mean_intensity'")
     assert "It was provided by 'mtl-hf-toy-plugins 1.2.3': install that distribution." in message
 
 
