@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import broadcast_object_list
 
-from ..configuration_mtl import MTLConfig
-from ..data.channels import data_channels, with_channels
+from ..configuration_mtl import DINO_VIT_S16, MTLConfig
+from ..data.channels import data_channels
 from ..modeling_mtl import MTLModel
-from ..options import from_dict
+from ..options import OptionsError, from_dict
 from ..run_folder import RunFolder, RunFolderError
 from .strategies import get_strategy
 
@@ -125,3 +126,22 @@ def start_in_folder(
     broadcast_object_list(run_id)
     accelerator.wait_for_everyone()
     return RunStart(resume=False if fresh else resume, run_id=run_id[0])
+
+
+def with_channels(backbone_config: Mapping[str, Any] | None, channels: int | None) -> dict[str, Any] | None:
+    """A fresh backbone's config dict with ``num_channels`` set to ``channels``.
+
+    Raises:
+        OptionsError: the config sets a different ``num_channels`` explicitly.
+    """
+    if channels is None:
+        return dict(backbone_config) if backbone_config is not None else None
+    if backbone_config is None:
+        return {"model_type": "vit", **DINO_VIT_S16, "num_channels": channels}
+    given = backbone_config.get("num_channels")
+    if given is not None and int(given) != channels:
+        raise OptionsError(
+            f"model.backbone_config.num_channels: {given}, but the data gives {channels} channels; "
+            f"remove it (or set model.num_channels: {channels})"
+        )
+    return {**backbone_config, "num_channels": channels}
