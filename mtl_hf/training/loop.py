@@ -42,7 +42,7 @@ from .run_info import write_run_info
 from .selection import ModelSelection
 from .setup import build_model, check_hub_options, make_accelerator, start_in_folder
 from .state import TrainerState
-from .step import OptimizerStep, StepResult
+from .step import OptimizerStep, StepResult, describe_culprit
 from .strategies import Phase, get_strategy
 
 if TYPE_CHECKING:
@@ -229,11 +229,15 @@ def after_step(
     state.global_step += 1
     if result.applied:
         state.nonfinite_streak = 0
+        state.nonfinite_culprits = {}
     else:
         state.nonfinite_streak += 1
         state.nonfinite_total += 1
+        culprits = result.nonfinite_culprits()
+        for culprit in culprits:
+            state.nonfinite_culprits[culprit] = state.nonfinite_culprits.get(culprit, 0) + 1
         accelerator.print(
-            f"step {state.global_step - 1}: non-finite loss, step skipped "
+            f"step {state.global_step - 1}: non-finite loss of {', '.join(map(describe_culprit, culprits))}, step skipped "
             f"({state.nonfinite_streak} in a row, {state.nonfinite_total} in all)"
         )
     if result.finite:
@@ -253,10 +257,14 @@ def after_step(
         accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=state.global_step)
     if state.nonfinite_streak > cfg.max_nonfinite_steps:
         checkpointer.save(state)
+        blamed = ", ".join(
+            f"{describe_culprit(culprit)} in {count} of them"
+            for culprit, count in sorted(state.nonfinite_culprits.items())
+        )
         raise TrainingError(
-            f"{state.nonfinite_streak} consecutive steps had a NaN or inf loss (limit "
+            f"{state.nonfinite_streak} consecutive steps had a NaN or inf loss ({blamed}; limit "
             f"training.max_nonfinite_steps={cfg.max_nonfinite_steps}); stopped at step {state.global_step}. "
-            "Lower the learning rate or check the data; the last checkpoint is kept."
+            "Lower the learning rate or check that task's data and head; the last checkpoint is kept."
         )
     if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
         checkpointer.save(state)

@@ -25,6 +25,9 @@ class TrainerState:
         evals_without_improvement: For early stopping.
         nonfinite_streak: Consecutive steps skipped for a NaN / inf loss.
         nonfinite_total: All steps skipped for a NaN / inf loss.
+        nonfinite_culprits: For the current streak of skipped steps, how many of them each task made
+            non-finite (``"(weighted total)"``: a step whose task losses were all finite), so that the
+            stop can say which task went wrong.
         skipped_samples: Training samples left out as unreadable (``training.on_data_error: skip``).
         stopped_early: Early stopping ended training.
         finished: The run completed (test set evaluated, outputs written).
@@ -43,6 +46,7 @@ class TrainerState:
     evals_without_improvement: int = 0
     nonfinite_streak: int = 0
     nonfinite_total: int = 0
+    nonfinite_culprits: dict[str, int] = dataclasses.field(default_factory=dict)
     skipped_samples: int = 0
     stopped_early: bool = False
     finished: bool = False

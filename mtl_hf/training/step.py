@@ -58,6 +58,25 @@ class StepResult:
     def finite(self) -> bool:
         return all(math.isfinite(v) for v in self.task_losses.values())
 
+    @property
+    def nonfinite_tasks(self) -> list[str]:
+        """The tasks whose loss (averaged over the step's micro-batches and processes) is NaN or inf."""
+        return sorted(name for name, value in self.task_losses.items() if not math.isfinite(value))
+
+    def nonfinite_culprits(self) -> list[str]:
+        """What a skipped step blames: the tasks with a non-finite loss or, when every task's loss was
+        finite, :data:`WEIGHTED_TOTAL` (the weighter made the total non-finite)."""
+        return self.nonfinite_tasks or [WEIGHTED_TOTAL]
+
+
+WEIGHTED_TOTAL = "(weighted total)"
+"""The culprit of a non-finite step whose task losses were all finite."""
+
+
+def describe_culprit(culprit: str) -> str:
+    """``"task 'x'"`` for a task, ``"the weighted total (every task loss finite)"`` for the total."""
+    return "the weighted total (every task loss finite)" if culprit == WEIGHTED_TOTAL else f"task {culprit!r}"
+
 
 class OptimizerStep:
     """Runs the micro-batches of optimizer steps for a prepared model and optimizer.

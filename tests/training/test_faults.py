@@ -14,6 +14,7 @@ from mtl_hf.train import TrainingError, train
 from mtl_hf.training.checkpointing import list_checkpoints
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.metrics_log import read_metrics
+from mtl_hf.training.step import StepResult, describe_culprit
 from tests.training.synthetic import base_config, make_data
 
 
@@ -55,7 +56,10 @@ def test_nan_burst_is_skipped_counted_and_logged(tmp_path: Path, capsys: pytest.
     result = train(config_with_nans(tmp_path, nan_from=1, nan_count=2, max_nonfinite_steps=3), make_data())
     assert result.state.nonfinite_total == 2 and result.state.finished
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
-    assert "non-finite loss, step skipped (2 in a row, 2 in all)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # only the task whose loss went NaN is named; the classification task's loss stayed finite
+    assert "non-finite loss of task 'burst', step skipped (2 in a row, 2 in all)" in out
+    assert "task 'tumour'" not in out
     rows = [r for r in read_metrics(result.output_dir / "metrics.jsonl") if r["split"] == "train"]
     assert [r["loss"] for r in rows[1:3]] == ["nan", "nan"]  # logged as such, not hidden
 
@@ -63,12 +67,26 @@ def test_nan_burst_is_skipped_counted_and_logged(tmp_path: Path, capsys: pytest.
 def test_too_many_nans_stop_with_a_clear_error_and_a_checkpoint(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     with pytest.raises(
-        TrainingError, match=r"3 consecutive steps had a NaN or inf loss .*max_nonfinite_steps=2"
-    ):
+        TrainingError,
+        match=r"3 consecutive steps had a NaN or inf loss \(task 'burst' in 3 of them; limit "
+        r"training.max_nonfinite_steps=2\)",
+    ) as info:
         train(config_with_nans(tmp_path, nan_from=1, nan_count=100, max_nonfinite_steps=2), make_data())
+    assert "tumour" not in str(info.value)
     assert list_checkpoints(tmp_path / "run")
     # skipped steps never touched the weights: whatever was saved as best is finite
     from transformers import AutoModel
 
     best = AutoModel.from_pretrained(tmp_path / "run" / "best_model")
     assert all(torch.isfinite(p).all() for p in best.parameters())
+
+
+def test_a_step_with_finite_task_losses_blames_the_weighted_total() -> None:
+    nan = float("nan")
+    both = StepResult(nan, {"a": nan, "b": 1.0, "c": float("inf")}, {}, 0.1, applied=False)
+    assert both.nonfinite_culprits() == ["a", "c"]
+    assert [describe_culprit(c) for c in both.nonfinite_culprits()] == ["task 'a'", "task 'c'"]
+    total = StepResult(nan, {"a": 0.5, "b": 1.0}, {}, 0.1, applied=False)
+    assert [describe_culprit(c) for c in total.nonfinite_culprits()] == [
+        "the weighted total (every task loss finite)"
+    ]
