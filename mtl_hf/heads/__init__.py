@@ -1,12 +1,13 @@
 """Task heads: the interface, its registry (entry-point group ``mtl_hf.heads``) and the built-in heads."""
 
-from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
+from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, MetricSpec, TaskHead
 from .binary_classification import BinaryClassificationHead, BinaryClassificationOptions
 from .mae import MaskedAutoencoderHead, MaskedAutoencoderOptions
 from .mim import MaskedImageModelingHead, MaskedImageModelingOptions
 from .multiclass_classification import MulticlassClassificationHead, MulticlassClassificationOptions
 from .multilabel_classification import MultilabelClassificationHead, MultilabelClassificationOptions
 from .reconstruction import ReconstructionHead, ReconstructionOptions
+from .regression import RegressionHead, RegressionOptions
 
 __all__ = [
     "HEADS",
@@ -20,11 +21,14 @@ __all__ = [
     "MaskedAutoencoderOptions",
     "MaskedImageModelingHead",
     "MaskedImageModelingOptions",
+    "MetricSpec",
     "MulticlassClassificationHead",
     "MulticlassClassificationOptions",
     "MultilabelClassificationHead",
     "MultilabelClassificationOptions",
     "ReconstructionHead",
     "ReconstructionOptions",
+    "RegressionHead",
+    "RegressionOptions",
     "TaskHead",
 ]

@@ -13,11 +13,17 @@ What a head declares about itself (class attributes):
   must keep the same number of visible patches);
 * ``requires_labels``: ``False`` for self-supervised heads, which then run without labels;
 * ``requires_hidden_states``: ``True`` if it reads intermediate layers (e.g. a UNETR-style decoder).
+* ``target_kind``: the kind of data target it consumes (``"binary"``, ``"multiclass"``,
+  ``"multilabel"``, ``"continuous"``, ``"mask"``; ``None`` for self-supervised heads) and
+  ``target_layout``: the dtype and shape of the labels it receives in a batch (``docs/plugins.md``
+  has the table);
 * ``prediction_kind``: how classification logits are scored (ROC AUC, probabilities), or ``None``;
-* ``evaluation_metrics``: for other supervised heads (segmentation, say), the names of the metrics the
-  evaluation loop reports, computed from additive per-sample statistics (:meth:`TaskHead.metric_statistics`
-  and :meth:`TaskHead.metrics_from_sums`), so that they are exact under distributed evaluation and get
-  patient-level bootstrap intervals on the test split.
+* :meth:`TaskHead.metric_specs`: the metrics it reports, each a :class:`MetricSpec` saying whether
+  higher or lower is better, which one selects the best model by default, and which go into the model
+  card's ``model-index``. Heads other than classifiers compute them from additive per-sample
+  statistics (:meth:`TaskHead.metric_statistics` and :meth:`TaskHead.metrics_from_sums`), so that
+  they are exact under distributed evaluation and get patient-level bootstrap intervals on the test
+  split.
 
 Third-party heads register through the ``mtl_hf.heads`` entry-point group (see the README's plugin
 guide) or, in a script, with ``@HEADS.register("name")``.
@@ -106,6 +112,23 @@ class HeadOutput:
     reconstruction: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric a head reports.
+
+    Attributes:
+        name: Its key in validation logs (``<name>/<task>``), ``test_metrics.json`` and tables.
+        higher_is_better: ``False`` for errors (RMSE, MAE): model selection and tables honour it.
+        selects: Whether it selects the best model by default when the head's task is monitored.
+        model_index: Its display name in the model card's ``model-index``; ``None`` keeps it out.
+    """
+
+    name: str
+    higher_is_better: bool = True
+    selects: bool = False
+    model_index: str | None = None
+
+
 @dataclass
 class HeadOptions:
     """Base of every head's options dataclass (no options)."""
@@ -126,11 +149,14 @@ class TaskHead(nn.Module, ABC):
     requires_hidden_states: ClassVar[bool] = False
     prediction_kind: ClassVar[Literal["binary", "multiclass", "multilabel"] | None] = None
     """How to score this head's logits (ROC AUC, probabilities); ``None`` for non-classification heads."""
-    evaluation_metrics: ClassVar[tuple[str, ...]] = ()
-    """Metrics of a non-classification head, higher is better; the first one selects the best model when
-    the head's task is ``training.monitor``."""
+    target_kind: ClassVar[str | None] = None
+    """The data kind of the target this head consumes (``"binary"``, ``"multiclass"``, ``"multilabel"``,
+    ``"continuous"``, ``"mask"``, or a plugin's own); ``None`` for a self-supervised head."""
+    target_layout: ClassVar[str] = ""
+    """The dtype and shape of the labels the head receives in a batch, in words (for docs and errors)."""
     metric_statistic_names: ClassVar[tuple[str, ...]] = ()
-    """Names of the columns of :meth:`metric_statistics` (``test_statistics.csv`` headers)."""
+    """Names of the columns of :meth:`metric_statistics` (``test_statistics.csv`` headers); a head
+    whose columns depend on its options overrides :meth:`statistic_names` instead."""
     registered_name: ClassVar[str]
 
     def __init__(self, task_name: str, options: HeadOptions, backbone: BackboneSpec) -> None:
@@ -174,28 +200,42 @@ class TaskHead(nn.Module, ABC):
             return logits.float().sigmoid()
         raise NotImplementedError(f"head {type(self).__name__} does not produce class probabilities")
 
-    @classmethod
-    def selection_metric(cls) -> str | None:
-        """The validation metric that picks the best model when this task is monitored (higher is better):
-        ``"roc_auc"`` for classification heads, the first of ``evaluation_metrics`` otherwise, ``None`` if
-        the head has no metric (masked image modeling)."""
-        if cls.prediction_kind is not None:
-            return "roc_auc"
-        return cls.evaluation_metrics[0] if cls.evaluation_metrics else None
+    def metric_specs(self) -> tuple[MetricSpec, ...]:
+        """The metrics this head reports on the validation and test splits (empty: none, as for masked
+        image modeling). A classifier (``prediction_kind``) reports ROC AUC, which selects the model."""
+        if self.prediction_kind is not None:
+            return (MetricSpec("roc_auc", higher_is_better=True, selects=True, model_index="ROC AUC"),)
+        return ()
+
+    def selection_metric(self) -> MetricSpec | None:
+        """The metric that picks the best model when this task is monitored: the spec marked
+        ``selects``, else the first; ``None`` when the head reports none."""
+        specs = self.metric_specs()
+        return next((m for m in specs if m.selects), specs[0] if specs else None)
+
+    def statistic_names(self) -> tuple[str, ...]:
+        """Names of the columns of :meth:`metric_statistics` (default ``metric_statistic_names``)."""
+        return self.metric_statistic_names
+
+    def fit_training_targets(self, targets: Any) -> dict[str, Any]:
+        """Adapt the head to its task's targets in the training split (``(N, ...)`` array, NaN where a
+        sample has none), when a run is set up; return the options it set, which the run records in
+        the model's config so that a saved model carries them. Default: nothing to fit."""
+        return {}
 
     def metric_statistics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``(B, S)`` per-sample statistics whose sums over any set of samples determine the metrics.
 
-        Only heads with ``evaluation_metrics`` implement it. Additive statistics (a per-image Dice and a
+        Heads whose :meth:`metric_specs` are not ROC AUC implement it. Additive statistics (a per-image Dice and a
         count of 1, overlap and mask sizes, ...) are what make the metrics exact when each process
         evaluates a shard, and cheap to bootstrap over patients: a resample is a weighted sum of them.
         """
-        raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
+        raise NotImplementedError(f"head {type(self).__name__} computes no metric statistics")
 
     def metrics_from_sums(self, sums: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The ``evaluation_metrics`` from ``(..., S)`` sums of :meth:`metric_statistics` rows; every
+        """The metrics of :meth:`metric_specs` from ``(..., S)`` sums of :meth:`metric_statistics` rows; every
         leading dimension (bootstrap resamples) is kept, so each value has shape ``sums.shape[:-1]``."""
-        raise NotImplementedError(f"head {type(self).__name__} declares no evaluation_metrics")
+        raise NotImplementedError(f"head {type(self).__name__} computes no metric statistics")
 
     def segmentation_masks(self, logits: torch.Tensor) -> torch.Tensor | None:
         """``(B, H, W)`` bool masks from this head's per-pixel ``logits`` (at any size), for heads that

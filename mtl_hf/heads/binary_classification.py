@@ -40,6 +40,8 @@ class BinaryClassificationHead(LinearClassificationHead):
     Options = BinaryClassificationOptions
     options: BinaryClassificationOptions
     prediction_kind = "binary"
+    target_kind = "binary"
+    target_layout = "float32 (B,) of 0/1"
 
     def __init__(self, task_name: str, options: BinaryClassificationOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone, num_outputs=1)

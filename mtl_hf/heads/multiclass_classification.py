@@ -47,6 +47,8 @@ class MulticlassClassificationHead(LinearClassificationHead):
     Options = MulticlassClassificationOptions
     options: MulticlassClassificationOptions
     prediction_kind = "multiclass"
+    target_kind = "multiclass"
+    target_layout = "int64 (B,) class indices in [0, num_classes)"
 
     def __init__(
         self, task_name: str, options: MulticlassClassificationOptions, backbone: BackboneSpec

@@ -48,6 +48,8 @@ class MultilabelClassificationHead(LinearClassificationHead):
     Options = MultilabelClassificationOptions
     options: MultilabelClassificationOptions
     prediction_kind = "multilabel"
+    target_kind = "multilabel"
+    target_layout = "float32 (B, L) multi-hot"
 
     def __init__(
         self, task_name: str, options: MultilabelClassificationOptions, backbone: BackboneSpec

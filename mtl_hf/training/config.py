@@ -86,8 +86,8 @@ class TrainingSection:
             view forward, then one backward (gradient-based weighters always run so). See
             :mod:`mtl_hf.training.view_schedule`.
         monitor: Task whose validation metric selects the best model (default: the first supervised task):
-            ROC AUC for a classification task, the head's first ``evaluation_metrics`` entry otherwise
-            (mean Dice for ``segmentation``).
+            the head's selection metric (:meth:`~mtl_hf.heads.TaskHead.selection_metric`: ROC AUC for a
+            classification task, mean Dice for ``segmentation``, RMSE (lower is better) for ``regression``).
         early_stopping_patience: Stop after this many evaluations without improvement; ``None`` never stops.
         save_every_steps: Also checkpoint every this many optimizer steps (epochs always end with one).
         keep_checkpoints: How many of the newest checkpoints to keep.

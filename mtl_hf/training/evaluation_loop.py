@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 TEST_STATISTICS = RunFolder.TEST_STATISTICS
-"""Per-sample metric statistics of the test split, for tasks whose heads declare ``evaluation_metrics``."""
+"""Per-sample metric statistics of the test split, for tasks whose heads compute them (not classifiers)."""
 
 
 @torch.no_grad()
@@ -32,7 +32,7 @@ def collect_predictions(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, Any]:
     """Run ``tasks`` over ``loader``; gather probabilities and labels of classification tasks, the
-    per-sample metric statistics of heads with ``evaluation_metrics`` (segmentation), per-sample losses
+    per-sample metric statistics of other heads with metrics (segmentation, regression), per-sample losses
     and patient ids.
 
     Masked-view tasks use masks drawn from a generator seeded with ``seed``, so every evaluation of a
@@ -42,7 +42,7 @@ def collect_predictions(
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     heads = {t: unwrapped.head(t) for t in tasks}
     scored = [t for t, h in heads.items() if h.prediction_kind is not None]
-    measured = [t for t, h in heads.items() if h.prediction_kind is None and h.evaluation_metrics]
+    measured = [t for t, h in heads.items() if h.prediction_kind is None and h.metric_specs()]
     masked = [t for t, h in heads.items() if h.view in ("masked", "visible")]
     generator = torch.Generator().manual_seed(seed)
     probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
@@ -125,7 +125,7 @@ def evaluate(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, float]:
     """Validation metrics: ``loss/<task>``, ``roc_auc/<task>`` for classifiers, ``<metric>/<task>`` for
-    each of a head's ``evaluation_metrics`` (``dice/<task>``), ``mse/<task>`` for MIM."""
+    each metric of other heads' ``metric_specs`` (``dice/<task>``), ``mse/<task>`` for MIM."""
     pred = collect_predictions(model, loader, accelerator, tasks, seed)
     metrics: dict[str, float] = {f"loss/{t}": v for t, v in pred["losses"].items()}
     for t, p in pred["probs"].items():
@@ -154,7 +154,7 @@ def write_test_outputs(
     Per classification task: ROC AUC with a patient-level bootstrap interval (patients resampled, not
     slices) and DeLong's interval, PR AUC, and accuracy, sensitivity and specificity at the threshold
     chosen on the validation split (Youden's J) - the test split chooses nothing. Per task with
-    ``evaluation_metrics`` (segmentation): each metric with a patient-level bootstrap interval.
+    other metrics (segmentation, regression): each metric with a patient-level bootstrap interval.
     """
     from ..evaluation import bootstrap_additive_metrics, evaluate_scores
 
@@ -220,10 +220,10 @@ def write_test_outputs(
 
 
 def _write_statistics(run: RunFolder, pred: dict[str, Any], model: MTLModel) -> None:
-    """``test_statistics_<task>.csv`` per task with ``evaluation_metrics``: each test sample's metric
+    """``test_statistics_<task>.csv`` per task with additive metrics: each test sample's metric
     statistics, so that ``mtl-hf compare`` can test two runs' metrics against each other, paired."""
     for t, rows in pred["statistics"].items():
-        names = model.head(t).metric_statistic_names or tuple(f"s{j}" for j in range(rows.shape[1]))
+        names = model.head(t).statistic_names() or tuple(f"s{j}" for j in range(rows.shape[1]))
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
         writer.writerow(["sample_id", "patient_id", *names])

@@ -97,7 +97,7 @@ def check_trainer_support(model: MTLModel) -> None:
 def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
     """A ``compute_metrics`` for ``transformers.Trainer``: ``roc_auc/<task>`` for classification tasks
     (binary; one-vs-rest macro for multi-class; macro over labels for multi-label; NaN when the
-    evaluation set holds one class) and each ``evaluation_metrics`` entry of other heads
+    evaluation set holds one class) and each metric of other heads' :meth:`~mtl_hf.heads.TaskHead.metric_specs`
     (``dice/<task>`` for segmentation), computed as ``mtl-hf train``'s validation computes them.
     The Trainer prefixes them with ``eval_``.
 
@@ -127,7 +127,7 @@ def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
             if head.prediction_kind is not None:
                 probs = head.probabilities(scores).numpy()
                 metrics[f"roc_auc/{task}"] = roc_auc(probs, targets.numpy(), head.prediction_kind)
-            elif head.evaluation_metrics:
+            elif head.metric_specs():
                 sums = head.metric_statistics(scores, targets).sum(0)
                 metrics |= {f"{k}/{task}": float(v) for k, v in head.metrics_from_sums(sums).items()}
         return metrics

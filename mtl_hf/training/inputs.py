@@ -106,6 +106,7 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     """
     from ..data import DataConfig, MTLDataCollator, apply_transforms, prepare_datasets
     from ..options import OptionsError, from_dict
+    from .setup import fit_heads_to_training_data
     from .strategies import supervised_tasks
 
     data_config = from_dict(DataConfig, config.data, "data")
@@ -123,6 +124,7 @@ def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
                 f"task_columns.{task}: no column {column!r} in the data; columns are {', '.join(columns)}"
             )
     task_columns = {t: c for t, c in task_columns.items() if t in model.config.task_names}
+    fit_heads_to_training_data(model, prepared.datasets["train"], task_columns)
     _check_channels(prepared.datasets["train"], data_config, model.backbone.config.num_channels)
     processor = MTLImageProcessor.for_backbone(model.config.backbone_config, **data_config.processor_kwargs())
     splits = apply_transforms(prepared.datasets, data_config, processor)

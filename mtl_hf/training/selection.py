@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelSelection:
-    """Which validation score selects the best model: ``<metric>/<monitor>``, higher is better.
+    """Which validation score selects the best model: ``<metric>/<monitor>``, the higher (or, for a metric
+    whose spec says so, the lower) the better.
 
     Attributes:
         monitor: The task (``training.monitor``, default the first supervised task).
-        metric: Its head's selection metric (ROC AUC for classifiers, e.g. mean Dice for segmentation).
+        metric: Its head's selection metric (ROC AUC for classifiers, e.g. mean Dice for segmentation,
+            RMSE for regression).
+        higher_is_better: From the metric's :class:`~mtl_hf.heads.MetricSpec`.
         patience: Evaluations without improvement before stopping early; ``None`` never stops.
         seed: Seeds the validation pass's masks, so every evaluation of a run hides the same patches.
     """
@@ -31,6 +34,7 @@ class ModelSelection:
     metric: str
     patience: int | None = None
     seed: int = 0
+    higher_is_better: bool = True
 
     @classmethod
     def for_model(
@@ -42,14 +46,14 @@ class ModelSelection:
             raise OptionsError(
                 f"training.monitor: no task named {task!r}; tasks are {', '.join(model.config.task_names)}"
             )
-        metric = model.head(task).selection_metric()
-        if metric is None:
+        spec = model.head(task).selection_metric()
+        if spec is None:
             scored = [t for t in model.config.task_names if model.head(t).selection_metric() is not None]
             raise OptionsError(
                 f"training.monitor: task {task!r} has no validation metric to select the best model by; "
                 f"tasks with one: {', '.join(scored) or 'none'}"
             )
-        return cls(task, metric, patience, seed)
+        return cls(task, spec.name, patience, seed, spec.higher_is_better)
 
     def improved(self, metrics: Mapping[str, float], phase: Phase, state: TrainerState) -> float | None:
         """The score of a validation pass if it beats the best so far (``None`` otherwise, and when the
@@ -58,7 +62,8 @@ class ModelSelection:
         score = metrics.get(f"{self.metric}/{self.monitor}")
         if not phase.selects_model or score is None or not math.isfinite(score):
             return None
-        if state.best_metric is None or score > state.best_metric:
+        best = state.best_metric
+        if best is None or (score > best if self.higher_is_better else score < best):
             state.evals_without_improvement = 0
             return score
         state.evals_without_improvement += 1
@@ -68,4 +73,10 @@ class ModelSelection:
 
     def record(self, score: float, step: int) -> dict[str, Any]:
         """``selection.json`` of a best model chosen at ``step`` with ``score``."""
-        return {"monitor": self.monitor, "metric": self.metric, "value": score, "step": step}
+        return {
+            "monitor": self.monitor,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "value": score,
+            "step": step,
+        }

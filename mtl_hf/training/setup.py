@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import broadcast_object_list
 
 from ..configuration_mtl import DINO_VIT_S16, MTLConfig
 from ..data.channels import data_channels
+from ..heads import TaskHead
 from ..modeling_mtl import MTLModel
 from ..options import OptionsError, from_dict
 from ..run_folder import RunFolder, RunFolderError
@@ -69,6 +72,34 @@ def build_model(config: RunConfig) -> MTLModel:
     if config.training.gradient_checkpointing:
         model.activation_checkpointing_enable()
     return model
+
+
+def fit_heads_to_training_data(
+    model: MTLModel, train: Any, task_columns: Mapping[str, str]
+) -> dict[str, Any]:
+    """Let each head adapt to its task's targets in the training split (:meth:`TaskHead.fit_training_targets`:
+    the regression head's standardisation, say) and record what it set in the model's config, so that
+    ``save_pretrained`` keeps it; return ``{task: options set}``.
+
+    Args:
+        model: The model being set up.
+        train: The training split (a ``datasets.Dataset``, before any image transform).
+        task_columns: ``{task: column}`` of the supervised tasks.
+    """
+    fitted = {}
+    for task, column in task_columns.items():
+        head = model.head(task)
+        if type(head).fit_training_targets is TaskHead.fit_training_targets:
+            continue  # nothing to fit: leave the column unread
+        values = train.with_format(None)[column]
+        rows = [
+            [math.nan if v is None else float(v) for v in (r if isinstance(r, list) else [r])] for r in values
+        ]
+        updates = head.fit_training_targets(np.asarray(rows, dtype=np.float64).reshape(len(rows), -1))
+        if updates:
+            model.config.tasks[task] = {**model.config.tasks[task], **updates}  # type: ignore[index]
+            fitted[task] = updates
+    return fitted
 
 
 def check_hub_options(config: RunConfig) -> None:

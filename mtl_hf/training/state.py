@@ -20,7 +20,7 @@ class TrainerState:
         phase_index: Index of the current phase in the strategy's plan.
         epoch_in_phase: Epoch index within the phase.
         batches_in_epoch: Micro-batches of the current epoch already consumed.
-        best_metric: Best validation ROC AUC of the monitored task so far.
+        best_metric: Best validation score of the monitored task so far (its selection metric).
         best_step: Step at which it was reached.
         evals_without_improvement: For early stopping.
         nonfinite_streak: Consecutive steps skipped for a NaN / inf loss.

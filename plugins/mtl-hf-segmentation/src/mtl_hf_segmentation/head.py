@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mtl_hf.heads import BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, TaskHead
+from mtl_hf.heads import BackboneFeatures, BackboneSpec, HeadOptions, HeadOutput, MetricSpec, TaskHead
 
 from .decoder import ProgressiveDecoder
 from .losses import dice_bce_loss
@@ -85,8 +85,13 @@ class SegmentationHead(TaskHead):
     Options = SegmentationOptions
     options: SegmentationOptions
     requires_hidden_states = True
-    evaluation_metrics = ("dice", "dice_global")
+    target_kind = "mask"
+    target_layout = "float32 (B, H, W) of 0/1 at the image's size"
     metric_statistic_names = STATISTICS
+
+    def metric_specs(self) -> tuple[MetricSpec, ...]:
+        """Mean per-image Dice (selects the model, goes into the model card) and pooled Dice."""
+        return (MetricSpec("dice", selects=True, model_index="Dice"), MetricSpec("dice_global"))
 
     def __init__(self, task_name: str, options: SegmentationOptions, backbone: BackboneSpec) -> None:
         super().__init__(task_name, options, backbone)
