@@ -13,6 +13,7 @@
       test_predictions.csv      one row per test sample, task and output
       test_statistics_<task>.csv  per-sample metric statistics of non-classification tasks
       plots/                    training curves, task weights, example predictions
+      logs/<run name>/          experiment-tracker logs (TensorBoard event files; ``training.report_to``)
       trainer_state.json        written last: the run is finished
       .lock                     held while a run trains here
 
@@ -62,11 +63,12 @@ class RunFolder:
     CHECKPOINTS = "checkpoints"
     CHECKPOINT_PREFIX = "checkpoint-"
     PLOTS = "plots"
+    TRACKER_LOGS = "logs"
     LOCK = ".lock"
     SHARED_RESULTS = (TEST_METRICS, METRICS, CONFIG, RUN_INFO)
     """Files that describe a run and may be shared with its model (never the test predictions, which
     name patients, nor checkpoints)."""
-    OUTPUTS = (TRAINER_STATE, BEST_MODEL, TEST_METRICS, TEST_PREDICTIONS, PLOTS, CHECKPOINTS)
+    OUTPUTS = (TRAINER_STATE, BEST_MODEL, TEST_METRICS, TEST_PREDICTIONS, PLOTS, TRACKER_LOGS, CHECKPOINTS)
     """What a run leaves behind, besides its logs and records: removed when a run starts afresh."""
     _INTERRUPTED = (".tmp-", ".old-")
 
@@ -112,6 +114,11 @@ class RunFolder:
     @property
     def plots(self) -> Path:
         return self.path / self.PLOTS
+
+    @property
+    def tracker_logs(self) -> Path:
+        """Where local experiment trackers (TensorBoard) write, one folder per run name."""
+        return self.path / self.TRACKER_LOGS
 
     @property
     def lock_file(self) -> Path:

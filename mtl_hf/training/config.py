@@ -99,7 +99,10 @@ class TrainingSection:
             always stops the run with a resumable checkpoint.
         max_skipped_samples: With ``on_data_error: skip``, stop once more samples than this were skipped.
         log_every_steps: Write training metrics every this many optimizer steps.
-        trackers: Accelerate trackers to log to besides ``metrics.jsonl`` (e.g. ``["tensorboard"]``).
+        report_to: Experiment trackers that receive every ``metrics.jsonl`` row and the run's figures,
+            by Accelerate's names: ``[tensorboard]``, ``[wandb, mlflow]``, ``all`` (every installed one)
+            or ``none``; a comma-separated string is read as a list (``--training.report_to
+            tensorboard,wandb``). See :mod:`mtl_hf.training.trackers`.
         bootstrap_resamples: Resamples for the test-set ROC AUC interval.
         confidence_level: Level of the test-set intervals.
     """
@@ -124,11 +127,13 @@ class TrainingSection:
     on_data_error: Literal["stop", "skip"] = "stop"
     max_skipped_samples: int = 100
     log_every_steps: int = 10
-    trackers: list[str] = field(default_factory=list)
+    report_to: list[str] | str = field(default_factory=list)
     bootstrap_resamples: int = 1000
     confidence_level: float = 0.95
 
     def __post_init__(self) -> None:
+        if isinstance(self.report_to, str):
+            self.report_to = [name.strip() for name in self.report_to.split(",") if name.strip()]
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

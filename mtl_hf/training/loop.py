@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from .setup import build_model, check_hub_options, make_accelerator, start_in_fo
 from .state import TrainerState
 from .step import OptimizerStep, StepResult, describe_culprit
 from .strategies import Phase, get_strategy
+from .trackers import log_figures, start_trackers
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -131,8 +133,7 @@ def train(
             accelerator.print(f"Resumed from {source} (step {state.global_step})")
         elif accelerator.is_main_process:
             record_start(run, config, data, log, start.run_id)
-        if cfg.trackers:
-            accelerator.init_trackers(run.path.name, config={"strategy": cfg.strategy, "seed": cfg.seed, "lr": config.optimizer.lr})  # fmt: skip
+        start_trackers(accelerator, run, config, state.global_step if start.resume else None)
 
         # -- the phases of the strategy ------------------------------------------------------------------
         steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
@@ -281,6 +282,7 @@ def record_start(
     write_run_info(run, config, data, run_id)
     log.path.unlink(missing_ok=True)
     run.data_errors_file.unlink(missing_ok=True)
+    shutil.rmtree(run.tracker_logs, ignore_errors=True)  # a killed earlier start's events, like its log
 
 
 def finish(run: RunFolder, config: RunConfig, state: TrainerState, accelerator: Accelerator) -> None:
@@ -289,6 +291,7 @@ def finish(run: RunFolder, config: RunConfig, state: TrainerState, accelerator: 
         plot_training_curves(run.metrics_file, tmp)
     with contextlib.suppress(ValueError), replacing(run.plots / "task_weights.png") as tmp:
         plot_weights(run.metrics_file, tmp)  # ValueError: a run too short to log any training row
+    log_figures(accelerator, run.plots.glob("*.png"), state.global_step)
     run.write_trainer_state(state.to_json())
     hub = config.hub
     if hub.repo_id is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import ProjectConfiguration, broadcast_object_list
 
 from ..configuration_mtl import DINO_VIT_S16, MTLConfig
 from ..data.channels import data_channels
@@ -19,6 +19,7 @@ from ..modeling_mtl import MTLModel
 from ..options import OptionsError, from_dict
 from ..run_folder import RunFolder, RunFolderError
 from .strategies import get_strategy
+from .trackers import tracker_names
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -26,12 +27,18 @@ if TYPE_CHECKING:
 
 def make_accelerator(config: RunConfig) -> Accelerator:
     """The run's Accelerator: accumulation, trackers and a seeded sampler from the config; precision,
-    processes and the rest from the launcher (``accelerate launch``, ``accelerate config``)."""
+    processes and the rest from the launcher (``accelerate launch``, ``accelerate config``).
+
+    Raises:
+        TrackerError: ``training.report_to`` names an unknown tracker or one whose package is missing.
+    """
     cfg = config.training
     return Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with=cfg.trackers or None,
-        project_dir=config.output_dir,
+        log_with=tracker_names(cfg.report_to) or None,
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=str(RunFolder(config.output_dir).tracker_logs)
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         # Heads outside the current phase (MIM while fine-tuning) receive no gradient.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],

@@ -27,7 +27,7 @@ LESION = {"type": "segmentation", "layers": [1, 2], "decoder_channels": [8, 8], 
 
 def main(out: str, segmentation: bool = False) -> None:
     torch.set_num_threads(1)
-    raw = base_config(out, epochs=2, strategy="mtl")
+    raw = base_config(out, epochs=2, strategy="mtl", report_to=["tensorboard"])
     if segmentation:  # the plugin's head next to the two built-in ones, selected by validation Dice
         raw["model"]["tasks"]["lesion"] = LESION
         raw["training"]["monitor"] = "lesion"

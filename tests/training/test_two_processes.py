@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.training.checkpointing import list_checkpoints
@@ -42,3 +44,9 @@ def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> N
     assert abs(val[-1]["roc_auc/tumour"] - expected) < 1e-6
     test = json.loads((out / "test_metrics.json").read_text())
     assert test["tumour"]["n_samples"] == 9
+    # Only the main process logs to the trackers: one TensorBoard event file, its losses metrics.jsonl's.
+    (events,) = (out / "logs" / "ddp").glob("events.out.tfevents.*")
+    logged = EventAccumulator(str(events), size_guidance={"scalars": 0}).Reload().Scalars("loss")
+    train_rows = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
+    assert [e.step for e in logged] == [r["step"] for r in train_rows]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in train_rows], rel=1e-6)
