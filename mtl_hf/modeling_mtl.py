@@ -44,7 +44,7 @@ from .backbone import (
 )
 from .channels import adapt_state_dict_channels
 from .configuration_mtl import MTLConfig
-from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, TaskHead
+from .heads import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, HeadOutputError, TaskHead
 from .lora import LORA_MARK, apply_lora, base_weight_names, freeze_base
 from .weighting import WEIGHTERS, LossWeighter
 
@@ -57,11 +57,14 @@ class MTLModelOutput(ModelOutput):
     not ``None``, in this order, as a tuple (``ModelOutput.to_tuple``).
 
     Attributes:
-        loss: The weighted total over tasks that had a loss in this call (``None`` if none had).
+        loss: The weighted total over tasks that had a loss in this call; ``None`` if none had, except
+            when every task given labels had none present in the batch and gradients are on: then a
+            zero attached to the graph, so that each process of a distributed run back-propagates.
         last_hidden_state: ``(B, P + N, D)`` final tokens of the clean view, if it ran.
         logits: ``{task: logits}`` for every classification-type head that ran; binary heads give ``(B,)``.
         reconstructions: ``{task: (B, C, H, W)}`` for masked-image-modeling heads that ran.
-        task_losses: ``{task: scalar loss}`` for the tasks whose loss was computed.
+        task_losses: ``{task: scalar loss}`` for the tasks whose loss was computed: a task whose labels
+            mark every sample of the batch as missing (NaN, ``IGNORE_INDEX``) has none.
         task_weights: ``{task: weight}`` the weighter gave each of those tasks (detached).
         bool_masked_pos: ``(B, num_patches)`` the mask of the masked view, if one ran.
         hidden_states: Per-layer tokens of the clean view (embeddings first), when
@@ -318,7 +321,10 @@ class MTLModel(MTLPreTrainedModel):
             pixel_values: ``(B, C, H, W)`` normalised images (see :class:`~mtl_hf.MTLImageProcessor`);
                 ``C`` must equal the backbone's channels and ``H``, ``W`` be multiples of its patch size.
             labels: ``{task: labels}``. Binary: ``(B,)`` or ``(B, 1)`` of 0/1; multi-class: ``(B,)``
-                class indices; multi-label: ``(B, L)`` of 0/1. A supervised task whose name is absent
+                class indices; multi-label: ``(B, L)`` of 0/1. A sample without a label for a task carries
+                NaN (float labels) or ``IGNORE_INDEX`` (integer labels): the task's loss covers the
+                labelled samples only (:meth:`TaskHead.labelled`), and a batch without any has no loss
+                for it. A supervised task whose name is absent
                 is skipped; with ``labels=None`` every clean-view head runs and returns logits only.
             bool_masked_pos: ``(B, num_patches)`` bool, True = masked, for the masked view. If not given
                 and a masked-view head runs, its head draws one per sample (SimMIM block masking).
@@ -382,10 +388,15 @@ class MTLModel(MTLPreTrainedModel):
         for name in active:
             features = views[self.head(name).view]
             assert features is not None
-            outputs[name] = self.head(name)(features, checked_labels.get(name))
+            outputs[name] = self._run_head(name, features, checked_labels.get(name))
 
         task_losses = {n: o.loss for n, o in outputs.items() if o.loss is not None}
         loss = task_weights = None
+        if not task_losses and checked_labels and torch.is_grad_enabled():
+            # Every labelled task of this call is absent from the batch: a zero attached to the graph,
+            # so that this process back-propagates (and joins DDP's all-reduce) like the others.
+            ran = [f.last_hidden_state for f in views.values() if f is not None]
+            loss = torch.stack([(h * 0).sum() for h in ran]).sum()
         if task_losses and loss_terms is not None:
             terms = {n: loss_terms(n, value) for n, value in task_losses.items()}
             loss = torch.stack([term for _, term in terms.values()]).sum()
@@ -410,6 +421,41 @@ class MTLModel(MTLPreTrainedModel):
         )
 
     # -- pieces of forward -------------------------------------------------------------------------
+    def _run_head(self, name: str, features: BackboneFeatures, labels: torch.Tensor | None) -> HeadOutput:
+        """Task ``name``'s head on ``features``; with labels, its loss over the labelled samples only.
+
+        Every sample labelled: one call, as without missing labels. Otherwise the prediction comes from
+        the whole batch without labels and without gradient (the head is then unused by this call's
+        loss, so DDP, which runs with ``find_unused_parameters``, gives it a zero gradient on this
+        process and the all-reduce averages as for any task), and the loss, when some samples are
+        labelled, from the head on those samples alone (:meth:`BackboneFeatures.select`).
+        """
+        head = self.head(name)
+        if labels is None:
+            return self._checked(name, head(features, None))
+        present = head.labelled(labels)
+        if bool(present.all()):
+            return self._checked(name, head(features, labels))
+        with torch.no_grad():
+            output = head(features, None)
+        if bool(present.any()):
+            output.loss = self._checked(name, head(features.select(present), labels[present])).loss
+        return output
+
+    def _checked(self, name: str, output: HeadOutput) -> HeadOutput:
+        loss = output.loss
+        if loss is not None and not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
+            shape = (
+                f"a tensor of shape {tuple(loss.shape)}"
+                if isinstance(loss, torch.Tensor)
+                else type(loss).__name__
+            )
+            raise HeadOutputError(
+                f"task {name!r}: head {type(self.head(name)).__name__} returned a loss that is {shape}; "
+                "a head's loss must be a 0-dim tensor (reduce per-sample losses, e.g. with .mean())"
+            )
+        return output
+
     def _active_tasks(
         self,
         labels: Mapping[str, torch.Tensor] | None,

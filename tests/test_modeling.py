@@ -413,10 +413,13 @@ def test_bad_labels_are_named() -> None:
     model = MTLModel(tiny_config(tasks=tasks))
     x = torch.randn(2, 3, 64, 64)
     cases = [
-        ({"tumour": torch.tensor([0, 2])}, "'tumour'.*must be 0 or 1, found 2"),
+        ({"tumour": torch.tensor([0, 2])}, "'tumour'.*must be 0 or 1.*found 2"),
         ({"tumour": torch.tensor([[0, 1], [1, 0]])}, r"'tumour'.*shape \(B,\) or \(B, 1\)"),
         ({"tumour": torch.tensor([0.0, 1.0, 1.0])}, "'tumour'.*batch size 3"),
-        ({"tumour": torch.tensor([float("nan"), 1.0])}, "'tumour'.*NaN"),
+        ({"tumour": torch.tensor([float("inf"), 1.0])}, "'tumour'.*inf"),
+        ({"tumour": torch.tensor([float("nan"), 0.5])}, "'tumour'.*must be 0 or 1.*found 0.5"),
+        ({"grade": torch.tensor([-100, -1])}, r"'grade'.*class index -1 outside"),
+        ({"patho": torch.tensor([[float("nan"), 2.0], [0.0, 1.0]])}, "'patho'.*found 2"),
         ({"grade": torch.tensor([0.0, 1.0])}, "'grade'.*integer class indices"),
         ({"grade": torch.tensor([0, 3])}, r"'grade'.*class index 3 outside \[0, 3\)"),
         ({"patho": torch.tensor([1, 0])}, r"'patho'.*shape \(B, 2\)"),

@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from torch import nn
@@ -44,6 +44,10 @@ from ..options import from_dict
 from ..registry import Registry
 
 View = Literal["clean", "masked", "visible"]
+
+IGNORE_INDEX = -100
+"""The integer label that marks a sample without a label for its task (PyTorch's ``ignore_index``
+default); float labels mark one with NaN instead (see :meth:`TaskHead.labelled`)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,22 @@ class BackboneFeatures:
         b, _n, d = x.shape
         h, w = self.grid_size
         return x.transpose(1, 2).reshape(b, d, h, w)
+
+    def select(self, rows: torch.Tensor) -> BackboneFeatures:
+        """The same features for a subset of the batch: ``rows`` is a ``(B,)`` bool mask or a 1-D index
+        tensor, applied to every per-sample tensor (hidden states included); the model uses it to compute
+        a task's loss over the samples that carry its label."""
+        return BackboneFeatures(
+            last_hidden_state=self.last_hidden_state[rows],
+            num_prefix_tokens=self.num_prefix_tokens,
+            grid_size=self.grid_size,
+            pixel_values=self.pixel_values[rows],
+            bool_masked_pos=None if self.bool_masked_pos is None else self.bool_masked_pos[rows],
+            hidden_states=None
+            if self.hidden_states is None
+            else tuple(cast(torch.Tensor, None) if h is None else h[rows] for h in self.hidden_states),
+            visible_indices=None if self.visible_indices is None else self.visible_indices[rows],
+        )
 
 
 @dataclass
@@ -178,8 +198,25 @@ class TaskHead(nn.Module, ABC):
         """
 
     def check_labels(self, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
-        """Validate and normalise this task's labels; raise ``ValueError`` naming the task otherwise."""
+        """Validate and normalise this task's labels; raise ``ValueError`` naming the task otherwise.
+
+        A sample without a label for this task (NaN in float labels, :data:`IGNORE_INDEX` in integer
+        ones) is valid: only the labelled rows (:meth:`labelled`) are held to the head's rules."""
         return labels
+
+    def labelled(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: which samples of ``labels`` (as :meth:`check_labels` returned them) carry a
+        label for this task.
+
+        Default: float labels, every value of the sample is finite (NaN marks a missing label); integer
+        labels, every value differs from :data:`IGNORE_INDEX`; bool labels, every sample. The model
+        computes the task's loss over these samples only, and evaluation its metrics; a head whose
+        targets mark missing values otherwise overrides it.
+        """
+        if labels.dtype == torch.bool:
+            return torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
+        present = torch.isfinite(labels) if labels.is_floating_point() else labels != IGNORE_INDEX
+        return present.reshape(labels.shape[0], -1).all(dim=1)
 
     def sample_mask(
         self,

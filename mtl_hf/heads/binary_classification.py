@@ -34,7 +34,8 @@ class BinaryClassificationOptions(ClassificationOptions):
 class BinaryClassificationHead(LinearClassificationHead):
     """One logit per image; loss ``BCEWithLogits(logits, labels, pos_weight)`` averaged over the batch.
 
-    Labels: shape ``(B,)`` or ``(B, 1)``, float, integer or bool, values 0 or 1. Logits: ``(B,)``.
+    Labels: shape ``(B,)`` or ``(B, 1)``, float, integer or bool, values 0 or 1; NaN (float) or
+    ``IGNORE_INDEX`` (integer) for a sample without a label. Logits: ``(B,)``.
     """
 
     Options = BinaryClassificationOptions

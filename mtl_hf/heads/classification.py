@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import BackboneFeatures, BackboneSpec, HeadOptions, TaskHead
+from .base import IGNORE_INDEX, BackboneFeatures, BackboneSpec, HeadOptions, TaskHead
 from .pooling import Pooling, pool, pooled_size
 
 
@@ -48,10 +48,17 @@ class LinearClassificationHead(TaskHead):
             raise self._label_error(f"expected a tensor, got {type(labels).__name__}")
         if labels.shape[0] != batch_size:
             raise self._label_error(f"batch size {labels.shape[0]} does not match pixel_values' {batch_size}")
-        if labels.is_floating_point() and not torch.isfinite(labels).all():
-            raise self._label_error("contain NaN or inf")
+        if labels.is_floating_point() and torch.isinf(labels).any():
+            raise self._label_error("contain inf (a missing label is NaN)")
 
     def _check_binary_values(self, labels: torch.Tensor) -> None:
-        if labels.dtype != torch.bool and not ((labels == 0) | (labels == 1)).all():
-            bad = labels[(labels != 0) & (labels != 1)].flatten()[0].item()
-            raise self._label_error(f"must be 0 or 1, found {bad}")
+        """Every value that is not a missing-label marker (NaN, or ``IGNORE_INDEX`` in integer labels)
+        is 0 or 1."""
+        if labels.dtype == torch.bool:
+            return
+        missing = torch.isnan(labels) if labels.is_floating_point() else labels == IGNORE_INDEX
+        bad = ~missing & (labels != 0) & (labels != 1)
+        if bad.any():
+            raise self._label_error(
+                f"must be 0 or 1 (NaN or IGNORE_INDEX when missing); found {labels[bad][0].item()}"
+            )

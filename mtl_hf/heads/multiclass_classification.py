@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOutput
+from .base import HEADS, IGNORE_INDEX, BackboneFeatures, BackboneSpec, HeadOutput
 from .classification import ClassificationOptions, LinearClassificationHead
 
 
@@ -41,7 +41,8 @@ class MulticlassClassificationOptions(ClassificationOptions):
 class MulticlassClassificationHead(LinearClassificationHead):
     """``num_classes`` logits per image; loss: cross-entropy with optional label smoothing.
 
-    Labels: class indices, integer tensor of shape ``(B,)`` in ``[0, num_classes)``. Logits: ``(B, K)``.
+    Labels: class indices, integer tensor of shape ``(B,)`` in ``[0, num_classes)``, or ``IGNORE_INDEX``
+    (-100) for a sample without a label. Logits: ``(B, K)``.
     """
 
     Options = MulticlassClassificationOptions
@@ -61,7 +62,7 @@ class MulticlassClassificationHead(LinearClassificationHead):
             raise self._label_error(f"expected integer class indices, got dtype {labels.dtype}")
         if labels.dim() != 1:
             raise self._label_error(f"expected class indices of shape (B,), got {tuple(labels.shape)}")
-        bad = (labels < 0) | (labels >= self.options.num_classes)
+        bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= self.options.num_classes))
         if bad.any():
             raise self._label_error(
                 f"class index {labels[bad][0].item()} outside [0, {self.options.num_classes})"

@@ -42,7 +42,8 @@ class MultilabelClassificationOptions(ClassificationOptions):
 class MultilabelClassificationHead(LinearClassificationHead):
     """``num_labels`` logits per image; loss: BCE-with-logits averaged over batch and labels.
 
-    Labels: ``(B, num_labels)`` of 0/1 (float, integer or bool). Logits: ``(B, num_labels)``.
+    Labels: ``(B, num_labels)`` of 0/1 (float, integer or bool); a sample whose row holds a NaN (float)
+    or ``IGNORE_INDEX`` (integer) has no label for the task. Logits: ``(B, num_labels)``.
     """
 
     Options = MultilabelClassificationOptions

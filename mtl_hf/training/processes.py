@@ -36,13 +36,22 @@ def all_true(accelerator: Accelerator, flag: bool) -> bool:
     )
 
 
-def means(accelerator: Accelerator, values: Mapping[str, Sequence[torch.Tensor]]) -> dict[str, float]:
-    """``{name: mean of its scalars, averaged over processes}`` (every process has the same names)."""
-    names = list(values)
+def means(
+    accelerator: Accelerator, values: Mapping[str, Sequence[torch.Tensor]], names: Sequence[str]
+) -> dict[str, float]:
+    """``{name: mean of its scalars over every process}`` for each of ``names`` (the same list on every
+    process) that any process has values for; a process may lack some names (a task absent from its
+    batches), so the mean is a sum over processes divided by their count of values, in one collective."""
     if not names:
         return {}
-    local = torch.stack([torch.stack(list(values[n])).mean() for n in names])
-    return dict(zip(names, accelerator.reduce(local, "mean").tolist(), strict=True))
+    sums = [
+        torch.stack(list(values[n])).float().sum().cpu() if values.get(n) else torch.zeros(()) for n in names
+    ]
+    counts = torch.tensor([float(len(values.get(n, ()))) for n in names])
+    local = torch.cat([torch.stack(sums), counts]).to(accelerator.device)
+    total = accelerator.reduce(local, "sum").cpu()
+    k = len(names)
+    return {n: float(total[i] / total[k + i]) for i, n in enumerate(names) if total[k + i] > 0}
 
 
 def agree_on_batches(accelerator: Accelerator) -> BatchAgreement | None:

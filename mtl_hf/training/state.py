@@ -33,8 +33,9 @@ class TrainerState:
         finished: The run completed (test set evaluated, outputs written).
         run_id: The identity of the run (recorded in ``run_info.json`` at its start): a checkpoint is
             resumed only into the run that wrote it.
-        epoch_loss_sums, epoch_steps: Training losses of the current epoch so far (for the weighter).
-        log_sums, log_steps: Values accumulated since the last ``metrics.jsonl`` row.
+        epoch_loss_sums, epoch_loss_counts, epoch_steps: Training losses of the current epoch so far
+            (for the weighter), and how many steps had each (a task may be absent from a step).
+        log_sums, log_counts, log_steps: Values accumulated since the last ``metrics.jsonl`` row.
     """
 
     global_step: int = 0
@@ -52,19 +53,21 @@ class TrainerState:
     finished: bool = False
     run_id: str | None = None
     epoch_loss_sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    epoch_loss_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     epoch_steps: int = 0
     log_sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    log_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     log_steps: int = 0
 
     def add_epoch_losses(self, losses: dict[str, float]) -> None:
         """Accumulate a step's task losses for the weighter's end-of-epoch hook (kept across resume)."""
-        for name, value in losses.items():
-            self.epoch_loss_sums[name] = self.epoch_loss_sums.get(name, 0.0) + value
+        _accumulate(self.epoch_loss_sums, self.epoch_loss_counts, losses)
         self.epoch_steps += 1
 
     def pop_epoch_means(self) -> dict[str, float]:
-        means = {k: v / max(1, self.epoch_steps) for k, v in self.epoch_loss_sums.items()}
-        self.epoch_loss_sums, self.epoch_steps = {}, 0
+        """Each task's mean over the epoch's steps that had its loss."""
+        means = _means(self.epoch_loss_sums, self.epoch_loss_counts, self.epoch_steps)
+        self.epoch_loss_sums, self.epoch_loss_counts, self.epoch_steps = {}, {}, 0
         return means
 
     def end_epoch(self, phase_epochs: int) -> None:
@@ -77,13 +80,13 @@ class TrainerState:
 
     def add_log_values(self, values: dict[str, float]) -> None:
         """Accumulate a step's logged values until the next log row (kept across resume)."""
-        for name, value in values.items():
-            self.log_sums[name] = self.log_sums.get(name, 0.0) + value
+        _accumulate(self.log_sums, self.log_counts, values)
         self.log_steps += 1
 
     def pop_log_means(self) -> dict[str, float]:
-        means = {k: v / max(1, self.log_steps) for k, v in self.log_sums.items()}
-        self.log_sums, self.log_steps = {}, 0
+        """Each value's mean over the steps since the last row that had it."""
+        means = _means(self.log_sums, self.log_counts, self.log_steps)
+        self.log_sums, self.log_counts, self.log_steps = {}, {}, 0
         return means
 
     def to_json(self) -> str:
@@ -96,3 +99,14 @@ class TrainerState:
 
     def save(self, path: Path) -> None:
         write_text(path, self.to_json())
+
+
+def _accumulate(sums: dict[str, float], counts: dict[str, int], values: dict[str, float]) -> None:
+    for name, value in values.items():
+        sums[name] = sums.get(name, 0.0) + value
+        counts[name] = counts.get(name, 0) + 1
+
+
+def _means(sums: dict[str, float], counts: dict[str, int], steps: int) -> dict[str, float]:
+    # A state saved before counts were kept holds none: every value was in every step then.
+    return {k: v / max(1, counts.get(k, steps)) for k, v in sums.items()}

@@ -42,7 +42,8 @@ class StepResult:
 
     Attributes:
         loss: The weighted total loss, averaged over micro-batches and processes (may be NaN / inf).
-        task_losses: ``{task: loss}``, averaged alike.
+        task_losses: ``{task: loss}``, averaged alike over the micro-batches that had a loss for the task
+            (a task without a label in any of the step's batches, on any process, is left out).
         weights: The weight of each task in the update.
         lr: The learning rate of the last parameter group (the heads') used by the step.
         applied: ``False`` when the step was skipped for a non-finite loss.
@@ -104,6 +105,7 @@ class OptimizerStep:
         self.by_view = config.training.view_schedule == "sequential" and self.weighter.separable_by_view
         self.scheduler: Any = None
         self._losses: dict[str, list[torch.Tensor]] = {}
+        self._names: list[str] = [""]  # "" is the weighted total; then the tasks run, in config order
         self._finite = True
         self._inputs: list[dict[str, Any]] = []
 
@@ -122,6 +124,7 @@ class OptimizerStep:
             "labels": {k: v for k, v in batch["labels"].items() if k in tasks},
             "tasks": list(tasks),
         }
+        self._names += [t for t in tasks if t not in self._names]
         with accelerator.accumulate(self.model):
             # Called on every micro-batch, finite or not: gradient methods combine on the last one.
             done = self._by_view(inputs) if self.by_view else self._joint(inputs)
@@ -135,7 +138,7 @@ class OptimizerStep:
                 return None
             lr = float(self.optimizer.param_groups[-1]["lr"])
             applied = self._update()
-        step_losses = means(accelerator, self._losses)
+        step_losses = means(accelerator, self._losses, self._names)
         task_losses = {k: v for k, v in step_losses.items() if k}
         result = StepResult(
             step_losses[""], task_losses, {k: float(v) for k, v in weights.items()}, lr, applied
@@ -144,7 +147,7 @@ class OptimizerStep:
             self.weighter.on_step_end(task_losses)
             if self._inputs:
                 self.weighter.on_losses_after_step(self._losses_again())
-        self._losses, self._finite, self._inputs = {}, True, []
+        self._losses, self._finite, self._inputs, self._names = {}, True, [], [""]
         return result
 
     def _joint(self, inputs: dict[str, Any]) -> MicroBatchPass:
@@ -154,7 +157,7 @@ class OptimizerStep:
             context = self.context.step(
                 sync_gradients=self.accelerator.sync_gradients, shared_features=self.features.features
             )
-            weights = self.weighter.backward(output.task_losses, output.loss, context)
+            weights = self.weighter.backward(output.task_losses or {}, output.loss, context)
         return MicroBatchPass(output.loss, output.task_losses or {}, weights, output.bool_masked_pos)
 
     def _by_view(self, inputs: dict[str, Any]) -> MicroBatchPass:
@@ -181,4 +184,4 @@ class OptimizerStep:
         for inputs in self._inputs:
             for name, value in (self.model(**inputs).task_losses or {}).items():
                 window.setdefault(name, []).append(value.detach().float())
-        return means(self.accelerator, window)
+        return means(self.accelerator, window, self._names[1:])

@@ -156,10 +156,8 @@ class GradientWeighter(LossWeighter):
     def backward(
         self, losses: Mapping[str, torch.Tensor], total: torch.Tensor, context: BackwardContext
     ) -> dict[str, torch.Tensor]:
-        if not losses:
-            raise ValueError("no task loss to back-propagate")
         if self.options.gradients == "features":
-            self._backward_features(losses, context)
+            self._backward_features(losses, total, context)
         else:
             self._backward_parameters(losses, context)
         return dict(self.last_weights)
@@ -217,6 +215,9 @@ class GradientWeighter(LossWeighter):
         shared = grads[:, : window.shared_numel]
         gram = (shared @ shared.T).double().cpu() / scale**2
         present = counts.double().cpu() > 0
+        if not bool(present.any()):  # no process had a task loss in this window: no update
+            self.last_weights = {}
+            return
         coefficients = self._combine(gram, _mean(sums, counts), present)
         # A parameter no task reached keeps grad None (as after a plain backward); a non-finite
         # gradient counts as received, so the loss scaler sees it.
@@ -233,7 +234,9 @@ class GradientWeighter(LossWeighter):
             p.grad = direction[s:e].view_as(p) if got else None
 
     # -- gradients: features -----------------------------------------------------------------------
-    def _backward_features(self, losses: Mapping[str, torch.Tensor], context: BackwardContext) -> None:
+    def _backward_features(
+        self, losses: Mapping[str, torch.Tensor], total: torch.Tensor | None, context: BackwardContext
+    ) -> None:
         features = list(context.shared_features)
         if not features:
             raise ValueError(
@@ -247,49 +250,59 @@ class GradientWeighter(LossWeighter):
         scale = context.loss_scale()
         snapshot = self._snapshot() if scale != 1.0 else None
         num_tasks = len(self.task_names)
-        rows = []
-        for name in losses:
-            loss = losses[name] * scale if scale != 1.0 else losses[name]
-            grads = torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True)
-            if all(g is None for g in grads):
-                raise ValueError(
-                    f"task {name!r}: its loss does not depend on BackwardContext.shared_features; they "
-                    "must include the backbone output every head reads (SharedFeatureRecorder on the heads)"
+        payload = torch.zeros(num_tasks * num_tasks + 2 * num_tasks, dtype=torch.float64)
+        if losses:
+            rows = []
+            for name in losses:
+                loss = losses[name] * scale if scale != 1.0 else losses[name]
+                grads = torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True)
+                if all(g is None for g in grads):
+                    raise ValueError(
+                        f"task {name!r}: its loss does not depend on BackwardContext.shared_features; they "
+                        "must include the backbone output every head reads (SharedFeatureRecorder on the heads)"
+                    )
+                flat = torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(f)).reshape(-1).float()
+                        for g, f in zip(grads, features, strict=True)
+                    ]
                 )
-            flat = torch.cat(
-                [
-                    (g if g is not None else torch.zeros_like(f)).reshape(-1).float()
-                    for g, f in zip(grads, features, strict=True)
-                ]
+                rows.append(flat / scale if scale != 1.0 else flat)
+            stacked = torch.stack(rows)
+            local_gram = (stacked @ stacked.T).double()
+            payload = payload.to(local_gram.device)
+            index = torch.tensor([self.task_index(n) for n in losses], device=local_gram.device)
+            payload[: num_tasks * num_tasks].view(num_tasks, num_tasks)[index[:, None], index[None, :]] = (
+                local_gram
             )
-            rows.append(flat / scale if scale != 1.0 else flat)
-        stacked = torch.stack(rows)
-        local_gram = (stacked @ stacked.T).double()
-        index = torch.tensor([self.task_index(n) for n in losses], device=local_gram.device)
-        payload = torch.zeros(
-            num_tasks * num_tasks + 2 * num_tasks, dtype=torch.float64, device=local_gram.device
-        )
-        payload[: num_tasks * num_tasks].view(num_tasks, num_tasks)[index[:, None], index[None, :]] = (
-            local_gram
-        )
-        payload[num_tasks * num_tasks + index] = torch.stack(
-            [loss.detach().double() for loss in losses.values()]
-        )
-        payload[num_tasks * num_tasks + num_tasks + index] = 1.0
+            payload[num_tasks * num_tasks + index] = torch.stack(
+                [loss.detach().double() for loss in losses.values()]
+            )
+            payload[num_tasks * num_tasks + num_tasks + index] = 1.0
+        elif features:  # no task present here: still take part in the collective, on the features' device
+            payload = payload.to(features[0].device)
         reduced = context.reduce(payload).cpu()
         # Each process's loss is its local mean, so the global loss's feature gradient is the
         # concatenation of the local ones divided by the number of processes.
         gram = reduced[: num_tasks * num_tasks].view(num_tasks, num_tasks) / context.num_processes
         sums = reduced[num_tasks * num_tasks : num_tasks * num_tasks + num_tasks]
         counts = reduced[num_tasks * num_tasks + num_tasks :]
-        coefficients = self._combine(gram, _mean(sums, counts), counts > 0)
-        weighted = torch.stack(
-            [
-                coefficients[self.task_index(n)].to(loss.device, loss.dtype) * loss
-                for n, loss in losses.items()
-            ]
-        ).sum()
-        context.backward(weighted)
+        if bool((counts > 0).any()):  # every process combines alike, whether it had losses or not
+            coefficients = self._combine(gram, _mean(sums, counts), counts > 0)
+        else:
+            self.last_weights = {}
+        if losses:
+            weighted = torch.stack(
+                [
+                    coefficients[self.task_index(n)].to(loss.device, loss.dtype) * loss
+                    for n, loss in losses.items()
+                ]
+            ).sum()
+            context.backward(weighted)
+        elif total is not None:
+            # No task loss on this process: back-propagate the model's zero total, so that DDP's
+            # all-reduce runs here as on the other processes (the heads get a zero gradient).
+            context.backward(total)
         if snapshot is not None:
             written = [
                 p.grad for p in (context.parameters or context.shared_parameters) if p.grad is not None
