@@ -12,7 +12,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .heads import HEADS
 from .lora import parse_lora
 from .options import OptionsError, to_dict
-from .registry import UnknownNameError
+from .registry import RegistryLookupError
 from .weighting import WEIGHTERS
 
 # DINO ViT-S/16 (Caron et al. 2021; ``facebook/dino-vits16``), the paper's backbone.
@@ -157,7 +157,7 @@ class MTLConfig(PreTrainedConfig):
             raise OptionsError(f"tasks.{name}: expected a mapping with a 'type' key, got {spec!r}")
         try:
             return parse_head_options(name, spec)
-        except UnknownNameError as exc:
+        except RegistryLookupError as exc:
             recorded = self.head_sources or {}
             hint = (
                 f" It was provided by {recorded[spec['type']]!r}: install that distribution."
@@ -172,7 +172,7 @@ class MTLConfig(PreTrainedConfig):
             raise OptionsError(f"weighting: expected a mapping with a 'type' key, got {weighting!r}")
         try:
             parsed = parse_weighter_options(weighting, list(self.tasks or {}))
-        except UnknownNameError as exc:
+        except RegistryLookupError as exc:
             recorded = self.weighter_source
             hint = f" It was provided by {recorded!r}: install that distribution." if recorded else ""
             raise OptionsError(f"weighting.type: {exc}{hint}") from None
@@ -231,7 +231,7 @@ def parse_head_options(name: str, spec: dict[str, Any]) -> Any:
     """The options dataclass of task ``name`` whose spec is ``{"type": head_type, **options}``.
 
     Raises:
-        UnknownNameError: no head of that type is registered.
+        RegistryLookupError: no usable head of that type is registered, or several and none is picked.
         OptionsError: an option is unknown or has the wrong type (named ``tasks.<name>.<key>``).
     """
     options = {k: v for k, v in spec.items() if k != "type"}

@@ -300,5 +300,7 @@ class TaskHead(nn.Module, ABC):
         return ValueError(f"labels for task {self.task_name!r} ({self.registered_name}): {message}")
 
 
-HEADS: Registry[type[TaskHead]] = Registry("head", "mtl_hf.heads")
+HEADS: Registry[type[TaskHead]] = Registry(
+    "head", "mtl_hf.heads", base=TaskHead, arguments=("task_name", "options", "backbone")
+)
 """Registry of task-head classes, extensible through the ``mtl_hf.heads`` entry-point group."""

@@ -383,5 +383,7 @@ class SeparableWeighter(LossWeighter):
         return WeightedLoss(loss=total, weights=dict(self.last_weights))
 
 
-WEIGHTERS: Registry[type[LossWeighter]] = Registry("weighter", "mtl_hf.weighters")
+WEIGHTERS: Registry[type[LossWeighter]] = Registry(
+    "weighter", "mtl_hf.weighters", base=LossWeighter, arguments=("task_names", "options")
+)
 """Registry of loss-weighter classes, extensible through the ``mtl_hf.weighters`` entry-point group."""

@@ -5,9 +5,6 @@ and ``import mtl_hf`` still works."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import pytest
 
 from mtl_hf.plugins_report import PluginRow, plugin_rows, plugins_table
 
-from .conftest import pip_install_target
+from .conftest import pip_install_target, run_python
 
 PYPROJECT = """
 [build-system]
@@ -127,18 +124,6 @@ except Exception as exc:
 else:
     print("loaded")
 """
-
-
-def run_python(code: str, *args: str, site: Path | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    if site is not None:
-        env["PYTHONPATH"] = str(site)
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
