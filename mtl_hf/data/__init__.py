@@ -1,6 +1,6 @@
 """Medical image data for multi-task training: files -> cached 🤗 ``datasets`` -> patient-level splits -> batches.
 
-Two kinds of source, described by a :class:`DataConfig` (parseable with :func:`mtl_hf.options.from_dict`,
+Four kinds of source, described by a :class:`DataConfig` (parseable with :func:`mtl_hf.options.from_dict`,
 so a training YAML embeds it as its ``data:`` section):
 
 * ``kind: brats``: a BraTS-layout folder (2020/2021 ``<id>_flair.nii.gz`` or 2023 ``<id>-t2f.nii.gz``
@@ -11,6 +11,9 @@ so a training YAML embeds it as its ``data:`` section):
 * ``kind: images``: any 2-D image set (e.g. muscle ultrasound), an ``imagefolder`` layout or a CSV/JSON
   manifest with paths, labels (binary, multi-class or multi-label targets), patient ids and optional
   lesion masks; DICOM files too (with pydicom).
+* ``kind: volumes``: a manifest of NIfTI volumes or DICOM series of any modality (CT, PET, MR).
+* ``kind: hf_dataset``: a 🤗 dataset of 2-D images (``save_to_disk`` folder, parquet, imagefolder or a
+  Hub id) with an image column, label columns and a patient column (:mod:`.hf_datasets`).
 
 Typical use::
 
@@ -31,7 +34,8 @@ Public API:
 Configuration (:mod:`.config`)
     :class:`DataConfig` (``kind``, ``root``, ``brats``, ``images``, ``skip_bad``, ``seed``, ``split``,
     ``sampling``, ``image_size``, ``augmentation``), :class:`BratsConfig`, :class:`NormalizationConfig`,
-    :class:`ImagesConfig`, :class:`TargetConfig`, :class:`SplitConfig`, :class:`SamplingConfig`,
+    :class:`ImagesConfig`, :class:`HFDatasetConfig`, :class:`TargetConfig`, :class:`SplitConfig`,
+    :class:`SamplingConfig`,
     :class:`AugmentationConfig`.
 Building
     :func:`prepare_datasets` ``(config, cache_dir, *, num_proc=None) -> PreparedData``: cache (streamed
@@ -69,6 +73,7 @@ from .config import (
     AugmentationConfig,
     BratsConfig,
     DataConfig,
+    HFDatasetConfig,
     ImagesConfig,
     NormalizationConfig,
     SamplingConfig,
@@ -95,6 +100,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "DemoSummary",
+    "HFDatasetConfig",
     "ImagesConfig",
     "LabelCounts",
     "MTLDataCollator",

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..options import to_dict
 from .brats import BratsCase, SliceCounts, brats_features, find_brats_cases, iter_case_slices, load_case
-from .config import BratsConfig, DataConfig, ImagesConfig, VolumesConfig
+from .config import BratsConfig, DataConfig, HFDatasetConfig, ImagesConfig, VolumesConfig
 from .errors import CacheWriteError, DataError, SkippedFile, skip
+from .hf_datasets import HFRowItem, plan_hf_items, read_hf_item
 from .images import ImageItem, image_features, iter_item_rows, plan_image_items
 from .parallel import read_in_order
 from .slices import SliceStorage
@@ -53,7 +54,7 @@ class BuildSummary:
     """What a cache build read, kept and skipped.
 
     Attributes:
-        kind: ``"brats"`` or ``"images"``.
+        kind: ``data.kind`` (``"brats"``, ``"images"``, ``"volumes"``, ``"hf_dataset"``).
         fingerprint: The cache key (see module docstring).
         cache_hit: ``True`` when this call reused an existing cache and read no input file.
         num_samples: Rows (slices or images) in the cache.
@@ -170,7 +171,7 @@ def build_cache(
 
 def slice_storage(config: DataConfig) -> SliceStorage | None:
     """How a volume source's slices are stored (:mod:`mtl_hf.data.slices`); ``None`` for 2-D images."""
-    if config.kind == "images":
+    if config.kind in ("images", "hf_dataset"):
         return None
     options = config.brats if config.kind == "brats" else config.volumes
     size = config.image_size if options.resize else None
@@ -214,6 +215,14 @@ def _plan(config: DataConfig) -> tuple[list[Any], Any, list[SkippedFile], list[s
         )
         features = volume_features(volumes.encoders, config.volumes.mask_target)
         return volumes.items, features, volumes.skipped, volumes.inputs, config.volumes
+    if config.kind == "hf_dataset":
+        rows = plan_hf_items(
+            config.hf_dataset,
+            config.root,
+            skip_bad=config.skip_bad,
+            allow_outside_root=config.allow_outside_root,
+        )
+        return rows.items, image_features(rows.encoders), rows.skipped, rows.inputs, config.hf_dataset
     plan = plan_image_items(
         config.images, config.root, skip_bad=config.skip_bad, allow_outside_root=config.allow_outside_root
     )
@@ -223,7 +232,12 @@ def _plan(config: DataConfig) -> tuple[list[Any], Any, list[SkippedFile], list[s
 
 def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
     """Hash of everything the cached rows depend on (see module docstring)."""
-    options = {"brats": config.brats, "images": config.images, "volumes": config.volumes}[config.kind]
+    options = {
+        "brats": config.brats,
+        "images": config.images,
+        "volumes": config.volumes,
+        "hf_dataset": config.hf_dataset,
+    }[config.kind]
     h = hashlib.sha256()
     h.update(
         json.dumps(
@@ -253,7 +267,7 @@ def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
 
 def generate_rows(
     items: list[Any],
-    options: BratsConfig | ImagesConfig | VolumesConfig,
+    options: BratsConfig | ImagesConfig | VolumesConfig | HFDatasetConfig,
     root: str,
     skip_bad: bool,
     report_dir: str,
@@ -293,7 +307,10 @@ def generate_rows(
 
 
 def read_item(
-    options: BratsConfig | ImagesConfig | VolumesConfig, root: str, storage: SliceStorage | None, item: Any
+    options: BratsConfig | ImagesConfig | VolumesConfig | HFDatasetConfig,
+    root: str,
+    storage: SliceStorage | None,
+    item: Any,
 ) -> tuple[list[dict[str, Any]], int]:
     """The cached rows of one item (a BraTS patient, an image) and the slices it dropped."""
     if isinstance(item, BratsCase):
@@ -305,6 +322,9 @@ def read_item(
         assert isinstance(options, VolumesConfig) and storage is not None
         rows, dropped, _notes = read_volume_item(item, options, root, storage)
         return rows, dropped
+    if isinstance(item, HFRowItem):
+        assert isinstance(options, HFDatasetConfig)
+        return read_hf_item(item, options, root), 0
     assert isinstance(item, ImageItem) and isinstance(options, ImagesConfig)
     return list(iter_item_rows(item, options.grayscale)), 0
 

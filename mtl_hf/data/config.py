@@ -50,6 +50,10 @@ MODALITY_ALIASES: dict[str, str] = {
 """File-name suffix (either convention) -> canonical modality name."""
 
 
+RESERVED_COLUMNS = frozenset({"image", "mask", "patient_id", "sample_id", "source", "slice_index"})
+"""Columns of a cached 2-D image set that no target may be named."""
+
+
 def canonical_modality(name: str) -> str:
     """``"t2f"`` -> ``"flair"`` and so on; raises ``ValueError`` listing the known names."""
     key = name.lower()
@@ -182,6 +186,16 @@ class TargetConfig:
             raise ValueError("a multilabel target needs several 0/1 columns, or one column and its classes")
 
 
+def check_target_names(targets: dict[str, TargetConfig]) -> None:
+    """Target names become dataset columns: identifiers, none of :data:`RESERVED_COLUMNS`."""
+    for name in targets:
+        if not name.isidentifier():
+            raise ValueError(f"targets: name {name!r} must be a Python identifier")
+    clash = RESERVED_COLUMNS & set(targets)
+    if clash:
+        raise ValueError(f"targets: {sorted(clash)} are reserved column names")
+
+
 @dataclass
 class ImagesConfig:
     """How to read a 2-D image set: ``imagefolder`` layout or a CSV/JSON manifest (cached).
@@ -209,19 +223,57 @@ class ImagesConfig:
     grayscale: bool = False
 
     def __post_init__(self) -> None:
+        check_target_names(self.targets)
         for name, target in self.targets.items():
-            if not name.isidentifier():
-                raise ValueError(f"targets: name {name!r} must be a Python identifier")
             if self.manifest is None and target.columns:
                 raise ValueError(
                     f"targets.{name}.columns: an imagefolder layout has no columns (the class is the folder)"
                 )
             if self.manifest is not None and not target.columns:
                 raise ValueError(f"targets.{name}.columns: name the manifest column(s) of this target")
-        reserved = {"image", "mask", "patient_id", "sample_id", "source", "slice_index"}
-        clash = reserved & set(self.targets)
-        if clash:
-            raise ValueError(f"targets: {sorted(clash)} are reserved column names")
+
+
+@dataclass
+class HFDatasetConfig:
+    """How to read a 🤗 dataset (``kind: hf_dataset``; ``data.root`` names it): rows of an image column,
+    label columns and an optional patient column (cached like the other kinds).
+
+    ``data.root`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``, a
+    parquet file or a folder of them, an ``imagefolder`` folder (one sub-folder per class, read by
+    ``datasets``' ``imagefolder`` builder, whose class column is ``label``), or a Hub dataset id
+    (``owner/name``, read by ``datasets.load_dataset``; downloaded into the 🤗 datasets cache).
+
+    Attributes:
+        format: ``"auto"`` (default: a ``save_to_disk`` folder by its ``state.json`` /
+            ``dataset_dict.json``, a ``.parquet`` file or a folder holding some, any other folder as an
+            imagefolder, and a name that is no local path as a Hub id), ``"disk"``, ``"parquet"``,
+            ``"imagefolder"`` or ``"hub"``.
+        split: The split to read of a data set with several; ``None`` (default): all of them, together
+            (mtl-hf splits by patient itself, see ``data.split``).
+        revision: Branch, tag or commit of a Hub dataset.
+        image_column: The image column (a ``datasets.Image`` feature, or encoded image bytes).
+        patient_column: Patient ids (splits are by patient); ``None``: each row its own patient.
+        mask_column: Optional lesion-mask image column (empty cell: no mask).
+        targets: ``{name: TargetConfig}``, at least one, each reading the dataset columns named in its
+            ``columns``; a ``ClassLabel`` column is read as its class names (and a multiclass target
+            without declared ``classes`` takes the ``ClassLabel``'s names, in their order).
+        grayscale: Convert colour images to grey when reading.
+    """
+
+    format: Literal["auto", "disk", "parquet", "imagefolder", "hub"] = "auto"
+    split: str | None = None
+    revision: str | None = None
+    image_column: str = "image"
+    patient_column: str | None = None
+    mask_column: str | None = None
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
+    grayscale: bool = False
+
+    def __post_init__(self) -> None:
+        check_target_names(self.targets)
+        for name, target in self.targets.items():
+            if not target.columns:
+                raise ValueError(f"targets.{name}.columns: name the dataset column(s) of this target")
 
 
 @dataclass
@@ -405,15 +457,19 @@ class DataConfig:
     """A data source and everything between its files and a training batch.
 
     Attributes:
-        kind: ``"brats"`` (a BraTS-layout folder of NIfTI volumes), ``"images"`` (2-D images) or
-            ``"volumes"`` (a manifest of NIfTI volumes or DICOM series of any modality: CT, PET, MR).
-        root: The data folder.
+        kind: ``"brats"`` (a BraTS-layout folder of NIfTI volumes), ``"images"`` (2-D images),
+            ``"volumes"`` (a manifest of NIfTI volumes or DICOM series of any modality: CT, PET, MR) or
+            ``"hf_dataset"`` (a 🤗 dataset of 2-D images: saved to disk, parquet, imagefolder or a Hub id).
+        root: The data folder (for ``hf_dataset``: the dataset's folder, file or Hub id).
         brats: Reading options for ``kind: brats`` (defaults if omitted; must be omitted for images).
         images: Reading options for ``kind: images`` (required there: it declares the targets; must be
             omitted for other kinds).
         volumes: Reading options for ``kind: volumes`` (required there; see :class:`VolumesConfig`).
+        hf_dataset: Reading options for ``kind: hf_dataset`` (required there: it declares the image and
+            label columns; see :class:`HFDatasetConfig`).
         skip_bad: Skip bad files with a warning (counted in the build summary) instead of failing.
-        allow_outside_root: For ``kind: images``: let the manifest name files outside ``root``
+        allow_outside_root: For ``kind: images`` (and ``hf_dataset`` cells that hold a file path
+            rather than the image's bytes): let the manifest name files outside ``root``
             (``../`` paths, absolute paths, symbolic links leading out). Off by default, so that a
             manifest received with a data copy cannot make the cache read other files of the machine.
         seed: Seeds the split, the training fraction and undersampling.
@@ -427,11 +483,12 @@ class DataConfig:
             cache is the same whatever the number.
     """
 
-    kind: Literal["brats", "images", "volumes"]
+    kind: Literal["brats", "images", "volumes", "hf_dataset"]
     root: str
     brats: BratsConfig = field(default_factory=BratsConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     volumes: VolumesConfig = field(default_factory=VolumesConfig)
+    hf_dataset: HFDatasetConfig = field(default_factory=HFDatasetConfig)
     skip_bad: bool = False
     allow_outside_root: bool = False
     seed: int = 0
@@ -444,18 +501,24 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.num_proc is not None and self.num_proc < 1:
             raise ValueError(f"num_proc: must be at least 1, got {self.num_proc}")
-        if self.kind not in ("brats", "images", "volumes"):
-            raise ValueError(f"kind: must be 'brats', 'images' or 'volumes', got {self.kind!r}")
+        if self.kind not in ("brats", "images", "volumes", "hf_dataset"):
+            raise ValueError(f"kind: must be 'brats', 'images', 'volumes' or 'hf_dataset', got {self.kind!r}")
         for other, default in (
             ("brats", BratsConfig()),
             ("images", ImagesConfig()),
             ("volumes", VolumesConfig()),
+            ("hf_dataset", HFDatasetConfig()),
         ):
             if other != self.kind and getattr(self, other) != default:
                 raise ValueError(f"{other}: only for kind {other!r}")
         if self.kind == "images" and not self.images.targets:
             raise ValueError(
                 "images.targets: kind 'images' needs at least one target, e.g. {label: {kind: multiclass}}"
+            )
+        if self.kind == "hf_dataset" and not self.hf_dataset.targets:
+            raise ValueError(
+                "hf_dataset.targets: kind 'hf_dataset' needs at least one target, e.g. "
+                "{label: {kind: multiclass, columns: [label]}}"
             )
         if self.kind == "volumes":
             if not self.volumes.manifest:
@@ -479,7 +542,7 @@ class DataConfig:
             return (
                 f"data.brats.modalities stacks {channels} ({named}): {backbone}, or choose other modalities"
             )
-        return f"set data.images.grayscale: true to read colour images as grey, or {backbone}"
+        return f"set data.{self.kind}.grayscale: true to read colour images as grey, or {backbone}"
 
     @property
     def target_names(self) -> list[str]:
@@ -489,6 +552,8 @@ class DataConfig:
         if self.kind == "volumes":
             derived = [self.volumes.mask_target] if self.volumes.mask_target is not None else []
             return [*self.volumes.targets, *derived]
+        if self.kind == "hf_dataset":
+            return list(self.hf_dataset.targets)
         return list(self.images.targets)
 
     @property

@@ -203,18 +203,34 @@ def read_image_frames(path: str, grayscale: bool = False) -> list[tuple[int, byt
             return [
                 (i, encode_png(a), (a.shape[0], a.shape[1])) for i, a in zip(indices, frames, strict=True)
             ]
-    with open_picture(path) as image:
+    return [(-1, *encoded_picture(path, grayscale=grayscale))]
+
+
+def encoded_picture(
+    where: str, data: bytes | None = None, grayscale: bool = False
+) -> tuple[bytes, tuple[int, int]]:
+    """What to cache of the picture file ``where`` (or of the encoded ``data``, which ``where`` then only
+    names in errors): its own bytes when Pillow reads it as grey or RGB, else a lossless PNG of the
+    converted pixels; and its ``(height, width)``.
+
+    Raises:
+        DataError: no picture, damaged, or too large (:func:`~mtl_hf.data.readers.open_picture`).
+    """
+    with open_picture(where, data=data) as image:
         if image.mode in KEEP_MODES and not (grayscale and image.mode == "RGB"):
-            with open(path, "rb") as f:
-                return [(-1, f.read(), (image.height, image.width))]
+            if data is None:
+                with open(where, "rb") as f:
+                    data = f.read()
+            return data, (image.height, image.width)
         array = picture_array(image, grayscale)
-    with decoding(path, "image"):
-        return [(-1, encode_png(array), (array.shape[0], array.shape[1]))]
+    with decoding(where, "image"):
+        return encode_png(array), (array.shape[0], array.shape[1])
 
 
-def read_mask(path: str, size: tuple[int, int]) -> bytes:
-    """A lesion mask image as PNG bytes (``L``: 0 = background); its size must equal the image's."""
-    with open_picture(path, "mask") as image:
+def read_mask(path: str, size: tuple[int, int], data: bytes | None = None) -> bytes:
+    """A lesion mask image (the file ``path``, or the encoded ``data`` that ``path`` names in errors) as
+    PNG bytes (``L``: 0 = background); its size must equal the image's."""
+    with open_picture(path, "mask", data=data) as image:
         array = np.asarray(image.convert("L"))
     if array.shape != tuple(size):
         raise DataError(path, f"mask size {array.shape} differs from its image's {tuple(size)}")

@@ -13,6 +13,7 @@ becomes grey (ITU-R 601 luma, Pillow's ``convert("L")``) only when asked (``gray
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -28,8 +29,11 @@ KEEP_MODES = ("L", "I;16", "RGB")
 
 
 @contextlib.contextmanager
-def open_picture(path: str | os.PathLike[str], what: str = "image") -> Iterator[Any]:
-    """The decoded Pillow image of ``path``, its size checked before decoding.
+def open_picture(
+    path: str | os.PathLike[str], what: str = "image", data: bytes | None = None
+) -> Iterator[Any]:
+    """The decoded Pillow image of ``path`` (or of the encoded ``data``, which ``path`` then only names
+    in errors, e.g. a data set's row), its size checked before decoding.
 
     Raises:
         DataError: no picture, damaged or truncated, or larger than :data:`MAX_IMAGE_PIXELS`.
@@ -39,7 +43,7 @@ def open_picture(path: str | os.PathLike[str], what: str = "image") -> Iterator[
     where = os.fspath(path)
     with decoding(where, what):
         try:
-            opened = Image.open(where)
+            opened = Image.open(where if data is None else io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise DataError(where, f"{what} is too large to read ({exc})") from exc
         with opened as image:
