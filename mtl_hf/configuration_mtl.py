@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -12,7 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .heads import HEADS
 from .lora import parse_lora
 from .options import OptionsError, to_dict
-from .registry import RegistryLookupError
+from .registry import AmbiguousNameError, RegistryLookupError, UnknownNameError
 from .weighting import WEIGHTERS
 
 # DINO ViT-S/16 (Caron et al. 2021; ``facebook/dino-vits16``), the paper's backbone.
@@ -35,6 +37,15 @@ DEFAULT_TASKS: dict[str, dict[str, Any]] = {
 }
 
 SUPPORTED_BACKBONES = ("vit", "dinov2", "dinov2_with_registers")
+
+FALLBACK_WEIGHTING: dict[str, Any] = {"type": "fixed"}
+"""What a saved model loads with when its weighter is not available here (a weighter only trains)."""
+
+
+class WeighterReplacedWarning(UserWarning):
+    """A saved model's weighter is not available (its plugin is not installed, or broken): the model was
+    loaded with :data:`FALLBACK_WEIGHTING` instead, which is all inference needs."""
+
 
 ViewLayout = Literal["two_pass", "concat"]
 
@@ -103,6 +114,27 @@ class MTLConfig(PreTrainedConfig):
     task_order: list | None = None
     initializer_range: float = 0.02
     lora: dict | None = None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """``PreTrainedConfig.from_dict``, the way every saved config is read (``from_pretrained``,
+        ``AutoConfig``, ``AutoModel``), with two differences for the weighting, which only training uses:
+
+        * ``weighting=`` among ``kwargs`` (as in ``MTLModel.from_pretrained(path, weighting={...})``)
+          replaces the saved weighting before the config is built, so a saved weighter that is not
+          installed is never looked up;
+        * otherwise a saved weighter that cannot be loaded here (its plugin is not installed, or fails
+          to load) is replaced by ``{"type": "fixed"}``, with a :class:`WeighterReplacedWarning`.
+
+        A weighter named in a config built directly (``MTLConfig(weighting=...)``) must exist.
+        """
+        config_dict = dict(config_dict)
+        if "weighting" in kwargs:
+            config_dict["weighting"] = kwargs.pop("weighting")
+            config_dict["weighter_source"] = None
+        else:
+            config_dict.update(available_weighting(config_dict))
+        return super().from_dict(config_dict, **kwargs)
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.backbone_config, dict):
@@ -210,6 +242,37 @@ class MTLConfig(PreTrainedConfig):
     def tasks_of_type(self, *head_types: str) -> list[str]:
         """Names of the tasks whose head type is one of ``head_types``."""
         return [n for n, spec in (self.tasks or {}).items() if spec["type"] in head_types]
+
+
+def available_weighting(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``{}`` when the weighter of the saved ``config`` (a ``config.json`` dict) can be loaded here, else
+    ``{"weighting": {"type": "fixed"}, "weighter_source": None}`` after a :class:`WeighterReplacedWarning`
+    saying what was missing and what to install. A name several plugins provide is left to the config's
+    own check, which names them."""
+    weighting = config.get("weighting") or {}
+    name = weighting.get("type") if isinstance(weighting, Mapping) else None
+    if not isinstance(name, str):
+        return {}
+    try:
+        WEIGHTERS.get(name)
+    except AmbiguousNameError:
+        return {}
+    except UnknownNameError as exc:
+        source = config.get("weighter_source")
+        provided = (
+            f" (it was provided by {source!r}: install that distribution to train on with it)"
+            if source
+            else ""
+        )
+        warnings.warn(
+            f"weighting.type: the saved weighter {name!r} is not available here{provided}; the model is "
+            f"loaded with weighting {FALLBACK_WEIGHTING} instead, which inference does not use. Pass "
+            f"weighting={{...}} to from_pretrained to choose another. Cause: {exc}",
+            WeighterReplacedWarning,
+            stacklevel=3,
+        )
+        return {"weighting": dict(FALLBACK_WEIGHTING), "weighter_source": None}
+    return {}
 
 
 def resolve_saved_options(config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:

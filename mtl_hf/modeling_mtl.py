@@ -97,6 +97,11 @@ class MTLPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # The weighter's state (log-variances, loss history, ...) only serves training: a model loaded with
+    # another weighter (its own not installed, or ``from_pretrained(..., weighting=...)``) leaves the
+    # saved state unused and starts the new one from its initialisation, silently.
+    _keys_to_ignore_on_load_unexpected = [r"^weighter\."]  # noqa: RUF012
+    _keys_to_ignore_on_load_missing = [r"^weighter\."]  # noqa: RUF012
 
     @classmethod
     def from_pretrained(
@@ -115,6 +120,11 @@ class MTLPreTrainedModel(PreTrainedModel):
         repository without safetensors weights. ``AutoModel.from_pretrained``
         comes here too. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
         still unpickles with ``weights_only=True``.
+
+        The weighter only trains: ``weighting={"type": ..., **options}`` replaces the saved one, and a
+        saved weighter that is not installed here is replaced by ``fixed`` with a
+        :class:`~mtl_hf.configuration_mtl.WeighterReplacedWarning` (see :meth:`MTLConfig.from_dict`);
+        the saved weighter's parameters and buffers are then left unused.
 
         Raises:
             mtl_hf.security.UnsafeCheckpointError: pickle-only weights, or ``weights_only=False`` /

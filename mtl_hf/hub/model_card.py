@@ -185,6 +185,13 @@ def hub_base_model(config: dict[str, Any]) -> str | None:
     return name if _is_hub_id(name) else None
 
 
+def plugin_distributions(config: dict[str, Any]) -> list[str]:
+    """The distributions, besides mtl-hf, that a saved ``config.json`` needs: those that provided its
+    heads (``head_sources``) and its weighter (``weighter_source``), sorted; for the install line."""
+    sources = [*(config.get("head_sources") or {}).values(), config.get("weighter_source")]
+    return sorted({source.split(" ")[0] for source in sources if source})
+
+
 # -- template context ----------------------------------------------------------------------------
 def _template_context(
     folder: ShareableFolder,
@@ -195,7 +202,7 @@ def _template_context(
     config = folder.config
     tasks, weighting = resolve_saved_options(config)
     head_sources = config.get("head_sources") or {}
-    plugin_packages = sorted({source.split(" ")[0] for source in head_sources.values()})
+    plugin_packages = plugin_distributions(config)
     return {
         "model_name": model_name,
         "repo_id": repo_id,
@@ -217,6 +224,7 @@ def _template_context(
         "view_layout": config.get("view_layout", "two_pass"),
         "plugin_packages": plugin_packages,
         "head_sources": head_sources,
+        "weighter_source": config.get("weighter_source"),
         "has_image_processor": folder.has_image_processor,
         "is_run": folder.run_dir is not None,
         "training": _training_summary(folder),

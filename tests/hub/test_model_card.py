@@ -142,6 +142,27 @@ def test_a_plugin_head_names_the_package_to_install(model_dir: Path) -> None:
     assert re.search(r"\| `lesion` \| `segmentation` \| [^|\n]+ \| mtl-hf-segmentation 0\.1\.0 \|", text)
 
 
+def test_the_install_line_names_the_distributions_of_the_heads_and_the_weighter(model_dir: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    config["head_sources"] = {"segmentation": "mtl-hf-segmentation 0.1.0", "count": "mtl-hf-counts 2.0"}
+    config["tasks"] |= {"lesion": {"type": "segmentation"}, "cells": {"type": "count"}}
+    config["weighting"] = {"type": "learned_weights"}
+    config["weighter_source"] = "mtl-hf-learned-weights 0.3"
+    (model_dir / "config.json").write_text(json.dumps(config))
+    text = render_model_card(model_dir, "lab/x").text
+    assert "pip install mtl-hf mtl-hf-counts mtl-hf-learned-weights mtl-hf-segmentation\n" in text
+    assert (
+        "It was trained with the `learned_weights` weighter from mtl-hf-learned-weights 0.3; that distribution "
+        "is needed to train on with this configuration." in text
+    )
+    # a weighter from a plugin alone: no sentence about plugin heads
+    config["tasks"] = {k: v for k, v in config["tasks"].items() if k not in ("lesion", "cells")}
+    del config["head_sources"]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    text = render_model_card(model_dir, "lab/x").text
+    assert "pip install mtl-hf mtl-hf-learned-weights\n" in text and "heads from plugin" not in text
+
+
 def test_the_usage_snippet_runs_and_gives_the_models_output(model_dir: Path) -> None:
     text = render_model_card(model_dir, "lab/tiny").text
     (snippet,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
