@@ -39,6 +39,7 @@ import fnmatch
 import inspect
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -149,6 +150,7 @@ class Registry(Generic[T]):
         self._registered: dict[str, tuple[T, RegistryEntry]] = {}
         self._loaded: dict[tuple[str, str], tuple[T, RegistryEntry]] = {}
         self._failures: dict[tuple[str, str], RegistryEntry] = {}
+        self._entry_points_cache: tuple[tuple[str, ...], list[metadata.EntryPoint]] | None = None
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, *, source: str | None = None) -> Callable[[T], T]:
@@ -175,7 +177,12 @@ class Registry(Generic[T]):
 
     # -- the providers of a name ----------------------------------------------------------------
     def _entry_points(self) -> list[metadata.EntryPoint]:
-        return list(metadata.entry_points(group=self.group))
+        """The group's entry points, read again when ``sys.path`` changed or a name is not found (reading
+        them scans every installed distribution's metadata, too slow for each lookup)."""
+        key = tuple(sys.path)
+        if self._entry_points_cache is None or self._entry_points_cache[0] != key:
+            self._entry_points_cache = (key, list(metadata.entry_points(group=self.group)))
+        return self._entry_points_cache[1]
 
     def _providers(self, name: str) -> list[tuple[RegistryEntry, metadata.EntryPoint | None]]:
         """Every provider of ``name`` (in-process registration first), without importing anything. An
@@ -211,6 +218,9 @@ class Registry(Generic[T]):
         """The one provider that ``name`` (plain or ``qualifier:name``) designates."""
         qualifier, plain = split_qualified(name)
         providers = self._providers(plain)
+        if not providers:  # installed since the entry points were read?
+            self._entry_points_cache = None
+            providers = self._providers(plain)
         if not providers:
             raise UnknownNameError(self.unknown_message(plain))
         if qualifier is None:

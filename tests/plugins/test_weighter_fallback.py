@@ -106,6 +106,13 @@ with warnings.catch_warnings(record=True) as caught:
 report["override_warnings"] = [str(w.message) for w in caught if issubclass(w.category, WeighterReplacedWarning)]
 report["chosen"] = [type(chosen.weighter).__name__, chosen.weighter.lambdas, chosen.config.weighting]
 report["uncertainty"] = [type(learned.weighter).__name__, learned.weighter.log_variances.tolist()]
+from mtl_hf.inference.loading import load_model_and_processor  # what mtl-hf predict loads with
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for_predict, _processor = load_model_and_processor(sys.argv[1])
+report["predict_loader"] = [type(for_predict.weighter).__name__, len(caught and [
+    w for w in caught if issubclass(w.category, WeighterReplacedWarning)])]
 try:
     MTLConfig(backbone_config={TINY}, weighting={{"type": "learned_weights"}})
 except Exception as exc:
@@ -156,6 +163,7 @@ def test_a_model_loads_without_its_plugin_weighter(weighter_site: Path, tmp_path
         {"type": "fixed", "weights": {"mim": 0.25}},
     ]
     assert report["uncertainty"] == ["UncertaintyWeighting", [0.0, 0.0]]  # initialised, not loaded
+    assert report["predict_loader"] == ["FixedWeights", 1]
     # a config written by hand must still name a weighter that exists
     assert report["built_directly"].startswith(
         "OptionsError: weighting.type: unknown weighter 'learned_weights'. Available:"
