@@ -10,7 +10,8 @@
       checkpoints/checkpoint-00000042/   resumable states (Accelerate's files + trainer_state.json)
       best_model/               save_pretrained folder of the selected model (+ selection.json)
       test_metrics.json         the best model's test metrics with intervals
-      test_predictions.csv      one row per test sample, task and output
+      test_predictions.csv      one row per test sample, task and output (label, prediction)
+      test_results.csv          one row per task and test metric (value, lower, upper)
       test_statistics_<task>.csv  per-sample metric statistics of non-classification tasks
       plots/                    training curves, task weights, example predictions
       logs/<run name>/          experiment-tracker logs (TensorBoard event files; ``training.report_to``)
@@ -59,6 +60,7 @@ class RunFolder:
     SELECTION = "selection.json"
     TEST_METRICS = "test_metrics.json"
     TEST_PREDICTIONS = "test_predictions.csv"
+    TEST_RESULTS = "test_results.csv"
     TEST_STATISTICS = "test_statistics_{task}.csv"
     CHECKPOINTS = "checkpoints"
     CHECKPOINT_PREFIX = "checkpoint-"
@@ -68,7 +70,16 @@ class RunFolder:
     SHARED_RESULTS = (TEST_METRICS, METRICS, CONFIG, RUN_INFO)
     """Files that describe a run and may be shared with its model (never the test predictions, which
     name patients, nor checkpoints)."""
-    OUTPUTS = (TRAINER_STATE, BEST_MODEL, TEST_METRICS, TEST_PREDICTIONS, PLOTS, TRACKER_LOGS, CHECKPOINTS)
+    OUTPUTS = (
+        TRAINER_STATE,
+        BEST_MODEL,
+        TEST_METRICS,
+        TEST_RESULTS,
+        TEST_PREDICTIONS,
+        PLOTS,
+        TRACKER_LOGS,
+        CHECKPOINTS,
+    )
     """What a run leaves behind, besides its logs and records: removed when a run starts afresh."""
     _INTERRUPTED = (".tmp-", ".old-")
 
@@ -106,6 +117,10 @@ class RunFolder:
     @property
     def test_metrics_file(self) -> Path:
         return self.path / self.TEST_METRICS
+
+    @property
+    def test_results_file(self) -> Path:
+        return self.path / self.TEST_RESULTS
 
     @property
     def test_predictions_file(self) -> Path:
@@ -258,30 +273,27 @@ class RunFolder:
             return None
         return _read_json(self.test_metrics_file, required=True)
 
-    def write_test_predictions(self, pred: Mapping[str, Any]) -> None:
-        """``test_predictions.csv``: a row per sample, task and output, with label and probability.
+    def write_test_predictions(self, tasks: Mapping[str, Mapping[str, Any]]) -> None:
+        """``test_predictions.csv``: a row per sample, task and output, with its label and prediction (a
+        classifier's probability, a regression's value: what the head's ``predictions`` gives).
 
         Args:
-            pred: ``probs`` and ``labels`` (``{task: array}``), ``patients`` and ``samples`` (lists, may
-                be empty) as the evaluation loop collects them.
+            tasks: ``{task: {"samples", "patients", "output_names", "predictions", "labels"}}`` as the
+                evaluation loop collects them: ``(N, K)`` predictions (``None`` for a head without any,
+                which adds no row) and label columns of the task's labelled samples.
         """
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
-        writer.writerow(["sample_id", "patient_id", "task", "output", "label", "probability"])
-        for t, probs in pred["probs"].items():
-            labels = pred["labels"][t]
-            for i in range(len(probs)):
-                patient = pred["patients"][i] if pred["patients"] else ""
-                sample = pred["samples"][i] if pred["samples"] else str(i)
-                p_row = np.atleast_1d(probs[i])
-                l_row = np.atleast_1d(labels[i])
-                for j, value in enumerate(p_row):
-                    label = (
-                        l_row[j]
-                        if l_row.size == p_row.size
-                        else (int(l_row[0] == j) if p_row.size > 1 else l_row[0])
-                    )
-                    writer.writerow([sample, patient, t, j, _plain(label), f"{float(value):.9g}"])
+        writer.writerow(["sample_id", "patient_id", "task", "output", "label", "prediction"])
+        for t, task in tasks.items():
+            if task.get("predictions") is None:
+                continue
+            patients = task["patients"] or [""] * len(task["samples"])
+            for sample, patient, values, labels in zip(
+                task["samples"], patients, task["predictions"], task["labels"], strict=True
+            ):
+                for name, value, label in zip(task["output_names"], values, labels, strict=True):
+                    writer.writerow([sample, patient, t, name, _plain(label), f"{float(value):.9g}"])
         write_text(self.test_predictions_file, buffer.getvalue())
 
     def read_test_predictions(self) -> dict[str, dict[str, Any]]:
@@ -346,26 +358,31 @@ class RunFolder:
 
 
 def read_test_predictions(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Parse a ``test_predictions.csv`` (see :meth:`RunFolder.write_test_predictions`)."""
+    """Parse a ``test_predictions.csv`` (see :meth:`RunFolder.write_test_predictions`) into
+    ``{task: {"ids", "patients", "outputs", "labels", "probs"}}``: a row per sample, one column per
+    output (1-D for a single output). ``probs`` holds the predictions (named so for files written when
+    they were probabilities only, under a ``probability`` header, which is read too)."""
     per_task: dict[str, dict[str, dict[str, Any]]] = {}
     with Path(path).open(newline="") as handle:
         for row in csv.DictReader(handle):
             sample = per_task.setdefault(row["task"], {}).setdefault(
                 row["sample_id"], {"patient": row["patient_id"], "labels": {}, "probs": {}}
             )
-            sample["labels"][int(row["output"])] = float(row["label"])
-            sample["probs"][int(row["output"])] = float(row["probability"])
+            value = row["prediction"] if "prediction" in row else row["probability"]
+            sample["labels"][row["output"]] = float(row["label"])
+            sample["probs"][row["output"]] = float(value)
     result = {}
     for task, samples in per_task.items():
         ids = list(samples)
-        width = len(next(iter(samples.values()))["probs"])
-        probs = np.array([[samples[i]["probs"][j] for j in range(width)] for i in ids])
-        labels = np.array([[samples[i]["labels"][j] for j in range(width)] for i in ids])
+        outputs = list(next(iter(samples.values()))["probs"])
+        probs = np.array([[samples[i]["probs"][j] for j in outputs] for i in ids])
+        labels = np.array([[samples[i]["labels"][j] for j in outputs] for i in ids])
         result[task] = {
             "ids": np.array(ids),
             "patients": [samples[i]["patient"] for i in ids],
-            "labels": labels[:, 0] if width == 1 else labels,
-            "probs": probs[:, 0] if width == 1 else probs,
+            "outputs": outputs,
+            "labels": labels[:, 0] if len(outputs) == 1 else labels,
+            "probs": probs[:, 0] if len(outputs) == 1 else probs,
         }
     return result
 

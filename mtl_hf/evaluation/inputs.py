@@ -211,3 +211,14 @@ def group_codes(
     rank = np.empty_like(first_index)
     rank[np.argsort(first_index, kind="stable")] = np.arange(first_index.size)
     return rank[inverse.reshape(-1)].astype(np.int64)
+
+
+def references_from_columns(columns: Any, task: str) -> np.ndarray:
+    """References of ``task`` (as :func:`to_binary_columns` takes them) from label columns stored one
+    per output, as ``test_predictions.csv`` holds them: one-hot rows of a ``multiclass`` task become
+    class indices, a single column becomes a 1-D array, values become integers."""
+    values = np.asarray(columns, dtype=np.float64)
+    values = values.reshape(len(values), -1)
+    if task == "multiclass":
+        return values.argmax(axis=1)
+    return (values[:, 0] if values.shape[1] == 1 else values).astype(int)

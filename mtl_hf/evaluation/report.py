@@ -30,6 +30,10 @@ from .threshold import ThresholdMetrics, choose_threshold, threshold_metrics
 _NAN = float("nan")
 
 
+OPERATING_POINT_TASKS: tuple[str, ...] = ("binary",)
+"""Tasks whose scores get accuracy, sensitivity and specificity at a threshold (one score per sample)."""
+
+
 @dataclass(frozen=True)
 class ROCAUCReport:
     """ROC analysis of one model's scores on a test set.
@@ -212,7 +216,7 @@ def _resolve_threshold(
     has_validation = validation_references is not None or validation_predictions is not None
     if threshold is None and not has_validation:
         return None
-    if task != "binary":
+    if task not in OPERATING_POINT_TASKS:
         raise ValueError(f"threshold: operating-point metrics are for binary tasks only, not {task!r}")
     if threshold is not None and has_validation:
         raise ValueError(

@@ -20,10 +20,10 @@ Every run uses the same patient split (the data seed is the base config's, not t
 test sets are identical and strategies are compared *paired*: DeLong's test and a patient-level
 paired bootstrap give ΔAUC with its interval and a p-value. Outputs: ``results.md``, ``results.csv``
 (one row per run and task), ``results_summary.csv`` (mean ± sd over seeds), ``comparisons.csv``,
-plots in ``plots/``, and ``compare_info.json`` (grid, split hashes, versions, code revision). Tasks that
-are not classifiers (a segmentation plugin's) are listed with their test metrics and patient-bootstrap
-intervals in ``other_metrics.csv``, their paired differences in ``other_comparisons.csv``, and a
-section of ``results.md`` (:mod:`mtl_hf.experiments.other_tasks`).
+plots in ``plots/``, and ``compare_info.json`` (grid, split hashes, versions, code revision). Every task's
+every test metric (ROC AUC, a segmentation plugin's Dice, a regression's R² / MAE / RMSE / Pearson) is
+listed with its patient-bootstrap interval in ``metrics.csv``, its paired differences between strategies
+in ``paired_differences.csv``, and a section of ``results.md`` (:mod:`mtl_hf.experiments.task_results`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from ..training.strategies import get_strategy
 from .folds import fold_fractions, fold_manifest_path, pool_folds, write_fold_manifests
 from .grid_runner import GridJob, JobTiming, run_jobs
 from .low_data import low_data_section
-from .other_tasks import other_tasks_section
+from .task_results import task_results_section
 
 
 @dataclass
@@ -270,15 +270,10 @@ read_predictions = read_test_predictions
 """A run's test predictions as ``{task: {"ids", "patients", "labels", "probs"}}`` (rows per sample)."""
 
 
-def _references(pred: dict[str, Any], kind: str) -> np.ndarray:
-    if kind == "multiclass":  # stored one-hot per output
-        return np.asarray(pred["labels"]).argmax(axis=1)
-    return np.asarray(pred["labels"]).astype(int)
-
-
 def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tuple[list[Any], list[Any]]:
     """Result rows of every run and task, and the paired comparisons."""
     from ..evaluation import ComparisonRow, ResultRow, align_by_sample_id, compare_scores
+    from ..evaluation.inputs import references_from_columns
 
     rows = []
     metrics_of: dict[tuple[str, str, float, int], tuple[Path, dict[str, Any]]] = {}
@@ -316,11 +311,16 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
         pred_a = RunFolder(folder_a).read_test_predictions()
         pred_b = RunFolder(folder_b).read_test_predictions()
         for task in pred_a.keys() & pred_b.keys():
-            if config.tasks is not None and task not in config.tasks:
-                continue
-            kind = metrics_a.get(task, {}).get("kind", "binary")
+            values = metrics_a.get(task, {})
+            kind = values.get("kind")  # of a task scored by ROC AUC: the metric's configuration
+            if (
+                "roc_auc" not in values
+                or kind is None
+                or (config.tasks is not None and task not in config.tasks)
+            ):
+                continue  # not scored by ROC AUC: its paired differences come from its statistics
             order = align_by_sample_id(pred_a[task]["ids"], pred_b[task]["ids"], name_a=a, name_b=b)
-            refs = _references(pred_a[task], kind)
+            refs = references_from_columns(pred_a[task]["labels"], kind)
             comparison = compare_scores(
                 refs,
                 pred_a[task]["probs"],
@@ -412,10 +412,10 @@ def compare(config: CompareConfig, base: dict[str, Any], *, workers: int = 1) ->
     if study is not None:
         with (out / "results.md").open("a") as handle:
             handle.write("\n## Low-data study (test split)\n\n" + study.markdown + "\n")
-    other = other_tasks_section(config, runs, strategy_pairs(config, runs))
-    if other is not None:
+    every = task_results_section(config, runs, strategy_pairs(config, runs), comparisons)
+    if every is not None:
         with (out / "results.md").open("a") as handle:
-            handle.write("\n## Other tasks (test split)\n\n" + other + "\n")
+            handle.write("\n## Every task and metric (test split)\n\n" + every + "\n")
     warnings = sorted(
         {w for _, folder in runs for w in RunFolder(folder).read_run_info().get("warnings") or []}
     )
@@ -446,7 +446,7 @@ def compare(config: CompareConfig, base: dict[str, Any], *, workers: int = 1) ->
     text = render_text(rows, comparisons)
     if study is not None:
         text = f"{text}\n\n{study.text}"
-    return text if other is None else f"{text}\n\nOther tasks (test split)\n{other}"
+    return text if every is None else f"{text}\n\nEvery task and metric (test split)\n{every}"
 
 
 def attention_table(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> str | None:

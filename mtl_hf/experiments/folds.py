@@ -124,7 +124,11 @@ def pool_predictions(
         rows += mine
         metrics = json.loads((folder / "test_metrics.json").read_text())
         kinds.update(
-            {t: v.get("kind", "binary") for t, v in metrics.items() if isinstance(v, dict) and "roc_auc" in v}
+            {
+                t: v["kind"]
+                for t, v in metrics.items()
+                if isinstance(v, dict) and "roc_auc" in v and "kind" in v
+            }
         )
         info = json.loads((folder / "run_info.json").read_text())
         train_patients.append(int(((info.get("data_summary") or {}).get("patients") or {}).get("train", 0)))
@@ -153,14 +157,14 @@ def pooled_metrics(
     """``test_metrics.json`` of a pooled run: per classification task, ROC AUC on the pooled
     predictions with patient-bootstrap and DeLong intervals (:func:`mtl_hf.evaluation.evaluate_scores`)."""
     from ..evaluation import evaluate_scores
+    from ..evaluation.inputs import references_from_columns
 
     metrics: dict[str, Any] = {}
     for task, pred in read_predictions(predictions).items():
         kind = kinds.get(task)
         if kind is None:
             continue
-        labels = np.asarray(pred["labels"])
-        references = labels.argmax(axis=1) if kind == "multiclass" else labels.astype(int)
+        references = references_from_columns(pred["labels"], kind)
         report = evaluate_scores(
             references,
             pred["probs"],
@@ -169,5 +173,13 @@ def pooled_metrics(
             n_resamples=n_resamples,
             confidence_level=confidence_level,
         )
-        metrics[task] = {"kind": kind, **report.to_dict()}
+        metrics[task] = {
+            "kind": kind,
+            **report.to_dict(),
+            "metrics": [
+                {"metric": "roc_auc", "value": report.roc_auc, "lower": report.low, "upper": report.high,
+                 "higher_is_better": True, "model_index": "ROC AUC", "n_samples": len(references),
+                 "confidence_level": confidence_level}
+            ],
+        }  # fmt: skip
     return metrics

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from ..evaluation.inputs import references_from_columns
 from .predictions import read_predictions
 
 if TYPE_CHECKING:
@@ -59,13 +58,12 @@ def collect_test_scores(
             continue
         metrics = json.loads(metrics_path.read_text())
         for task, pred in read_predictions(predictions_path).items():
-            if metrics.get(task, {}).get("roc_auc") is None:
+            if metrics.get(task, {}).get("roc_auc") is None or "kind" not in metrics[task]:
                 continue
             if config.tasks is not None and task not in config.tasks:
                 continue
-            kind = metrics[task].get("kind", "binary")
-            labels = np.asarray(pred["labels"])
-            references = labels.argmax(axis=1) if kind == "multiclass" else labels.astype(int)
+            kind = metrics[task]["kind"]  # the ROC AUC metric's configuration
+            references = references_from_columns(pred["labels"], kind)
             key = (task, cell.label, cell.sampling, cell.train_fraction)
             scores[key].append(RunScores(pred["ids"], pred["patients"], references, pred["probs"], kind))
     return dict(scores)

@@ -174,6 +174,9 @@ class TaskHead(nn.Module, ABC):
     ``"continuous"``, ``"mask"``, or a plugin's own); ``None`` for a self-supervised head."""
     target_layout: ClassVar[str] = ""
     """The dtype and shape of the labels the head receives in a batch, in words (for docs and errors)."""
+    hub_task: ClassVar[str | None] = None
+    """The Hugging Face task type of this head (``"image-classification"``, ``"image-segmentation"``):
+    the model card's tags and the task of its ``model-index`` entries; ``None`` for none."""
     metric_statistic_names: ClassVar[tuple[str, ...]] = ()
     """Names of the columns of :meth:`metric_statistics` (``test_statistics.csv`` headers); a head
     whose columns depend on its options overrides :meth:`statistic_names` instead."""
@@ -236,6 +239,26 @@ class TaskHead(nn.Module, ABC):
         if self.prediction_kind in ("binary", "multilabel"):
             return logits.float().sigmoid()
         raise NotImplementedError(f"head {type(self).__name__} does not produce class probabilities")
+
+    def output_names(self) -> list[str]:
+        """Names of the per-sample values :meth:`predictions` gives, in its column order (default: one,
+        named after the task). ``test_predictions.csv`` and ``mtl-hf predict`` name their columns so."""
+        return [self.task_name]
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """``(B, K)`` float per-sample predictions, one column per :meth:`output_names` entry, that
+        ``test_predictions.csv`` and ``mtl-hf predict`` write: a classifier's probabilities, a
+        regression's values. ``None`` for heads without per-sample values (masked image modeling; a
+        segmentation head gives masks through :meth:`segmentation_masks`)."""
+        if self.prediction_kind is None:
+            return None
+        p = self.probabilities(logits)
+        return p[:, None] if p.dim() == 1 else p
+
+    def label_columns(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` float labels aligned with :meth:`predictions` (written beside them in
+        ``test_predictions.csv``); default: the labels as they are, one column per value."""
+        return labels.float().reshape(labels.shape[0], -1)
 
     def metric_specs(self) -> tuple[MetricSpec, ...]:
         """The metrics this head reports on the validation and test splits (empty: none, as for masked

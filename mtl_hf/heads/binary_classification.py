@@ -42,6 +42,7 @@ class BinaryClassificationHead(LinearClassificationHead):
     options: BinaryClassificationOptions
     prediction_kind = "binary"
     target_kind = "binary"
+    hub_task = "image-classification"
     target_layout = "float32 (B,) of 0/1"
 
     def __init__(self, task_name: str, options: BinaryClassificationOptions, backbone: BackboneSpec) -> None:

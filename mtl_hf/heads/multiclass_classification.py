@@ -49,6 +49,7 @@ class MulticlassClassificationHead(LinearClassificationHead):
     options: MulticlassClassificationOptions
     prediction_kind = "multiclass"
     target_kind = "multiclass"
+    hub_task = "image-classification"
     target_layout = "int64 (B,) class indices in [0, num_classes)"
 
     def __init__(
@@ -68,6 +69,13 @@ class MulticlassClassificationHead(LinearClassificationHead):
                 f"class index {labels[bad][0].item()} outside [0, {self.options.num_classes})"
             )
         return labels
+
+    def output_names(self) -> list[str]:
+        return [str(n) for n in self.options.class_names or range(self.options.num_classes)]
+
+    def label_columns(self, labels: torch.Tensor) -> torch.Tensor:
+        """One-hot rows, one column per class."""
+        return F.one_hot(labels.long(), self.options.num_classes).float()
 
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:
         logits = self.logits(features)

@@ -50,6 +50,7 @@ class MultilabelClassificationHead(LinearClassificationHead):
     options: MultilabelClassificationOptions
     prediction_kind = "multilabel"
     target_kind = "multilabel"
+    hub_task = "image-classification"
     target_layout = "float32 (B, L) multi-hot"
 
     def __init__(
@@ -65,6 +66,9 @@ class MultilabelClassificationHead(LinearClassificationHead):
             )
         self._check_binary_values(labels)
         return labels
+
+    def output_names(self) -> list[str]:
+        return [str(n) for n in self.options.label_names or range(self.options.num_labels)]
 
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:
         logits = self.logits(features)

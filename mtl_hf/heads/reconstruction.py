@@ -60,6 +60,7 @@ class ReconstructionHead(TaskHead):
     Options: ClassVar[type[HeadOptions]] = ReconstructionOptions
     options: ReconstructionOptions
     requires_labels = False
+    hub_task = "masked-image-modeling"
     normalize_per_channel: ClassVar[bool] = True
     """With ``norm_target``: normalise each patch per channel (SimMIM) or over all its ``p * p * C``
     values (MAE)."""

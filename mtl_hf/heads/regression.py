@@ -98,6 +98,7 @@ class RegressionHead(LinearClassificationHead):
     Options = RegressionOptions
     options: RegressionOptions
     target_kind = "continuous"
+    hub_task = "image-regression"
     target_layout = "float32 (B, K), K = num_outputs; NaN where a value is missing"
 
     def __init__(self, task_name: str, options: RegressionOptions, backbone: BackboneSpec) -> None:
@@ -111,9 +112,14 @@ class RegressionHead(LinearClassificationHead):
         std = self.options.target_std if self.options.target_std is not None else [1.0] * k
         return torch.tensor(mean, device=device), torch.tensor(std, device=device)
 
-    @property
     def output_names(self) -> list[str]:
-        return self.options.output_names or [str(k) for k in range(self.options.num_outputs)]
+        """``output_names`` of the options, else the task's name for one output and ``0, 1, ...``."""
+        k = self.options.num_outputs
+        return self.options.output_names or ([self.task_name] if k == 1 else [str(i) for i in range(k)])
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted values in the target's units, ``(B, K)``."""
+        return logits.float().reshape(logits.shape[0], -1)
 
     def fit_training_targets(self, targets: np.ndarray) -> dict[str, Any]:
         """Set ``target_mean`` / ``target_std`` from the training split's ``(N, K)`` targets (NaN
@@ -126,7 +132,7 @@ class RegressionHead(LinearClassificationHead):
         updates: dict[str, Any] = {}
         finite = np.isfinite(values)
         if not finite.any(axis=0).all():
-            missing = [self.output_names[k] for k in np.flatnonzero(~finite.any(axis=0))]
+            missing = [self.output_names()[k] for k in np.flatnonzero(~finite.any(axis=0))]
             raise self._label_error(f"no value in the training split for output(s) {', '.join(missing)}")
         if self.options.target_mean is None:
             updates["target_mean"] = [float(np.nanmean(values[:, k])) for k in range(values.shape[1])]
@@ -179,7 +185,7 @@ class RegressionHead(LinearClassificationHead):
     def statistic_names(self) -> tuple[str, ...]:
         if self.options.num_outputs == 1:
             return STATISTICS
-        return tuple(f"{s}_{name}" for name in self.output_names for s in STATISTICS)
+        return tuple(f"{s}_{name}" for name in self.output_names() for s in STATISTICS)
 
     def metric_statistics(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``(B, 8 K)``: :data:`STATISTICS` of each output (in float64), zero where the target is NaN."""
@@ -200,7 +206,7 @@ class RegressionHead(LinearClassificationHead):
         per_output = regression_metrics(sums.double().reshape(*sums.shape[:-1], -1, len(STATISTICS)))
         out = {name: values.mean(dim=-1) for name, values in per_output.items()}
         if self.options.num_outputs > 1:
-            for k, output in enumerate(self.output_names):
+            for k, output in enumerate(self.output_names()):
                 out |= {f"{name}_{output}": values[..., k] for name, values in per_output.items()}
         return out
 

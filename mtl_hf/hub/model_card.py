@@ -28,6 +28,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .. import __version__
 from ..configuration_mtl import resolve_saved_options
+from ..evaluation.task_metrics import MetricResult, results_of
 from ..run_folder import RunFolder
 from ..safe_yaml import load_yaml
 from .folders import ShareableFolder, resolve_shareable
@@ -35,16 +36,9 @@ from .folders import ShareableFolder, resolve_shareable
 DEFAULT_TEMPLATE = "model_card.md"
 LIBRARY_NAME = "mtl-hf"
 BASE_TAGS = ("mtl-hf", "medical-imaging", "multi-task-learning", "vision-transformer", "dino")
-CLASSIFICATION_HEADS = ("binary_classification", "multiclass_classification", "multilabel_classification")
-HEAD_TAGS = {
-    "mim": "masked-image-modeling",
-    "mae": "masked-image-modeling",
-    "segmentation": "image-segmentation",
-    **{h: "image-classification" for h in CLASSIFICATION_HEADS},
-}
 HEADLINE_METRICS = {"roc_auc": ("ROC AUC", "image-classification"), "dice": ("Dice", "image-segmentation")}
-"""Metrics a task's row of ``test_metrics.json`` is summarised by, in order of preference: the card's name
-and the Hub task type of the model-index entry."""
+"""Card names and Hub task types of the metrics a task's entry of ``test_metrics.json`` is summarised by
+when it lists no result rows (files written before heads declared their metrics), in order of preference."""
 BACKBONE_NAMES = {"vit": "ViT", "dinov2": "DINOv2", "dinov2_with_registers": "DINOv2 with registers"}
 
 
@@ -134,9 +128,9 @@ def render_model_card(
 def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCardOptions) -> ModelCardData:
     """The card's YAML metadata: library, tags, license, data sets, base model and evaluation results."""
     tasks = folder.config.get("tasks") or {}
-    head_tags = [HEAD_TAGS[spec["type"]] for spec in tasks.values() if spec.get("type") in HEAD_TAGS]
+    head_tags = [tag for spec in tasks.values() if (tag := hub_task(spec.get("type"))) is not None]
     eval_results = headline_eval_results(folder, options)
-    has_classification = any(spec.get("type") in CLASSIFICATION_HEADS for spec in tasks.values())
+    has_classification = "image-classification" in head_tags
     return ModelCardData(
         library_name=LIBRARY_NAME,
         license=options.license,
@@ -151,32 +145,69 @@ def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCard
 
 
 def headline_eval_results(folder: ShareableFolder, options: ModelCardOptions) -> list[EvalResult]:
-    """One ``EvalResult`` per task of the run's ``test_metrics.json`` that has a headline metric
-    (:data:`HEADLINE_METRICS`): its test ROC AUC or Dice, the interval in the result's name."""
+    """One ``EvalResult`` per test result row of the run's ``test_metrics.json`` whose metric the task's
+    head sends to the ``model-index`` (:class:`~mtl_hf.heads.MetricSpec` ``model_index``: ROC AUC, Dice,
+    a regression's R² and RMSE), the interval in the result's name; the task type is the head's
+    ``hub_task``."""
     dataset_type = options.datasets[0] if options.datasets else "custom"
     dataset_name = options.dataset_name or (options.datasets[0] if options.datasets else "private data set")
     tasks = folder.config.get("tasks") or {}
     results = []
-    for task, values in _test_metrics(folder).items():
-        key = _headline(values)
-        if key is None:
-            continue
-        name, task_type = HEADLINE_METRICS[key]
-        head = tasks.get(task, {}).get("type", "unknown head")
-        interval = _interval(values, key)
+    for row in _index_rows(folder):
+        head = tasks.get(row.task, {}).get("type", "unknown head")
+        interval = _row_interval(row)
         results.append(
             EvalResult(
-                task_type=task_type,
-                task_name=f"{task} ({head})",
+                task_type=hub_task(head) or HEADLINE_METRICS.get(row.metric, ("", "other"))[1],
+                task_name=f"{row.task} ({head})",
                 dataset_type=dataset_type,
                 dataset_name=dataset_name,
                 dataset_split="test",
-                metric_type=key,
-                metric_value=round(float(values[key]), 4),
-                metric_name=f"{name} ({task})" + (f", {interval}" if interval else ""),
+                metric_type=row.metric,
+                metric_value=round(row.value, 4),
+                metric_name=f"{row.model_index} ({row.task})" + (f", {interval}" if interval else ""),
             )
         )
     return results
+
+
+def hub_task(head_type: Any) -> str | None:
+    """The Hub task type a head declares (``TaskHead.hub_task``); ``None`` for an unknown head (a plugin
+    not installed here)."""
+    from ..heads import HEADS
+    from ..registry import UnknownNameError
+
+    try:
+        return HEADS.get(str(head_type)).hub_task
+    except UnknownNameError:
+        return None
+
+
+def _index_rows(folder: ShareableFolder) -> list[MetricResult]:
+    """The test result rows that go into the ``model-index``: those a head marked so, or, in a
+    ``test_metrics.json`` without rows, each task's headline metric (:data:`HEADLINE_METRICS`)."""
+    metrics = _test_metrics(folder)
+    rows = [r for r in results_of(metrics) if r.model_index is not None and math.isfinite(r.value)]
+    for task, values in metrics.items():
+        key = None if values.get("metrics") is not None else _headline(values)
+        if key is not None:
+            low, high = (values.get(f"{key}_{end}") for end in ("low", "high"))
+            rows.append(
+                MetricResult(
+                    task, key, float(values[key]),
+                    float(low) if _is_number(low) else math.nan, float(high) if _is_number(high) else math.nan,
+                    model_index=HEADLINE_METRICS[key][0],
+                    confidence_level=float(values.get("confidence_level") or math.nan),
+                )
+            )  # fmt: skip
+    return rows
+
+
+def _row_interval(row: MetricResult) -> str | None:
+    if not (math.isfinite(row.lower) and math.isfinite(row.upper)):
+        return None
+    prefix = f"{round(row.confidence_level * 100):g}% CI" if math.isfinite(row.confidence_level) else "CI"
+    return f"{prefix} {row.lower:.3f}–{row.upper:.3f}"
 
 
 def hub_base_model(config: dict[str, Any]) -> str | None:
@@ -218,7 +249,9 @@ def _template_context(
             )
             for name, spec in tasks.items()
         ],
-        "classification_tasks": [n for n, s in tasks.items() if s.get("type") in CLASSIFICATION_HEADS],
+        "classification_tasks": [
+            n for n, s in tasks.items() if hub_task(s.get("type")) == "image-classification"
+        ],
         "weighting": weighting.pop("type"),
         "weighting_options": _format_options(weighting),
         "view_layout": config.get("view_layout", "two_pass"),
@@ -301,17 +334,22 @@ def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
 
 
 def _result_rows(folder: ShareableFolder) -> list[ResultRow]:
+    """One line per task: its first ``model-index`` metric (or headline metric) and the other numbers."""
     rows = []
+    indexed = {}
+    for row in _index_rows(folder):
+        indexed.setdefault(row.task, row)
     for task, values in _test_metrics(folder).items():
-        key = _headline(values)
+        headline = indexed.get(task)
+        key = headline.metric if headline is not None else None
         shown = {key, f"{key}_low", f"{key}_high", "confidence_level"} if key else {"confidence_level"}
         others = {k: v for k, v in values.items() if k not in shown and _is_number(v)}
         rows.append(
             ResultRow(
                 task=task,
-                metric=HEADLINE_METRICS[key][0] if key else "–",
-                value=(_fmt(values.get(key)) if key else None) or "–",
-                interval=(_interval(values, key) if key else None) or "–",
+                metric=headline.model_index or "–" if headline is not None else "–",
+                value=(_fmt(headline.value) if headline is not None else None) or "–",
+                interval=(_row_interval(headline) if headline is not None else None) or "–",
                 others=", ".join(f"{k} {_fmt(v)}" for k, v in others.items()) or "–",
             )
         )
@@ -333,15 +371,6 @@ def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
 
 
 # -- formatting ----------------------------------------------------------------------------------
-def _interval(values: dict[str, Any], key: str) -> str | None:
-    low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
-    if not (_is_number(low) and _is_number(high)):
-        return None
-    level = values.get("confidence_level")
-    prefix = f"{round(float(level) * 100):g}% CI" if _is_number(level) else "CI"
-    return f"{prefix} {float(low):.3f}–{float(high):.3f}"
-
-
 def _format_options(options: dict[str, Any]) -> str:
     shown = {k: v for k, v in options.items() if v is not None and v != {} and v != []}
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in shown.items()) or "defaults"

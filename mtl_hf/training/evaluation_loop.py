@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 
 from ..atomic import replacing, write_text
+from ..heads import TaskHead
 from ..heads.reconstruction import ReconstructionHead
 from ..run_folder import RunFolder
 
@@ -24,34 +24,36 @@ if TYPE_CHECKING:
 
 
 TEST_STATISTICS = RunFolder.TEST_STATISTICS
-"""Per-sample metric statistics of the test split, for tasks whose heads compute them (not classifiers)."""
+"""Per-sample metric statistics of the test split, for tasks with additive metrics (not classifiers)."""
 
 
 @torch.no_grad()
 def collect_predictions(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, Any]:
-    """Run ``tasks`` over ``loader``; gather probabilities and labels of classification tasks, the
-    per-sample metric statistics of other heads with metrics (segmentation, regression), per-sample losses
-    and patient ids.
+    """Run ``tasks`` over ``loader`` and gather, per task with metrics, the evaluation rows
+    (:class:`~mtl_hf.evaluation.task_metrics.TaskEvaluator`), predictions and label columns, sample and
+    patient ids of the samples labelled for it (:meth:`~mtl_hf.heads.TaskHead.labelled`); and the
+    per-sample losses and reconstruction errors.
 
     Masked-view tasks use masks drawn from a generator seeded with ``seed``, so every evaluation of a
     run hides the same patches and their reconstruction errors are comparable across epochs.
     """
+    from ..evaluation.task_metrics import evaluator_for
+
     model.eval()
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     heads = {t: unwrapped.head(t) for t in tasks}
-    scored = [t for t, h in heads.items() if h.prediction_kind is not None]
-    measured = [t for t, h in heads.items() if h.prediction_kind is None and h.metric_specs()]
+    evaluators = {t: e for t, h in heads.items() if (e := evaluator_for(h)) is not None}
     masked = [t for t, h in heads.items() if h.view in ("masked", "visible")]
     generator = torch.Generator().manual_seed(seed)
-    probs: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
-    labels: dict[str, list[torch.Tensor]] = {t: [] for t in scored}
+    parts: dict[str, dict[str, list[torch.Tensor]]] = {
+        t: {"rows": [], "predictions": [], "labels": [], "keep": []} for t in evaluators
+    }
     losses: dict[str, list[torch.Tensor]] = {}
     # reconstruction heads read a masked or visible view, so ``mask`` below is set when they run
     reconstructing = {t: h for t in masked if isinstance(h := heads[t], ReconstructionHead)}
     mse: dict[str, list[torch.Tensor]] = {t: [] for t in reconstructing}
-    statistics: dict[str, list[torch.Tensor]] = {t: [] for t in measured}
     patients: list[Any] = []
     samples: list[Any] = []
     first: dict[str, Any] = {}
@@ -67,14 +69,11 @@ def collect_predictions(
         out = model(pixel_values=pixel_values, labels=batch_labels, tasks=list(tasks), bool_masked_pos=mask)
         if not first:  # this process's first batch, for figures of example predictions
             first = {"pixel_values": pixel_values.cpu(), "logits": out.logits, "labels": batch_labels}
-        for t in scored:
+        for t, evaluator in evaluators.items():
             if t in batch_labels:
-                probs[t].append(accelerator.gather_for_metrics(heads[t].probabilities(out.logits[t])).cpu())
-                labels[t].append(accelerator.gather_for_metrics(batch_labels[t]).cpu())
-        for t in measured:
-            if t in batch_labels:
-                rows = heads[t].metric_statistics(out.logits[t], batch_labels[t])
-                statistics[t].append(accelerator.gather_for_metrics(rows).cpu())
+                task_parts = _task_rows(heads[t], evaluator, out.logits[t], batch_labels[t])
+                for key, value in task_parts.items():
+                    parts[t][key].append(accelerator.gather_for_metrics(value).cpu())
         for t, loss in (out.task_losses or {}).items():
             losses.setdefault(t, []).append(
                 accelerator.gather_for_metrics(loss.detach().float().expand(b)).cpu()
@@ -86,55 +85,91 @@ def collect_predictions(
             patients.extend(accelerator.gather_for_metrics(list(batch["patient_id"]), use_gather_object=True))
         if "sample_id" in batch:
             samples.extend(accelerator.gather_for_metrics(list(batch["sample_id"]), use_gather_object=True))
+    collected = {}
+    for t, gathered in parts.items():
+        if not gathered["keep"]:
+            continue
+        keep = torch.cat(gathered["keep"]).bool()
+        index = keep.nonzero()[:, 0].tolist()
+        collected[t] = {
+            "rows": torch.cat(gathered["rows"])[keep],
+            "predictions": _cat_or_none(gathered["predictions"], keep),
+            "labels": torch.cat(gathered["labels"])[keep].numpy(),
+            "output_names": heads[t].output_names(),
+            "patients": [patients[i] for i in index] if patients else [],
+            "samples": [samples[i] if samples else str(i) for i in index],
+        }
     return {
-        "probs": {t: torch.cat(v).numpy() for t, v in probs.items() if v},
-        "labels": {t: torch.cat(v).numpy() for t, v in labels.items() if v},
+        "tasks": collected,
+        "evaluators": evaluators,
         "losses": {t: float(torch.cat(v).mean()) for t, v in losses.items()},
         "mse": {t: float(torch.cat(v).mean()) for t, v in mse.items() if v},
-        "statistics": {t: torch.cat(v) for t, v in statistics.items() if v},
         "first_batch": first,
-        "patients": patients,
-        "samples": samples,
-        "kinds": {t: heads[t].prediction_kind for t in scored},
     }
 
 
-@functools.cache
-def _metric(kind: str) -> Any:
-    from ..evaluation import load_metric
+def labelled(head: TaskHead, labels: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the samples labelled for ``head``'s task (:meth:`~mtl_hf.heads.TaskHead.labelled`
+    where the head has it; every sample otherwise)."""
+    method = getattr(head, "labelled", None)
+    if method is None:
+        return torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
+    return cast(torch.Tensor, method(labels))
 
-    return load_metric(kind)
+
+def _cat_or_none(parts: list[torch.Tensor], keep: torch.Tensor) -> np.ndarray | None:
+    """The kept rows of gathered per-batch predictions; ``None`` for a head without predictions."""
+    values = torch.cat(parts)
+    return values[keep].numpy() if values.shape[1] else None
+
+
+def _task_rows(
+    head: TaskHead, evaluator: Any, logits: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One batch of one task, at full batch size so that every process gathers alike: evaluation rows,
+    predictions and label columns of the labelled samples (NaN rows for the others), and which are labelled."""
+    keep = labelled(head, labels)
+    chosen = keep.nonzero()[:, 0]
+    b = labels.shape[0]
+
+    def full(values: torch.Tensor | None) -> torch.Tensor:
+        if values is None:
+            return torch.zeros(b, 0, device=labels.device)
+        values = values.detach().reshape(len(chosen), -1)
+        values = values if values.is_floating_point() else values.float()  # float64 statistics stay so
+        out = values.new_full((b, values.shape[1]), float("nan"))
+        out[chosen] = values
+        return out
+
+    picked_logits, picked_labels = logits[chosen], labels[chosen]  # maybe none: heads take empty batches
+    return {
+        "rows": full(evaluator.rows(picked_logits, picked_labels)),
+        "predictions": full(head.predictions(picked_logits)),
+        "labels": full(head.label_columns(picked_labels)),
+        "keep": keep.to(torch.uint8),
+    }
 
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray, kind: str | None) -> float:
-    """ROC AUC through the package's evaluate metric (binary; one-vs-rest macro for multi-class; macro
-    over labels for multi-label); NaN when the split holds a single class."""
+    """ROC AUC through the package's evaluate metric (see :func:`mtl_hf.evaluation.task_metrics.roc_auc`)."""
+    from ..evaluation.task_metrics import roc_auc as compute
+
     if kind is None:
         raise ValueError("roc_auc needs a classification task")
-    labels = np.asarray(labels)
-    flat = labels if kind != "multilabel" else labels.reshape(-1)
-    if len(np.unique(flat)) < 2:
-        return float("nan")
-    result = _metric(kind).compute(
-        predictions=probs.tolist(), references=labels.astype(int).tolist(), n_resamples=0, delong=False
-    )
-    return float(result["roc_auc"])
+    return compute(probs, labels, kind)
 
 
 def evaluate(
     model: torch.nn.Module, loader: Any, accelerator: Accelerator, tasks: Sequence[str], seed: int
 ) -> dict[str, float]:
-    """Validation metrics: ``loss/<task>``, ``roc_auc/<task>`` for classifiers, ``<metric>/<task>`` for
-    each metric of other heads' ``metric_specs`` (``dice/<task>``), ``mse/<task>`` for MIM."""
+    """Validation metrics: ``loss/<task>``, ``<metric>/<task>`` for each metric a head reports
+    (``roc_auc/<task>``, ``dice/<task>``, ``rmse/<task>``), ``n/<task>`` labelled samples, and
+    ``mse/<task>`` for MIM."""
     pred = collect_predictions(model, loader, accelerator, tasks, seed)
     metrics: dict[str, float] = {f"loss/{t}": v for t, v in pred["losses"].items()}
-    for t, p in pred["probs"].items():
-        metrics[f"roc_auc/{t}"] = roc_auc(p, pred["labels"][t], pred["kinds"][t])
-        metrics[f"n/{t}"] = len(p)
-    head = accelerator.unwrap_model(model).head
-    for t, rows in pred["statistics"].items():
-        metrics |= {f"{k}/{t}": float(v) for k, v in head(t).metrics_from_sums(rows.sum(0)).items()}
-        metrics[f"n/{t}"] = len(rows)
+    for t, task in pred["tasks"].items():
+        metrics |= {f"{k}/{t}": v for k, v in pred["evaluators"][t].validation_metrics(task["rows"]).items()}
+        metrics[f"n/{t}"] = len(task["rows"])
     metrics |= {f"mse/{t}": v for t, v in pred["mse"].items()}
     model.train()
     return metrics
@@ -149,87 +184,70 @@ def write_test_outputs(
     monitor: str,
     cfg: TrainingSection,
 ) -> dict[str, Any]:
-    """Evaluate the best model once on the test split: ``test_metrics.json`` and ``test_predictions.csv``.
+    """Evaluate the best model once on the test split: ``test_metrics.json``, ``test_results.csv`` and
+    ``test_predictions.csv``.
 
-    Per classification task: ROC AUC with a patient-level bootstrap interval (patients resampled, not
-    slices) and DeLong's interval, PR AUC, and accuracy, sensitivity and specificity at the threshold
-    chosen on the validation split (Youden's J) - the test split chooses nothing. Per task with
-    other metrics (segmentation, regression): each metric with a patient-level bootstrap interval.
+    Every task with metrics gets rows of (task, metric, value, lower, upper) with patient-level
+    bootstrap intervals (patients resampled, not slices), as its head's evaluator computes them
+    (:mod:`mtl_hf.evaluation.task_metrics`): for a classifier also DeLong's interval, PR AUC and, where
+    the metric allows, accuracy, sensitivity and specificity at the threshold chosen on the validation
+    split (Youden's J) - the test split chooses nothing.
     """
-    from ..evaluation import bootstrap_additive_metrics, evaluate_scores
+    from ..evaluation.task_metrics import TestSettings, results_csv
 
     unwrapped: MTLModel = accelerator.unwrap_model(model)
     tasks = [t for t in unwrapped.config.task_names if unwrapped.head(t).selection_metric() is not None]
     pred = collect_predictions(model, test_loader, accelerator, tasks, cfg.seed)
-    # The validation split only chooses the operating thresholds of binary tasks.
-    binary = [t for t in tasks if unwrapped.head(t).prediction_kind == "binary"]
-    val = (
-        collect_predictions(model, val_loader, accelerator, binary, cfg.seed)
-        if binary
-        else {"probs": {}, "labels": {}}
-    )
+    # The validation split only chooses operating points (thresholds), for the tasks that have one.
+    chosen = [t for t, e in pred["evaluators"].items() if e.needs_validation]
+    val = collect_predictions(model, val_loader, accelerator, chosen, cfg.seed)["tasks"] if chosen else {}
+    settings = TestSettings(cfg.bootstrap_resamples, cfg.confidence_level, cfg.seed)
     results: dict[str, Any] = {}
-    for t, rows in pred["statistics"].items():
-        intervals = bootstrap_additive_metrics(
-            rows.numpy(),
-            unwrapped.head(t).metrics_from_sums,
-            pred["patients"] or None,
-            n_resamples=cfg.bootstrap_resamples,
-            confidence_level=cfg.confidence_level,
-            seed=cfg.seed,
+    rows = []
+    for t, task in pred["tasks"].items():
+        validation = val[t]["rows"] if t in val else None
+        entry, task_rows = pred["evaluators"][t].test_results(
+            task["rows"], task["patients"], settings, validation
         )
+        head = unwrapped.head(t).registered_name
         results[t] = {
-            "kind": unwrapped.head(t).registered_name,
-            "n_samples": len(rows),
-            "n_groups": next(iter(intervals.values())).n_groups,
-            **{name: i.estimate for name, i in intervals.items()},
-            **{f"{name}_low": i.low for name, i in intervals.items()},
-            **{f"{name}_high": i.high for name, i in intervals.items()},
-            "confidence_level": cfg.confidence_level,
-            "n_resamples": cfg.bootstrap_resamples,
+            "kind": head,  # a classifier's entry replaces it with its ROC AUC metric's configuration
+            "head": head,
+            **entry,
+            "metrics": [_row(r) for r in task_rows],
         }
-    for t, p in pred["probs"].items():
-        kind = pred["kinds"][t]
-        threshold_args: dict[str, Any] = {}
-        if kind == "binary" and t in val["probs"] and len(np.unique(val["labels"][t])) == 2:
-            threshold_args = {
-                "validation_references": val["labels"][t],
-                "validation_predictions": val["probs"][t],
-            }
-        try:
-            report = evaluate_scores(
-                pred["labels"][t],
-                p,
-                task=kind,
-                groups=pred["patients"] or None,
-                confidence_level=cfg.confidence_level,
-                n_resamples=cfg.bootstrap_resamples,
-                seed=cfg.seed,
-                **threshold_args,
-            )
-            results[t] = {"kind": kind, **report.to_dict()}
-        except ValueError as exc:  # e.g. a single class in a tiny test split
-            results[t] = {"roc_auc": None, "error": str(exc), "n_samples": len(p)}
+        rows += task_rows
     if accelerator.is_main_process:
         run = RunFolder(out)
         run.write_test_metrics(results, default=_json_default)
-        run.write_test_predictions(pred)
+        write_text(run.test_results_file, results_csv(rows))
+        run.write_test_predictions(pred["tasks"])
         _write_statistics(run, pred, unwrapped)
         _plot_examples(unwrapped, pred["first_batch"], run.plots)
     return results
 
 
+def _row(result: Any) -> dict[str, Any]:
+    """A result row as ``test_metrics.json`` lists it under its task (the task is the key above it)."""
+    return {k: v for k, v in result.to_dict().items() if k != "task"}
+
+
 def _write_statistics(run: RunFolder, pred: dict[str, Any], model: MTLModel) -> None:
-    """``test_statistics_<task>.csv`` per task with additive metrics: each test sample's metric
+    """``test_statistics_<task>.csv`` per task with additive metrics: each labelled test sample's metric
     statistics, so that ``mtl-hf compare`` can test two runs' metrics against each other, paired."""
-    for t, rows in pred["statistics"].items():
+    from ..evaluation.task_metrics import AdditiveEvaluator
+
+    for t, task in pred["tasks"].items():
+        if not isinstance(pred["evaluators"][t], AdditiveEvaluator):
+            continue
+        rows = task["rows"]
         names = model.head(t).statistic_names() or tuple(f"s{j}" for j in range(rows.shape[1]))
         buffer = io.StringIO(newline="")
         writer = csv.writer(buffer)
         writer.writerow(["sample_id", "patient_id", *names])
-        for i, values in enumerate(rows.tolist()):
-            sample = pred["samples"][i] if pred["samples"] else str(i)
-            patient = pred["patients"][i] if pred["patients"] else ""
+        for sample, patient, values in zip(
+            task["samples"], task["patients"] or [""] * len(rows), rows.tolist(), strict=True
+        ):
             writer.writerow([sample, patient, *(repr(float(v)) for v in values)])
         write_text(run.test_statistics_file(t), buffer.getvalue())
 

@@ -95,17 +95,18 @@ def check_trainer_support(model: MTLModel) -> None:
 
 
 def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
-    """A ``compute_metrics`` for ``transformers.Trainer``: ``roc_auc/<task>`` for classification tasks
-    (binary; one-vs-rest macro for multi-class; macro over labels for multi-label; NaN when the
-    evaluation set holds one class) and each metric of other heads' :meth:`~mtl_hf.heads.TaskHead.metric_specs`
-    (``dice/<task>`` for segmentation), computed as ``mtl-hf train``'s validation computes them.
+    """A ``compute_metrics`` for ``transformers.Trainer``: ``<metric>/<task>`` for every metric a head
+    reports (``roc_auc/<task>`` for classification tasks, NaN when the evaluation set holds one class;
+    ``dice/<task>`` for segmentation, ``rmse/<task>`` for regression), over the samples labelled for the
+    task, computed as ``mtl-hf train``'s validation computes them (:mod:`mtl_hf.evaluation.task_metrics`).
     The Trainer prefixes them with ``eval_``.
 
     Raises:
         mtl_hf.options.OptionsError: if the model's weighter does not train under the Trainer
             (:func:`check_trainer_support`).
     """
-    from .evaluation_loop import roc_auc
+    from ..evaluation.task_metrics import evaluator_for
+    from .evaluation_loop import labelled
 
     check_trainer_support(model)
 
@@ -122,14 +123,14 @@ def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
             if task not in labels:
                 continue
             head = model.head(task)
+            evaluator = evaluator_for(head)
+            if evaluator is None:
+                continue
             scores = torch.as_tensor(np.asarray(task_logits))
             targets = torch.as_tensor(np.asarray(labels[task]))
-            if head.prediction_kind is not None:
-                probs = head.probabilities(scores).numpy()
-                metrics[f"roc_auc/{task}"] = roc_auc(probs, targets.numpy(), head.prediction_kind)
-            elif head.metric_specs():
-                sums = head.metric_statistics(scores, targets).sum(0)
-                metrics |= {f"{k}/{task}": float(v) for k, v in head.metrics_from_sums(sums).items()}
+            keep = labelled(head, targets)
+            rows = evaluator.rows(scores[keep], targets[keep])
+            metrics |= {f"{k}/{task}": v for k, v in evaluator.validation_metrics(rows).items()}
         return metrics
 
     return compute_metrics

@@ -4,6 +4,7 @@ sample by sample, model selection on a lower-is-better metric, and a short train
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -214,6 +215,20 @@ def test_a_short_run_trains_regression_beside_a_classifier_and_reports_it(tmp_pa
     test = json.loads((out / "test_metrics.json").read_text())["area"]
     for name in ("r2", "mae", "rmse", "pearson"):
         assert test[f"{name}_low"] <= test[name] <= test[f"{name}_high"]
+    rows = {r["metric"]: r for r in test["metrics"]}  # the results format every task shares
+    assert [(m, rows[m]["higher_is_better"], rows[m]["model_index"]) for m in rows] == [
+        ("r2", True, "R²"), ("mae", False, None), ("rmse", False, "RMSE"), ("pearson", True, None),
+    ]  # fmt: skip
+    assert all(
+        (r["value"], r["lower"], r["upper"]) == (test[m], test[f"{m}_low"], test[f"{m}_high"])
+        for m, r in rows.items()
+    )
+    with (out / "test_results.csv").open() as handle:
+        csv_rows = [r for r in csv.DictReader(handle) if r["task"] == "area"]
+    assert [(r["metric"], float(r["value"])) for r in csv_rows] == [(m, pytest.approx(test[m])) for m in rows]
+    with (out / "test_predictions.csv").open() as handle:
+        written = [r for r in csv.DictReader(handle) if r["task"] == "area"]
+    assert len(written) == 12 and {r["output"] for r in written} == {"area"}
     # the test metrics are those of the saved statistics, which are those of the saved model's predictions
     model = AutoModel.from_pretrained(out / "best_model")
     assert model.config.tasks["area"]["target_mean"] == [0.03]
@@ -225,3 +240,8 @@ def test_a_short_run_trains_regression_beside_a_classifier_and_reports_it(tmp_pa
     expected = reference(y, predictions[:, 0].double().numpy())
     for name, value in expected.items():
         assert test[name] == pytest.approx(value, rel=1e-4, abs=1e-6)
+    by_sample = sorted(written, key=lambda r: int(r["sample_id"]))  # the loader keeps the split's order
+    np.testing.assert_allclose(
+        [float(r["prediction"]) for r in by_sample], predictions[:, 0].numpy(), rtol=1e-4
+    )
+    np.testing.assert_allclose([float(r["label"]) for r in by_sample], y, rtol=1e-6)

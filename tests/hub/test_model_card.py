@@ -223,3 +223,32 @@ def test_the_example_card_in_the_repository_is_current(tmp_path: Path) -> None:
     if os.environ.get("MTL_HF_WRITE_EXAMPLE_CARD"):
         EXAMPLE_CARD.write_text(rendered, encoding="utf-8")
     assert EXAMPLE_CARD.read_text(encoding="utf-8") == rendered
+
+
+def test_a_regression_task_sends_the_metrics_its_head_marks_to_the_model_index(tmp_path: Path) -> None:
+    from mtl_hf.evaluation.task_metrics import MetricResult
+
+    run = write_run(tmp_path / "run", name_or_path="facebook/dino-vits16")
+    config = json.loads((run / "best_model" / "config.json").read_text())
+    config["tasks"]["area"] = {"type": "regression"}
+    (run / "best_model" / "config.json").write_text(json.dumps(config))
+    rows = [  # as the evaluation loop writes them (tests/heads/test_regression.py checks that it does)
+        MetricResult("area", "r2", 0.5, 0.3, 0.7, True, "R²", 40, 4),
+        MetricResult("area", "mae", 0.05, 0.04, 0.06, False, None, 40, 4),
+        MetricResult("area", "rmse", 0.07, 0.05, 0.09, False, "RMSE", 40, 4),
+    ]
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    metrics["area"] = {
+        "kind": "regression",
+        "r2": 0.5,
+        "metrics": [{k: v for k, v in r.to_dict().items() if k != "task"} for r in rows],
+    }
+    (run / "test_metrics.json").write_text(json.dumps(metrics))
+    card = render_model_card(run, "lab/brats-mtl", OPTIONS)
+    area = [r for r in card.data.eval_results if r.task_name == "area (regression)"]
+    assert [(r.task_type, r.metric_type, r.metric_value, r.metric_name) for r in area] == [
+        ("image-regression", "r2", 0.5, "R² (area), 95% CI 0.300–0.700"),
+        ("image-regression", "rmse", 0.07, "RMSE (area), 95% CI 0.050–0.090"),
+    ]
+    assert "| `area` | R² | 0.500 | 95% CI 0.300–0.700 |" in card.text
+    assert validate_card_metadata(str(card)) == []

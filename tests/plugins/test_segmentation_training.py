@@ -176,18 +176,22 @@ def test_compare_lists_the_segmentation_dice_of_every_run(demo_data: Path, tmp_p
          "bootstrap_resamples": 100, "attention": False},
     )  # fmt: skip
     text = compare(compare_config, base)
-    rows = list(csv.DictReader((tmp_path / "cmp" / "other_metrics.csv").open()))
+    rows = [r for r in csv.DictReader((tmp_path / "cmp" / "metrics.csv").open()) if r["task"] == "lesion"]
     assert {(r["strategy"], r["metric"]) for r in rows} == {
         ("stl", "dice"), ("stl", "dice_global"), ("mtl", "dice"), ("mtl", "dice_global"),
     }  # fmt: skip
     for r in rows:  # each row is its run's test_metrics.json
         lesion = json.loads((Path(r["run_dir"]) / "test_metrics.json").read_text())["lesion"]
         assert float(r["value"]) == pytest.approx(lesion[r["metric"]])
-        assert float(r["low"]) <= float(r["value"]) <= float(r["high"])
+        assert float(r["lower"]) <= float(r["value"]) <= float(r["upper"])
+        assert (lesion[f"{r['metric']}_low"], lesion[f"{r['metric']}_high"]) == (
+            float(r["lower"]),
+            float(r["upper"]),
+        )
     # the paired test: the difference of the two runs' Dice on the same test slices, with an interval
     (comp,) = [
         r
-        for r in csv.DictReader((tmp_path / "cmp" / "other_comparisons.csv").open())
+        for r in csv.DictReader((tmp_path / "cmp" / "paired_differences.csv").open())
         if r["metric"] == "dice"
     ]
     assert (comp["model_a"], comp["model_b"], comp["task"]) == ("mtl", "stl", "lesion")  # as "MTL vs STL"
@@ -195,5 +199,5 @@ def test_compare_lists_the_segmentation_dice_of_every_run(demo_data: Path, tmp_p
     assert float(comp["difference"]) == pytest.approx(dice["mtl"] - dice["stl"])
     assert float(comp["low"]) <= float(comp["difference"]) <= float(comp["high"])
     assert 0.0 <= float(comp["p_value"]) <= 1.0 and int(comp["n_test"]) == 40
-    assert "Other tasks (test split)" in text and "mtl vs stl" in text
-    assert "## Other tasks (test split)" in (tmp_path / "cmp" / "results.md").read_text()
+    assert "Every task and metric (test split)" in text and "mtl vs stl" in text
+    assert "## Every task and metric (test split)" in (tmp_path / "cmp" / "results.md").read_text()

@@ -86,6 +86,7 @@ class SegmentationHead(TaskHead):
     options: SegmentationOptions
     requires_hidden_states = True
     target_kind = "mask"
+    hub_task = "image-segmentation"
     target_layout = "float32 (B, H, W) of 0/1 at the image's size"
     metric_statistic_names = STATISTICS
 
