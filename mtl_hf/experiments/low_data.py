@@ -26,7 +26,7 @@ from .predictions import read_predictions
 
 if TYPE_CHECKING:
     from ..evaluation import CurveDifference, CurvePoint, RunScores
-    from .other_tasks import Cell, CompareConfig
+    from .task_results import Cell, CompareConfig
 
 LOW_DATA_CSV = "low_data.csv"
 LOW_DATA_DIFFERENCES_CSV = "low_data_differences.csv"

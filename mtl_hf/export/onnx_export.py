@@ -9,7 +9,8 @@ An export folder holds:
 * ``preprocessor_config.json``: the model's :class:`~mtl_hf.MTLImageProcessor`, which turns images into
   ``pixel_values`` (``AutoImageProcessor.from_pretrained(folder)`` after ``import mtl_hf``);
 * ``onnx_outputs.json`` (:data:`OUTPUTS_FILE`): what each output is: its task, shape, the head's
-  ``prediction_kind`` and the function that turns logits into probabilities (``sigmoid`` for binary
+  ``prediction_kind`` and the function that turns logits into probabilities (the head's
+  :meth:`~mtl_hf.heads.TaskHead.probability_activation`: ``sigmoid`` for binary
   and multi-label tasks, ``softmax`` over the last axis for multi-class ones), and the output names
   (classes or labels); for the attentions, the number of prefix tokens, the patch grid and patch size.
 
@@ -158,6 +159,20 @@ def export_onnx(
     return OnnxExport(folder=out, model_file=out / MODEL_FILE, outputs=description)
 
 
+def _example_logits(model: MTLModel, tasks: list[str], input_shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The logits of ``tasks`` for one blank image, for the output shapes the description records."""
+    if not tasks:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            blank = torch.zeros(1, *input_shape, device=model.device, dtype=model.dtype)
+            return dict(model(pixel_values=blank, tasks=tasks).logits)
+    finally:
+        model.train(was_training)
+
+
 def describe_outputs(
     model: MTLModel,
     tasks: list[str],
@@ -168,23 +183,21 @@ def describe_outputs(
     """The contents of ``onnx_outputs.json`` for an export of ``tasks`` (and the attentions)."""
     channels, height, width = input_shape
     outputs = []
+    predicting = [t for t in tasks if t in classification_tasks(model)]
+    logits = _example_logits(model, predicting, input_shape)
     for task in tasks:
         head = model.head(task)
-        kind = head.prediction_kind
         entry: dict[str, Any] = {
             "name": logits_name(task),
             "task": task,
             "head": getattr(type(head), "registered_name", type(head).__name__),
-            "prediction_kind": kind,
-            "probabilities": {"binary": "sigmoid", "multilabel": "sigmoid", "multiclass": "softmax"}.get(
-                kind or ""
-            ),
+            "prediction_kind": head.prediction_kind,
+            "probabilities": head.probability_activation(),
             "segmentation": task in mask_tasks(model, [task]),
         }
-        if kind is not None:
-            names = output_names(model, task)
-            entry["output_names"] = names
-            entry["shape"] = ["batch"] if kind == "binary" else ["batch", len(names)]
+        if task in logits:
+            entry["output_names"] = output_names(model, task)
+            entry["shape"] = ["batch", *logits[task].shape[1:]]
         elif entry["segmentation"]:
             entry["shape"] = ["batch", height, width]
         outputs.append(entry)

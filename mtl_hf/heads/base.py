@@ -250,10 +250,18 @@ class TaskHead(nn.Module, ABC):
         ``test_predictions.csv`` and ``mtl-hf predict`` write: a classifier's probabilities, a
         regression's values. ``None`` for heads without per-sample values (masked image modeling; a
         segmentation head gives masks through :meth:`segmentation_masks`)."""
-        if self.prediction_kind is None:
-            return None
+        if self.prediction_kind is None and type(self).probabilities is TaskHead.probabilities:
+            return None  # neither a classifier nor a head with its own probabilities
         p = self.probabilities(logits)
         return p[:, None] if p.dim() == 1 else p
+
+    def probability_activation(self) -> str | None:
+        """The function an exported graph's consumer applies to this head's logits to get
+        :meth:`predictions` (``"sigmoid"``, ``"softmax"``), ``None`` when the logits are the
+        predictions themselves (regression) or the head has none."""
+        return {"binary": "sigmoid", "multilabel": "sigmoid", "multiclass": "softmax"}.get(
+            self.prediction_kind or ""
+        )
 
     def label_columns(self, labels: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` float labels aligned with :meth:`predictions` (written beside them in

@@ -159,6 +159,10 @@ class RegressionHead(LinearClassificationHead):
             raise self._label_error("contain inf (NaN marks a missing value; inf is not a value)")
         return labels
 
+    def labelled(self, labels: torch.Tensor) -> torch.Tensor:
+        """A sample with a value for any of the outputs is labelled (its missing values add nothing)."""
+        return torch.isfinite(labels.float().reshape(labels.shape[0], -1)).any(dim=1)
+
     def forward(self, features: BackboneFeatures, labels: torch.Tensor | None = None) -> HeadOutput:
         standardised = self.logits(features).float()
         mean, std = self.standardisation(standardised.device)

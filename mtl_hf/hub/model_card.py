@@ -336,7 +336,7 @@ def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
 def _result_rows(folder: ShareableFolder) -> list[ResultRow]:
     """One line per task: its first ``model-index`` metric (or headline metric) and the other numbers."""
     rows = []
-    indexed = {}
+    indexed: dict[str, MetricResult] = {}
     for row in _index_rows(folder):
         indexed.setdefault(row.task, row)
     for task, values in _test_metrics(folder).items():

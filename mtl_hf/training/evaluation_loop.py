@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -108,15 +108,6 @@ def collect_predictions(
     }
 
 
-def labelled(head: TaskHead, labels: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: the samples labelled for ``head``'s task (:meth:`~mtl_hf.heads.TaskHead.labelled`
-    where the head has it; every sample otherwise)."""
-    method = getattr(head, "labelled", None)
-    if method is None:
-        return torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
-    return cast(torch.Tensor, method(labels))
-
-
 def _cat_or_none(parts: list[torch.Tensor], keep: torch.Tensor) -> np.ndarray | None:
     """The kept rows of gathered per-batch predictions; ``None`` for a head without predictions."""
     values = torch.cat(parts)
@@ -128,7 +119,7 @@ def _task_rows(
 ) -> dict[str, torch.Tensor]:
     """One batch of one task, at full batch size so that every process gathers alike: evaluation rows,
     predictions and label columns of the labelled samples (NaN rows for the others), and which are labelled."""
-    keep = labelled(head, labels)
+    keep = head.labelled(labels)
     chosen = keep.nonzero()[:, 0]
     b = labels.shape[0]
 

@@ -106,7 +106,6 @@ def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
             (:func:`check_trainer_support`).
     """
     from ..evaluation.task_metrics import evaluator_for
-    from .evaluation_loop import labelled
 
     check_trainer_support(model)
 
@@ -128,7 +127,7 @@ def compute_metrics_for(model: MTLModel) -> Callable[[Any], dict[str, float]]:
                 continue
             scores = torch.as_tensor(np.asarray(task_logits))
             targets = torch.as_tensor(np.asarray(labels[task]))
-            keep = labelled(head, targets)
+            keep = head.labelled(targets)
             rows = evaluator.rows(scores[keep], targets[keep])
             metrics |= {f"{k}/{task}": v for k, v in evaluator.validation_metrics(rows).items()}
         return metrics

@@ -65,7 +65,7 @@ def test_tasks_without_probabilities_are_left_out_or_refused() -> None:
     model = MTLModel(tiny_config(tasks=THREE_TASKS))
     assert classification_tasks(model) == ["tumour", "grade", "findings"]
     assert probability_function(model, "mim") is None
-    with pytest.raises(ValueError, match="'mim' \\(mim\\) gives no class probabilities"):
+    with pytest.raises(ValueError, match="'mim' \\(mim\\) gives no per-sample predictions"):
         classification_tasks(model, ["mim"])
     with pytest.raises(ValueError, match="no task named 'nope'"):
         classification_tasks(model, ["nope"])
@@ -89,3 +89,14 @@ def test_a_head_method_takes_precedence() -> None:
     expected = torch.stack([1 - s[:, 0], s[:, 0] - s[:, 1], s[:, 1] - s[:, 2], s[:, 2]], dim=1)
     assert torch.allclose(probs, expected, atol=1e-6)
     assert torch.allclose(probs.sum(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_a_regression_task_gives_its_values_under_its_output_names() -> None:
+    tasks = {"area": {"type": "regression", "num_outputs": 2, "output_names": ["whole", "core"], "target_mean": [5.0, 1.0], "target_std": [2.0, 0.5]}}  # fmt: skip
+    model = MTLModel(tiny_config(tasks=tasks)).eval()
+    logits = model(torch.randn(3, 3, 64, 64)).logits
+    assert classification_tasks(model) == ["area"]
+    values = task_probabilities(model, logits, ["area"])["area"]
+    assert torch.equal(values, logits["area"])  # the head's predictions are its logits, in the target's units
+    assert output_names(model, "area") == ["whole", "core"]
+    assert column_names(model, "area") == ["area/whole", "area/core"]
