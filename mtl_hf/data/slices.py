@@ -153,20 +153,34 @@ def check_crc32(data: bytes | bytearray | memoryview, expected: int | None) -> N
         raise ValueError(f"CRC-32 mismatch: stored {int(expected):#010x}, computed {zlib.crc32(data):#010x}")
 
 
-def decode_slice_image(example: Mapping[str, Any]) -> np.ndarray:
-    """A stored slice as ``(C, H, W)``: float32 for quantised storage, else its stored float dtype."""
+def stored_slice(example: Mapping[str, Any]) -> np.ndarray:
+    """A stored slice's ``(C, H, W)`` array as stored (its dtype, read-only), after the CRC-32 check
+    and decompression."""
     data = example["image"]
     check_crc32(data, example.get("image_crc32"))
     raw = _unpack(data, example.get("image_encoding"))
-    shape = tuple(example["image_shape"])
-    dtype = np.dtype(example["image_dtype"])
-    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
-    scale = example.get("image_scale")
-    if dtype.kind == "u" and scale:
-        out = array.astype(np.float32)
-        out *= np.asarray(scale, np.float32)[:, None, None]
-        out += np.asarray(example["image_offset"], np.float32)[:, None, None]
-        return out
+    return np.frombuffer(raw, dtype=np.dtype(example["image_dtype"])).reshape(tuple(example["image_shape"]))
+
+
+def is_quantised(example: Mapping[str, Any]) -> bool:
+    """Whether the row stores integers with a per-channel scale (decoded as ``q * scale + offset``)."""
+    return np.dtype(example["image_dtype"]).kind == "u" and bool(example.get("image_scale"))
+
+
+def dequantise(stored: np.ndarray, scales: Any, offsets: Any) -> np.ndarray:
+    """``stored * scale + offset`` as float32, per channel: ``stored`` ``(..., C, H, W)``, ``scales`` and
+    ``offsets`` ``(..., C)``. The same float32 operations whether one slice or a batch is decoded."""
+    out = stored.astype(np.float32)
+    out *= np.asarray(scales, np.float32)[..., None, None]
+    out += np.asarray(offsets, np.float32)[..., None, None]
+    return out
+
+
+def decode_slice_image(example: Mapping[str, Any]) -> np.ndarray:
+    """A stored slice as ``(C, H, W)``: float32 for quantised storage, else its stored float dtype."""
+    array = stored_slice(example)
+    if is_quantised(example):
+        return dequantise(array, example["image_scale"], example["image_offset"])
     return array.copy()  # a writable copy: torch refuses to wrap read-only buffers without a warning
 
 

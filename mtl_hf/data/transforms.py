@@ -7,21 +7,30 @@ cached: every epoch draws new augmentations. For a batch of rows it
    lesion mask;
 2. brings the image to the model's channels and size with the model's :class:`~mtl_hf.MTLImageProcessor`
    (its rescaling and resampling; ``do_normalize=False`` for now) and the mask to the same size by
-   nearest neighbour (``nearest-exact``, pixel centres aligned as in bilinear resizing);
+   nearest neighbour (``nearest-exact``, pixel centres aligned as in bilinear resizing). Cached slices
+   already stored at the model's size (the cache resizes at build time) skip the processor: the batch
+   is decoded and dequantised as one array, which gives the processor's values bit for bit (for such
+   float input it only checks and stacks);
 3. in training, draws one affine warp per sample (flips, rotation, scale, translation, shear) and
    applies it to image (bilinear) and mask (nearest) alike, then intensity jitter (gamma, contrast,
-   brightness, noise) to the image only;
+   brightness, noise) to the image only; the whole batch in a few in-place tensor operations;
 4. normalises with the processor's ``image_mean`` / ``image_std``.
 
-Random numbers come from torch's global generator (seeded per data-loader worker by PyTorch, and by
-``accelerate.utils.set_seed``) unless a ``generator`` is given.
+Random numbers are all drawn before any pixel is touched (:class:`AugmentationDraw`), from torch's
+global generator (seeded per data-loader worker by PyTorch, and by ``accelerate.utils.set_seed``)
+unless a ``generator`` is given, or, inside :func:`per_sample_seeds`, each sample's from its own
+generator: a sample is then augmented the same way whichever batch, worker or resumed run loads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..image_processing_mtl import MTLImageProcessor
+from ..image_processing_mtl import MTLImageProcessor, channel_mismatch
 from .config import AugmentationConfig, DataConfig
 from .errors import DataError
-from .slices import decode_slice_image, decode_slice_mask
+from .slices import decode_slice_image, decode_slice_mask, dequantise, is_quantised, stored_slice
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -81,6 +90,46 @@ def _decode_image(example: Mapping[str, Any]) -> np.ndarray:
     return np.array(image)  # a decoded PIL image; a writable copy for torch
 
 
+def decode_cached_images(rows: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    """The rows' cached slices as one ``(B, C, H, W)`` float32 array, or ``None`` when they are not all
+    stored slices of one shape that decode to floats (2-D images, stored integers without a scale).
+
+    The values are :func:`decode_image`'s, row by row, bit for bit; the dequantisation runs once over
+    the batch.
+
+    Raises:
+        DataError: a row's stored bytes do not decode, naming the sample.
+    """
+    first = rows[0]
+    shape = tuple(first.get("image_shape") or ())
+    kinds = {(str(r.get("image_dtype")), is_quantised(r)) for r in rows if _is_stored_slice(r, shape)}
+    if len(kinds) != 1 or sum(1 for r in rows if _is_stored_slice(r, shape)) != len(rows):
+        return None
+    dtype, quantised = next(iter(kinds))
+    if not quantised and np.dtype(dtype).kind != "f":
+        return None
+    stored = np.empty((len(rows), *shape), np.dtype(dtype))
+    for i, row in enumerate(rows):
+        try:
+            stored[i] = stored_slice(row)
+        except (ValueError, TypeError) as exc:
+            raise DataError(_sample_name(row), _damaged("image", exc)) from exc
+    if not quantised:
+        return stored.astype(np.float32, copy=False)
+    try:
+        return dequantise(stored, [r["image_scale"] for r in rows], [r["image_offset"] for r in rows])
+    except ValueError as exc:  # a scale or offset of the wrong length: name the first such row
+        bad = next(
+            (r for r in rows if len(r["image_scale"]) != shape[0] or len(r["image_offset"]) != shape[0]),
+            first,
+        )
+        raise DataError(_sample_name(bad), _damaged("image", exc)) from exc
+
+
+def _is_stored_slice(row: Mapping[str, Any], shape: tuple[int, ...]) -> bool:
+    return isinstance(row.get("image"), (bytes, bytearray, memoryview)) and tuple(row["image_shape"]) == shape
+
+
 def decode_mask(example: Mapping[str, Any]) -> np.ndarray | None:
     """The row's ``(H, W)`` uint8 label mask (BraTS: the segmentation labels; images: 0 = background).
 
@@ -104,6 +153,56 @@ def _decode_mask(example: Mapping[str, Any]) -> np.ndarray | None:
             return np.array(pil.convert("L"))
     array = np.array(mask)
     return array if array.ndim == 2 else array[..., 0]
+
+
+_SAMPLE_SEEDS: contextvars.ContextVar[tuple[int, ...] | None] = contextvars.ContextVar(
+    "mtl_hf_sample_seeds", default=None
+)
+
+
+@contextlib.contextmanager
+def per_sample_seeds(seeds: Sequence[int]) -> Iterator[None]:
+    """Inside this block an :class:`MTLTransform` called on ``len(seeds)`` rows draws sample ``i``'s
+    augmentation from a generator seeded with ``seeds[i]`` (what ``torch.manual_seed(seeds[i])`` and a
+    transform of that one row would draw), leaving every other generator alone."""
+    token = _SAMPLE_SEEDS.set(tuple(int(s) for s in seeds))
+    try:
+        yield
+    finally:
+        _SAMPLE_SEEDS.reset(token)
+
+
+@dataclass
+class AugmentationDraw:
+    """The random numbers of one batch's augmentation, drawn before any pixel is touched: uniforms in
+    ``[0, 1)`` that :meth:`MTLTransform.sample_affine` and the jitter map to their ranges.
+
+    Attributes:
+        flip_x, flip_y, angle, shear, scale: ``(B,)``.
+        shift: ``(B, 2)``.
+        gamma, contrast, brightness: ``(B,)``, ``None`` where that jitter is off.
+        noise: ``(B, C, H, W)`` standard normal noise, ``None`` where it is off.
+    """
+
+    flip_x: torch.Tensor
+    flip_y: torch.Tensor
+    angle: torch.Tensor
+    shear: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+    gamma: torch.Tensor | None = None
+    contrast: torch.Tensor | None = None
+    brightness: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+
+    @classmethod
+    def cat(cls, draws: Sequence[AugmentationDraw]) -> AugmentationDraw:
+        """The draws of several batches (or samples) as one batch."""
+        joined: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            parts = [getattr(d, field.name) for d in draws]
+            joined[field.name] = None if parts[0] is None else torch.cat(parts)
+        return cls(**joined)
 
 
 class MTLTransform:
@@ -145,15 +244,7 @@ class MTLTransform:
     def __call__(self, batch: Mapping[str, list[Any]]) -> dict[str, Any]:
         n = len(next(iter(batch.values())))
         rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
-        images = [decode_image(r) for r in rows]
-        pixel_values = self.processor.preprocess(
-            images,
-            do_resize=True,
-            do_normalize=False,
-            do_intensity=False,  # cached slices are normalised per volume already
-            size={"height": self.size[0], "width": self.size[1]},
-            return_tensors="pt",
-        )["pixel_values"]
+        pixel_values = self.pixels(rows)
         masks = [decode_mask(r) for r in rows]
         has_mask = torch.tensor([m is not None for m in masks], dtype=torch.bool)
         labels = torch.zeros((n, *self.size), dtype=torch.uint8)
@@ -161,40 +252,100 @@ class MTLTransform:
             if mask is not None:
                 labels[i] = resize_mask(mask, self.size)
         if self.train and self.augmentation.enabled:
-            pixel_values, labels = self._augment(pixel_values, labels)
+            draw = self.draw(n, tuple(pixel_values.shape[1:]))
+            pixel_values, labels = self._augment(pixel_values, labels, draw)
         if self.lesion_labels is None:
             lesion = labels != 0
         else:
             lesion = torch.isin(labels, torch.tensor(self.lesion_labels, dtype=labels.dtype))
-        if self.processor.do_normalize:
+        if self.processor.do_normalize:  # in place: ``pixel_values`` is this call's own tensor
             mean = torch.tensor(self.processor.image_mean, dtype=pixel_values.dtype).view(1, -1, 1, 1)
             std = torch.tensor(self.processor.image_std, dtype=pixel_values.dtype).view(1, -1, 1, 1)
-            pixel_values = (pixel_values - mean) / std
+            pixel_values.sub_(mean).div_(std)
         out: dict[str, Any] = {k: v for k, v in batch.items() if k not in RAW_COLUMNS}
         out["pixel_values"] = pixel_values.contiguous()
         out["lesion_mask"] = lesion
         out["has_lesion_mask"] = has_mask
         return out
 
+    def pixels(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """The rows' images at the model's channels and size, not yet normalised, ``(B, C, H, W)``
+        float32: cached slices already at that size straight from :func:`decode_cached_images`, anything
+        else through the processor (the same values: for such float input the processor only checks
+        them and replicates grey to three channels)."""
+        cached = decode_cached_images(rows)
+        channels = self.processor.num_channels
+        if (
+            cached is not None
+            and tuple(cached.shape[-2:]) == self.size
+            and channel_mismatch(cached.shape[1], channels) is None
+        ):
+            x = torch.from_numpy(cached)
+            if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():  # the sum first: one cheap pass
+                bad = next(i for i in range(len(x)) if not torch.isfinite(x[i]).all())
+                raise ValueError(f"image {bad}: contains NaN or inf")
+            return x.expand(-1, channels, -1, -1).clone() if x.shape[1] != channels else x
+        images = list(cached) if cached is not None else [decode_image(r) for r in rows]
+        return self.processor.preprocess(
+            images,
+            do_resize=True,
+            do_normalize=False,
+            do_intensity=False,  # cached slices are normalised per volume already
+            size={"height": self.size[0], "width": self.size[1]},
+            return_tensors="pt",
+        )["pixel_values"]
+
     # -- augmentation ------------------------------------------------------------------------------
-    def _rand(self, n: int, low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, generator=self.generator)
+    def draw(self, n: int, shape: tuple[int, ...]) -> AugmentationDraw:
+        """The augmentation of ``n`` images of ``shape`` ``(C, H, W)``: inside :func:`per_sample_seeds`
+        each sample's from its own seed, otherwise the batch's from ``generator`` (or torch's global one)."""
+        seeds = _SAMPLE_SEEDS.get()
+        if seeds is None:
+            return self.draw_from(n, shape, self.generator)
+        if len(seeds) != n:
+            raise ValueError(f"per_sample_seeds: {len(seeds)} seeds for a batch of {n} rows")
+        return AugmentationDraw.cat(
+            [self.draw_from(1, shape, torch.Generator().manual_seed(s)) for s in seeds]
+        )
 
-    def _augment(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        theta = self.sample_affine(images.shape[0])
-        images, labels = warp(images, labels, theta)
-        return self._jitter(images), labels
-
-    def sample_affine(self, n: int) -> torch.Tensor:
-        """``(n, 2, 3)`` matrices for ``F.affine_grid``: output coordinates -> input coordinates."""
+    def draw_from(
+        self, n: int, shape: tuple[int, ...], generator: torch.Generator | None
+    ) -> AugmentationDraw:
+        """Draw ``n`` samples' random numbers from ``generator`` (``None``: torch's global generator), in
+        a fixed order: the affine warp's (flips, rotation, shear, scale, shift), then gamma, contrast,
+        brightness and noise (those switched on)."""
         aug = self.augmentation
-        flip_x = torch.where(torch.rand(n, generator=self.generator) < aug.horizontal_flip, -1.0, 1.0)
-        flip_y = torch.where(torch.rand(n, generator=self.generator) < aug.vertical_flip, -1.0, 1.0)
-        angle = torch.deg2rad(self._rand(n, -aug.rotation_degrees, aug.rotation_degrees))
-        shear = torch.deg2rad(self._rand(n, -aug.shear_degrees, aug.shear_degrees))
-        log_lo, log_hi = math.log(aug.scale[0]), math.log(aug.scale[1])
-        scale = torch.exp(self._rand(n, log_lo, log_hi))
-        shift = self._rand(2 * n, -2 * aug.translate, 2 * aug.translate).view(n, 2)  # [-1, 1] spans the image
+
+        def uniform(count: int) -> torch.Tensor:
+            return torch.rand(count, generator=generator)
+
+        flip_x, flip_y, angle, shear, scale = (uniform(n) for _ in range(5))
+        shift = uniform(2 * n).view(n, 2)
+        gamma = uniform(n) if aug.gamma != (1.0, 1.0) else None
+        contrast = uniform(n) if aug.contrast > 0 else None
+        brightness = uniform(n) if aug.brightness > 0 else None
+        noise = torch.randn((n, *shape), generator=generator) if aug.noise_std > 0 else None
+        return AugmentationDraw(
+            flip_x, flip_y, angle, shear, scale, shift, gamma, contrast, brightness, noise
+        )
+
+    def _augment(
+        self, images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = warp(images, labels, self.sample_affine(draw))
+        return self._jitter(images, draw), labels
+
+    def sample_affine(self, draw: AugmentationDraw) -> torch.Tensor:
+        """``(B, 2, 3)`` matrices for ``F.affine_grid`` (output coordinates -> input coordinates) from
+        ``draw``'s uniforms: flips, rotation, shear, scale (log-uniform) and shift."""
+        aug = self.augmentation
+        n = draw.angle.shape[0]
+        flip_x = torch.where(draw.flip_x < aug.horizontal_flip, -1.0, 1.0)
+        flip_y = torch.where(draw.flip_y < aug.vertical_flip, -1.0, 1.0)
+        angle = torch.deg2rad(_spread(draw.angle, -aug.rotation_degrees, aug.rotation_degrees))
+        shear = torch.deg2rad(_spread(draw.shear, -aug.shear_degrees, aug.shear_degrees))
+        scale = torch.exp(_spread(draw.scale, math.log(aug.scale[0]), math.log(aug.scale[1])))
+        shift = _spread(draw.shift, -2 * aug.translate, 2 * aug.translate)  # [-1, 1] spans the image
         cos, sin = torch.cos(angle), torch.sin(angle)
         rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
         shear_m = torch.zeros(n, 2, 2)
@@ -207,26 +358,58 @@ class MTLTransform:
         offset = -(inverse @ shift.unsqueeze(-1))
         return torch.cat([inverse, offset], dim=-1)
 
-    def _jitter(self, images: torch.Tensor) -> torch.Tensor:
+    def _jitter(self, images: torch.Tensor, draw: AugmentationDraw) -> torch.Tensor:
+        """Gamma, contrast, brightness and noise on ``images`` (this call's own tensor, changed in place),
+        relative to each image's range ``[lo, hi]``:
+
+        ``x = lo + span * clamp((x - lo) / span, 0, 1) ** gamma``; ``x = m + c * (x - m)`` (``m`` the
+        image's mean); ``x = x + span * b``; ``x = x + span * noise_std * noise``.
+
+        The power is taken as ``exp(gamma * log t)``, with ``t`` at least 1e-20 (``log 0`` and ``exp(-inf)``
+        take a slow path on CPUs, several times a normal value's time; ``1e-20 ** gamma`` is below 1e-16,
+        zero at float32 precision next to the range), and the three affine steps are folded into one
+        multiply-add per pixel (``x = factor * t + offset``), a few in-place passes over the batch
+        instead of a dozen temporaries; the result equals the step-by-step formulas up to float32
+        rounding (relative 1e-6)."""
         aug = self.augmentation
         n = images.shape[0]
-        flat = images.reshape(n, -1)
-        lo = flat.min(dim=1).values.view(n, 1, 1, 1)
-        hi = flat.max(dim=1).values.view(n, 1, 1, 1)
+        flat = images.view(n, -1)
+        lo = flat.amin(dim=1).view(n, 1, 1, 1)
+        hi = flat.amax(dim=1).view(n, 1, 1, 1)
         span = (hi - lo).clamp_min(1e-6)
-        if aug.gamma != (1.0, 1.0):
-            gamma = torch.exp(self._rand(n, math.log(aug.gamma[0]), math.log(aug.gamma[1]))).view(n, 1, 1, 1)
-            images = lo + span * ((images - lo) / span).clamp(0, 1) ** gamma
-        if aug.contrast > 0:
-            factor = self._rand(n, 1 - aug.contrast, 1 + aug.contrast).view(n, 1, 1, 1)
-            mean = images.mean(dim=(1, 2, 3), keepdim=True)
-            images = mean + factor * (images - mean)
-        if aug.brightness > 0:
-            images = images + span * self._rand(n, -aug.brightness, aug.brightness).view(n, 1, 1, 1)
-        if aug.noise_std > 0:
-            noise = torch.randn(images.shape, generator=self.generator)
-            images = images + span * aug.noise_std * noise
-        return images
+        x = images
+        offset: torch.Tensor | None = None  # the image is ``offset + factor * x`` (None: 0 and 1)
+        factor: torch.Tensor | None = None
+        if draw.gamma is not None:
+            gamma = torch.exp(_spread(draw.gamma, math.log(aug.gamma[0]), math.log(aug.gamma[1])))
+            x.sub_(lo).div_(span).clamp_(_TINY, 1).log_().mul_(gamma.view(n, 1, 1, 1)).exp_()
+            offset, factor = lo, span
+        if draw.contrast is not None:
+            c = _spread(draw.contrast, 1 - aug.contrast, 1 + aug.contrast).view(n, 1, 1, 1)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            if factor is not None and offset is not None:
+                mean = offset + factor * mean
+            offset = c * offset + (1 - c) * mean if offset is not None else (1 - c) * mean
+            factor = c * factor if factor is not None else c
+        if draw.brightness is not None:
+            shift = span * _spread(draw.brightness, -aug.brightness, aug.brightness).view(n, 1, 1, 1)
+            offset = offset + shift if offset is not None else shift
+        if factor is not None:
+            x.mul_(factor)
+        if offset is not None:
+            x.add_(offset)
+        if draw.noise is not None:
+            x.addcmul_(draw.noise, span * aug.noise_std)
+        return x
+
+
+_TINY = 1e-20
+"""Smallest range-normalised intensity the gamma jitter takes a logarithm of."""
+
+
+def _spread(uniform: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Uniforms in ``[0, 1)`` mapped to ``[low, high)``."""
+    return low + (high - low) * uniform
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -242,12 +425,26 @@ def warp(
     images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the affine ``theta`` ``(B, 2, 3)`` to images (bilinear) and label masks (nearest), zero padding."""
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    grid = affine_grid(theta.to(images.dtype), images.shape[-2:])
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     warped = F.grid_sample(
         labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
     )
     return images, warped[:, 0].round().to(torch.uint8)
+
+
+def affine_grid(theta: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, H, W), align_corners=False)`` for ``size = (H, W)``, computed as two
+    broadcast multiply-adds per coordinate instead of a ``(B, H * W, 3) x (3, 2)`` matrix product (a
+    fifth of the time on a CPU; the same grid up to float32 rounding)."""
+    h, w = int(size[0]), int(size[1])
+    xs = (torch.arange(w, dtype=theta.dtype) * 2 + 1) / w - 1  # pixel centres in [-1, 1]
+    ys = (torch.arange(h, dtype=theta.dtype) * 2 + 1) / h - 1
+    grid = torch.empty(theta.shape[0], h, w, 2, dtype=theta.dtype)
+    for k in range(2):
+        row = theta[:, k]
+        grid[..., k] = row[:, 0, None, None] * xs + (row[:, 1, None] * ys + row[:, 2, None])[:, :, None]
+    return grid
 
 
 def make_transforms(

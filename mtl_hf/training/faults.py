@@ -38,7 +38,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,6 +153,19 @@ class GuardedDataset(Dataset):
             return self.dataset[index]
         except DataError as exc:
             return SkippedSample(index=int(index), error=str(exc))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """A batch in one call of the data set's own ``__getitems__`` when it has one; when that fails
+        on bad input, sample by sample, so that only the bad samples are skipped."""
+        from ..data.errors import DataError
+
+        fetch = getattr(self.dataset, "__getitems__", None)
+        if fetch is not None:
+            try:
+                return list(fetch(list(indices)))
+            except DataError:
+                pass
+        return [self[index] for index in indices]
 
 
 class GuardedCollate:

@@ -9,7 +9,7 @@ each so they do not steal the training step's cores.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,11 +69,17 @@ def make_loader(
 class EpochSeeded(Dataset):
     """Give every sample its own random stream, fixed by (seed, epoch, index).
 
-    Augmentations draw from torch's global generator; inside this wrapper that generator is reseeded
-    for each sample and restored afterwards. A sample is then augmented the same way whichever worker
-    loads it and whether or not the run was resumed in the middle of the epoch, and the training
-    process's own random stream (masks, dropout) is left untouched. Accelerate's dataloader calls
-    :meth:`set_epoch` before each epoch.
+    A sample is then augmented the same way whichever worker loads it, in whichever batch, and whether
+    or not the run was resumed in the middle of the epoch, and the training process's own random
+    stream (masks, dropout) is left untouched. Accelerate's dataloader calls :meth:`set_epoch` before
+    each epoch.
+
+    A batch is fetched in one call (:meth:`__getitems__`, which PyTorch's loader uses): one Arrow query
+    and one call of the transform for the whole batch, where :class:`~mtl_hf.data.MTLTransform` draws
+    each sample's augmentation from a generator seeded with :meth:`sample_seed`
+    (:func:`~mtl_hf.data.transforms.per_sample_seeds`). Anything else in the data set that draws from
+    torch's global generator draws from one seeded with the batch's first sample seed, and the global
+    generator is restored afterwards.
     """
 
     def __init__(self, dataset: Any, seed: int) -> None:
@@ -87,15 +93,30 @@ class EpochSeeded(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def sample_seed(self, index: int) -> int:
+        """The seed of sample ``index`` in the current epoch."""
+        return (self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)
+
     def __getitem__(self, index: int) -> Any:
-        with torch.random.fork_rng(devices=[]):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        from ..data.transforms import per_sample_seeds
+
+        seeds = [self.sample_seed(i) for i in indices]
+        with torch.random.fork_rng(devices=[]), per_sample_seeds(seeds):
             # Only the CPU generator: ``torch.manual_seed`` would also queue a lazy seeding (with a
-            # formatted stack trace) for every accelerator backend, 8 ms per sample, and reseed CUDA's
-            # generator, which ``fork_rng(devices=[])`` does not restore.
-            torch.default_generator.manual_seed(
-                (self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)
-            )
-            return self.dataset[index]
+            # formatted stack trace) for every accelerator backend, and reseed CUDA's generator, which
+            # ``fork_rng(devices=[])`` does not restore.
+            torch.default_generator.manual_seed(seeds[0])
+            fetch = getattr(self.dataset, "__getitems__", None)
+            if fetch is not None:
+                return list(fetch(list(indices)))
+            rows = []
+            for index, seed in zip(indices, seeds, strict=True):
+                with per_sample_seeds([seed]):
+                    rows.append(self.dataset[index])
+            return rows
 
 
 def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:

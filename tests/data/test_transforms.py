@@ -1,17 +1,23 @@
-"""Transforms (processor parity, mask geometry follows the image) and the collate function's batch format."""
+"""Transforms (processor parity, mask geometry follows the image, the batch path against the per-image
+path it replaced, per-sample seeds) and the collate function's batch format."""
 
 from __future__ import annotations
 
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from mtl_hf import MTLImageProcessor
 from mtl_hf.data import (
     AugmentationConfig,
     DataConfig,
+    DataError,
     MTLDataCollator,
     MTLTransform,
     apply_transforms,
@@ -21,6 +27,8 @@ from mtl_hf.data import (
     prepare_datasets,
     worker_init_fn,
 )
+from mtl_hf.data.slices import SliceStorage, encode_slices
+from mtl_hf.data.transforms import per_sample_seeds
 from mtl_hf.options import from_dict
 
 from .files import brats_config, make_volumes, write_case, write_csv, write_png
@@ -182,3 +190,155 @@ def test_worker_init_fn_leaves_one_thread_per_pool() -> None:
         (with_init,) = list(limited)
     assert max(without) == 2  # torch's count is 1 already; the other pools are not
     assert set(with_init) == {1}
+
+
+# -- the batch path against the per-image path it replaced ------------------------------------------
+
+
+def cached_rows(n: int, channels: int, size: int, storage: SliceStorage) -> dict[str, list]:
+    """Rows as the slice cache stores them (quantised or float, compressed or not), with masks."""
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(n, channels, size, size)).astype(np.float32)
+    images[:, :, : size // 4] = 0.0  # background, as in MR slices
+    masks = (rng.random((n, size, size)) > 0.8).astype(np.uint8) * 4
+    encoded = list(encode_slices(images, masks, storage))
+    rows = {k: [row[k] for row in encoded] for k in encoded[0]}
+    rows["patient_id"] = [f"p{i}" for i in range(n)]
+    rows["sample_id"] = [f"p{i}/{i}" for i in range(n)]
+    return rows
+
+
+def processor_path(transform: MTLTransform, rows: dict[str, list]) -> torch.Tensor:
+    """What the transform computed before the batch path: each decoded image through the processor."""
+    n = len(rows["image"])
+    images = [decode_image({k: v[i] for k, v in rows.items()}) for i in range(n)]
+    size = {"height": transform.size[0], "width": transform.size[1]}
+    processor = transform.processor
+    x = processor.preprocess(images, do_normalize=False, do_intensity=False, size=size)["pixel_values"]
+    mean = torch.tensor(processor.image_mean).view(1, -1, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+@pytest.mark.parametrize(
+    ("channels", "model_channels", "storage"),
+    [
+        (4, 4, SliceStorage()),  # the default cache: uint8 + zlib, four modalities
+        (1, 3, SliceStorage()),  # grey slices into a 3-channel backbone
+        (2, 2, SliceStorage(dtype="uint16", compression="none")),
+        (1, 1, SliceStorage(dtype="float32", compression="none")),
+        (1, 1, SliceStorage(dtype="float16")),
+    ],
+)
+def test_cached_slices_skip_the_processor_with_its_values_bit_for_bit(
+    channels: int, model_channels: int, storage: SliceStorage
+) -> None:
+    rows = cached_rows(5, channels, 24, storage)
+    processor = MTLImageProcessor(size=24, num_channels=model_channels)
+    off = AugmentationConfig(enabled=False)
+    for transform in (MTLTransform(processor), MTLTransform(processor, train=True, augmentation=off)):
+        out = transform(rows)
+        assert torch.equal(out["pixel_values"], processor_path(transform, rows))
+        assert out["pixel_values"].shape == (5, model_channels, 24, 24)
+    smaller = MTLTransform(processor, image_size=16)(rows)  # not at the model's size: the processor resizes
+    assert torch.equal(smaller["pixel_values"], processor_path(MTLTransform(processor, image_size=16), rows))
+
+
+def test_cached_batch_names_a_damaged_or_non_finite_sample() -> None:
+    rows = cached_rows(3, 1, 16, SliceStorage())
+    damaged = {k: list(v) for k, v in rows.items()}
+    damaged["image_crc32"][1] ^= 1
+    with pytest.raises(DataError, match="p1/1"):
+        MTLTransform(MTLImageProcessor(size=16, num_channels=1))(damaged)
+    floats = cached_rows(3, 1, 16, SliceStorage(dtype="float32", compression="none"))
+    image = np.frombuffer(floats["image"][2], np.float32).copy()
+    image[5] = np.nan
+    floats["image"][2] = image.tobytes()
+    floats["image_crc32"][2] = zlib.crc32(floats["image"][2])
+    with pytest.raises(ValueError, match="image 2: contains NaN or inf"):
+        MTLTransform(MTLImageProcessor(size=16, num_channels=1))(floats)
+
+
+def reference_augmentation(
+    transform: MTLTransform, image: torch.Tensor, labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmentation of one sample as it was computed before the batch path, an image at a time
+    with torch's global generator seeded for that sample: ``F.affine_grid``, ``min``/``max``, ``**``,
+    each step out of place."""
+    torch.manual_seed(seed)
+    aug = transform.augmentation
+
+    def uniform(count: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count)
+
+    flip_x = torch.where(torch.rand(1) < aug.horizontal_flip, -1.0, 1.0)
+    flip_y = torch.where(torch.rand(1) < aug.vertical_flip, -1.0, 1.0)
+    angle = torch.deg2rad(uniform(1, -aug.rotation_degrees, aug.rotation_degrees))
+    shear = torch.deg2rad(uniform(1, -aug.shear_degrees, aug.shear_degrees))
+    scale = torch.exp(uniform(1, math.log(aug.scale[0]), math.log(aug.scale[1])))
+    shift = uniform(2, -2 * aug.translate, 2 * aug.translate).view(1, 2)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shear_m = torch.eye(2)[None].clone()
+    shear_m[:, 0, 1] = torch.tan(shear)
+    flips = torch.diag_embed(torch.stack([flip_x, flip_y], -1))
+    inverse = torch.linalg.inv(rotation @ shear_m @ (scale.view(1, 1, 1) * flips))
+    theta = torch.cat([inverse, -(inverse @ shift.unsqueeze(-1))], dim=-1)
+    grid = F.affine_grid(theta, [1, *image.shape], align_corners=False)
+    x = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mask = F.grid_sample(labels[None, None].float(), grid, mode="nearest", align_corners=False)
+    lo, hi = x.min(), x.max()
+    span = (hi - lo).clamp_min(1e-6)
+    gamma = torch.exp(uniform(1, math.log(aug.gamma[0]), math.log(aug.gamma[1])))
+    x = lo + span * ((x - lo) / span).clamp(0, 1) ** gamma
+    factor = uniform(1, 1 - aug.contrast, 1 + aug.contrast)
+    x = x.mean() + factor * (x - x.mean())
+    x = x + span * uniform(1, -aug.brightness, aug.brightness)
+    x = x + span * aug.noise_std * torch.randn(x.shape)
+    return x[0], mask[0, 0].round().to(torch.uint8)
+
+
+def test_batched_augmentation_matches_the_per_image_reference() -> None:
+    rows = cached_rows(6, 2, 32, SliceStorage())
+    processor = MTLImageProcessor(size=32, num_channels=2, do_normalize=False)
+    jitter = AugmentationConfig(rotation_degrees=20, shear_degrees=8, translate=0.1, noise_std=0.05)
+    transform = MTLTransform(processor, train=True, augmentation=jitter, lesion_labels=[4])
+    seeds = [11, 5, 2024, 7, 0, 99]
+    with per_sample_seeds(seeds):
+        out = transform(rows)
+    plain = MTLTransform(processor, lesion_labels=[4])(rows)
+    for i, seed in enumerate(seeds):
+        labels = plain["lesion_mask"][i].to(torch.uint8) * 4
+        image, mask = reference_augmentation(transform, plain["pixel_values"][i], labels, seed)
+        torch.testing.assert_close(out["pixel_values"][i], image, atol=2e-5, rtol=1e-5)
+        assert torch.equal(out["lesion_mask"][i], mask == 4)
+    with per_sample_seeds(seeds[:2]), pytest.raises(ValueError, match="2 seeds for a batch of 6"):
+        transform(rows)
+
+
+def test_epoch_seeded_batch_equals_its_samples_one_by_one() -> None:
+    from datasets import Dataset as ArrowDataset
+
+    from mtl_hf.training.faults import GuardedDataset, SkippedSample
+    from mtl_hf.training.inputs import EpochSeeded
+
+    rows = cached_rows(5, 1, 24, SliceStorage())
+    transform = MTLTransform(MTLImageProcessor(size=24, num_channels=1), train=True)
+    data = EpochSeeded(ArrowDataset.from_dict(rows).with_transform(transform), seed=3)
+    data.set_epoch(1)
+    state = torch.get_rng_state()
+    batch = data.__getitems__([3, 0, 4])
+    assert torch.equal(torch.get_rng_state(), state)  # the training process's stream is untouched
+    for index, row in zip([3, 0, 4], batch, strict=True):
+        assert torch.equal(row["pixel_values"], data[index]["pixel_values"])
+    data.set_epoch(2)
+    assert not torch.equal(data[3]["pixel_values"], batch[0]["pixel_values"])
+
+    damaged = {k: list(v) for k, v in rows.items()}
+    damaged["mask_crc32"][0] ^= 1
+    guarded = GuardedDataset(EpochSeeded(ArrowDataset.from_dict(damaged).with_transform(transform), seed=3))
+    guarded.set_epoch(2)
+    fetched = guarded.__getitems__([3, 0, 4])
+    assert isinstance(fetched[1], SkippedSample) and fetched[1].index == 0 and "p0/0" in fetched[1].error
+    assert torch.equal(fetched[0]["pixel_values"], data[3]["pixel_values"])
+    assert torch.equal(fetched[2]["pixel_values"], data[4]["pixel_values"])
