@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness.cases import SIZES
+from benchmarks.harness.memory import peak_rss_mb
 from benchmarks.harness.report import machine_info
 from benchmarks.interleaved import time_interleaved
 from mtl_hf import MTLConfig, MTLModel
@@ -70,16 +71,6 @@ def memory_child(case: str, size: str, batch_size: int, rank: int, threads: int)
     for _ in range(2):
         step()
     print(json.dumps({"case": case, "peak_rss_mb": peak_rss_mb()}))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since its ``exec`` (``VmHWM``). Not ``getrusage``'s
-    ``ru_maxrss``: on Linux a child's ``ru_maxrss`` starts at the resident size its parent had when it
-    forked (kept through ``exec``), so children of a large process all report at least that."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ ratio (the ratio of the fastest calls is given too). Peers:
 * ``hf_mim``: ``transformers.ViTForMaskedImageModeling`` (SimMIM) with the same block masks as ours;
 * ``timm_cls``: ``timm``'s ``VisionTransformer`` of the same shape, when timm is installed.
 
-Ours: ``stl`` (one binary classification head), ``mtl`` (classification + SimMIM, ``two_pass`` and
+Ours: ``stl`` (one binary classification head; ``stl_twin``, an identical copy, is the A/A control of
+our steps), ``mtl`` (classification + SimMIM, ``two_pass`` and
 ``concat`` view layouts), ``mtl_mae`` (classification + the MAE head, 75 % of patches hidden from the
 encoder), each also with activation checkpointing and under bf16 autocast, which is what
 ``accelerate launch --mixed_precision bf16`` applies (``torch.autocast`` with bfloat16 on the

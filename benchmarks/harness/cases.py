@@ -39,6 +39,7 @@ MODELS: dict[str, str] = {
     "hf_mim": "transformers ViTForMaskedImageModeling (SimMIM)",
     "timm_cls": "timm VisionTransformer, BCE",
     "stl": "ours: classification only",
+    "stl_twin": "a second, identical stl (A/A control of ours)",
     "mtl": "ours: classification + SimMIM",
     "mtl_mae": "ours: classification + MAE (75 % masked)",
     "matmul": "square matmul (the ceiling)",
@@ -119,7 +120,7 @@ def _cases(*cases: Case) -> dict[str, Case]:
     return {c.name: c for c in cases}
 
 
-_TRAINED = [Case(m) for m in ("hf_cls", "hf_cls_twin", "hf_mim", "timm_cls", "stl", "mtl")]
+_TRAINED = [Case(m) for m in ("hf_cls", "hf_cls_twin", "hf_mim", "timm_cls", "stl", "stl_twin", "mtl")]
 TRAIN_CASES = _cases(
     *_TRAINED,
     Case("mtl", view_layout="concat"),
@@ -186,6 +187,7 @@ _HF_INFER = Case("hf_cls", mode="infer")
 _VIEWS = Case("mtl", mode="views")
 RATIO_SPECS: list[RatioSpec] = [
     RatioSpec("hf_cls_twin step / hf_cls step (A/A control)", Case("hf_cls_twin"), (_HF,)),
+    RatioSpec("stl_twin step / stl step (A/A control)", Case("stl_twin"), (_STL,)),
     RatioSpec("stl step / hf_cls step", _STL, (_HF,), 1.02),
     RatioSpec(
         "hf_cls_twin infer img/s / hf_cls infer img/s (A/A)",
@@ -199,6 +201,7 @@ RATIO_SPECS: list[RatioSpec] = [
     RatioSpec("mtl (concat) / mtl (two_pass)", _CONCAT, (_MTL,)),
     RatioSpec("mtl (views one by one) step / (hf_cls + hf_mim) steps", _VIEWS, (_HF, _MIM), 1.02),
     RatioSpec("mtl (views one by one) / mtl (two_pass, joint)", _VIEWS, (_MTL,)),
+    RatioSpec("mtl (views one by one) step / stl step", _VIEWS, (_STL,)),
     RatioSpec("mtl_mae step / stl step", _MAE, (_STL,), 1.4),
     RatioSpec("mtl_mae (views one by one) step / stl step", Case("mtl_mae", mode="views"), (_STL,), 1.4),
     RatioSpec("mtl (two_pass) step / stl step", _MTL, (_STL,)),

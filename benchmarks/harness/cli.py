@@ -67,7 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--memory-batch-size", type=int, help="batch of the memory suite (default 16 vits16, 32 small)"
     )
+    parser.add_argument(
+        "--memory-cases", help="comma-separated memory cases (default: all; --quick: a shorter list)"
+    )
     parser.add_argument("--memory-parallel", type=int, default=2, help="memory processes at once (default 2)")
+    parser.add_argument(
+        "--memory-tensors",
+        action="store_true",
+        help="memory suite on a CPU: one more step under PyTorch's profiler, for the peak of live tensor "
+        "bytes and what held them (parameters, optimizer state, activations, gradients, ...)",
+    )
     parser.add_argument(
         "--clock",
         choices=("auto", "wall", "cpu"),
@@ -102,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory_batch = args.memory_batch_size or DEFAULT_MEMORY_BATCH[size]
     if args.memory_child:
         case = case_named(args.memory_child)
-        print(json.dumps(memory_child(case, size, memory_batch, threads, args.cpu)))
+        print(json.dumps(memory_child(case, size, memory_batch, threads, args.cpu, args.memory_tensors)))
         return 0
     default_suites = [s for s in SUITES if s != "memory"] if args.quick else list(SUITES)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites else default_suites
@@ -144,8 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios: list[Ratio] = []
     if "memory" in suites:
         memory_cases = list((QUICK_MEMORY_CASES if args.quick else MEMORY_CASES).values())
+        if args.memory_cases:
+            try:
+                memory_cases = [
+                    case_named(c.strip(), MEMORY_CASES) for c in args.memory_cases.split(",") if c.strip()
+                ]
+            except ValueError as exc:
+                print(f"error: --memory-cases: {exc}", file=sys.stderr)
+                return 2
         report.memory = memory_suite(
-            memory_cases, size, memory_batch, threads, args.cpu, args.memory_parallel
+            memory_cases, size, memory_batch, threads, args.cpu, args.memory_parallel, args.memory_tensors
         )
     needs_models = "speed" in suites or "precision" in suites
     if needs_models:

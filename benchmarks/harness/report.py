@@ -125,16 +125,47 @@ def format_report(report: BenchReport, timings: dict[str, Timing], ratios: list[
             lines += ["", layout_advice(layout)]
     if report.memory:
         mem = report.memory
-        unit = "peak allocated" if mem["metric"] == "peak_allocated_mb" else "peak RSS"
-        lines += ["", f"Memory ({unit}, batch {mem['batch_size']}, each case in a fresh process):", ""]
-        lines += ["| case | what | MB |", "|---|---|---:|"]
+        unit = "peak allocated" if mem["metric"] == "peak_allocated_mb" else "peak RSS (VmHWM)"
+        heap = mem.get("heap_ratios")
+        malloc = ", ".join(f"{k}={v}" for k, v in mem.get("malloc_env", {}).items()) or "glibc defaults"
+        lines += [
+            "",
+            f"Memory ({unit}{' and peak heap in use' if heap else ''}, batch {mem['batch_size']}, each case "
+            f"in a fresh process; allocator: {malloc}):",
+            "",
+        ]
+        lines += ["| case | what | MB | heap in use, MB |", "|---|---|---:|---:|"]
         for case, r in mem["cases"].items():
-            lines.append(f"| {case} | {case_named(case).description} | {r[mem['metric']]:.0f} |")
-        lines += ["", "| memory ratio | of peaks | of peaks above idle | goal |", "|---|---:|---:|---:|"]
+            in_use = f"{r['peak_heap_mb']:.0f}" if "peak_heap_mb" in r else "-"
+            lines.append(f"| {case} | {case_named(case).description} | {r[mem['metric']]:.0f} | {in_use} |")
+        lines += [
+            "",
+            "| memory ratio | of peaks | of peaks above idle | heap in use: of peaks | above idle | goal |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, ratio in mem["ratios"].items():
-            above = f"{ratio['above_idle']:.2f}" if ratio.get("above_idle") is not None else "-"
+            in_use = heap.get(name, {}) if heap else {}
+            cells = [ratio["peak"], ratio.get("above_idle"), in_use.get("peak"), in_use.get("above_idle")]
+            shown = " | ".join("-" if v is None else f"{v:.2f}" for v in cells)
             limit = MEMORY_GOALS.get(name)
-            lines.append(f"| {name} | {ratio['peak']:.2f} | {above} | {f'≤ {limit}' if limit else '-'} |")
+            lines.append(f"| {name} | {shown} | {f'≤ {limit}' if limit else '-'} |")
+        profiled = {case: r["tensors"] for case, r in mem["cases"].items() if "tensors" in r}
+        if profiled:
+            kinds = sorted({k for t in profiled.values() for k in t["by_kind_mb"]})
+            lines += [
+                "",
+                "Live tensors at their peak (one more step under PyTorch's profiler), MB by kind:",
+                "",
+                f"| case | peak | {' | '.join(kinds)} |",
+                "|---|---:|" + "---:|" * len(kinds),
+            ]
+            for case, t in profiled.items():
+                cells = " | ".join(f"{t['by_kind_mb'].get(k, 0.0):.0f}" for k in kinds)
+                lines.append(f"| {case} | {t['peak_mb']:.0f} | {cells} |")
+            lines += ["", "| tensor peak ratio | of peaks | goal |", "|---|---:|---:|"]
+            for name, ratio in mem.get("tensor_ratios", {}).items():
+                limit = MEMORY_GOALS.get(name)
+                lines.append(f"| {name} | {ratio['peak']:.2f} | {f'≤ {limit}' if limit else '-'} |")
     if report.overhead:
         o = report.overhead
         lines += ["", "Fixed cost per call (one-layer 32-wide ViT, one 2x2-patch image; median µs):", ""]

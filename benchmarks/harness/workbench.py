@@ -61,12 +61,13 @@ class Workbench:
         cls_task = {"tumour": {"type": "binary_classification"}}
         tasks = {
             "stl": cls_task,
+            "stl_twin": cls_task,
             "mtl": {**cls_task, "mim": {"type": "mim"}},
             "mtl_mae": {**cls_task, "mae": {"type": "mae"}},
         }
         self.models: dict[str, Any] = {}
         reference: MTLModel | None = None
-        for base in OURS:
+        for base in (*OURS, "stl_twin"):
             if base in wanted or reference is None:
                 config = MTLConfig(backbone_config={"model_type": "vit", **backbone}, tasks=tasks[base])
                 model = MTLModel(config)

@@ -14,7 +14,15 @@ import torch
 from benchmarks.harness import cases as case_tables
 from benchmarks.harness.cases import IDLE, SPEED_CASES, Case, case_named
 from benchmarks.harness.cli import main
-from benchmarks.harness.memory import memory_child, memory_ratios, memory_suite
+from benchmarks.harness.memory import (
+    HeapPeak,
+    heap_in_use_mb,
+    memory_child,
+    memory_ratios,
+    memory_suite,
+    peak_rss_mb,
+    tensor_peak,
+)
 from benchmarks.harness.overhead import overhead_suite
 from benchmarks.harness.speed import compute_ratios, paired_ratio, speed_suite
 from benchmarks.harness.steps import STEP_MODES, Run, step_mode, train_step
@@ -167,11 +175,32 @@ def test_memory_ratios_by_hand() -> None:
     assert ratios["mtl_ckpt / stl"] == {"peak": 1200 / 1500, "above_idle": 700 / 1000}
     assert ratios["mtl_ckpt / stl_ckpt"] == {"peak": 1.2, "above_idle": 700 / 500}
     assert set(ratios) == {"mtl / stl", "stl_ckpt / stl", "mtl_ckpt / stl", "mtl_ckpt / stl_ckpt"}
+    plain = memory_ratios(rows, "peak_rss_mb", above_idle=False)
+    assert plain["mtl / stl"] == {"peak": 2500 / 1500, "above_idle": 2500 / 1500}
+
+
+def test_tensor_and_heap_peaks_against_known_allocations() -> None:
+    def step() -> None:
+        block = torch.ones(256, 1024)  # 1 MiB alive at once, then freed
+        block.sum()
+
+    profiled = tensor_peak(step)
+    assert profiled["peak_mb"] == pytest.approx(1.0, abs=1e-3)  # the float32 block (+ a 4-byte sum)
+    assert sum(profiled["by_kind_mb"].values()) == pytest.approx(profiled["peak_mb"])
+    start = heap_in_use_mb()
+    assert start is not None  # glibc (Linux)
+    with HeapPeak(interval=0.0005) as heap:
+        block = torch.ones(64, 2**20)  # 256 MiB, touched, kept a moment
+        block.add_(1)
+        del block
+    assert heap.peak_mb is not None and heap.peak_mb >= start + 256
+    assert peak_rss_mb() >= 256  # this process's own high-water mark held the block
 
 
 def test_memory_is_measured_in_fresh_processes(tiny_size: str) -> None:
-    direct = memory_child(Case("stl"), tiny_size, 2, 1, True)
-    assert direct["case"] == "stl" and direct["peak_rss_mb"] > 0
+    direct = memory_child(Case("stl"), tiny_size, 2, 1, True, tensors=True)
+    assert direct["case"] == "stl" and direct["peak_rss_mb"] > direct["peak_heap_mb"] > 0
+    assert direct["tensors"]["by_kind_mb"]["parameter"] > 0
     # the child process runs `python -m benchmarks.harness --memory-child` from the repository root
     summary = memory_suite([IDLE], "small", 1, 1, True, parallel=1)
     assert summary["metric"] == "peak_rss_mb" and set(summary["cases"]) == {"stl_idle"}
