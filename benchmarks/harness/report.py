@@ -160,8 +160,8 @@ def format_report(report: BenchReport, timings: dict[str, Timing], ratios: list[
                 "|---|---:|" + "---:|" * len(kinds),
             ]
             for case, t in profiled.items():
-                cells = " | ".join(f"{t['by_kind_mb'].get(k, 0.0):.0f}" for k in kinds)
-                lines.append(f"| {case} | {t['peak_mb']:.0f} | {cells} |")
+                by_kind = " | ".join(f"{t['by_kind_mb'].get(k, 0.0):.0f}" for k in kinds)
+                lines.append(f"| {case} | {t['peak_mb']:.0f} | {by_kind} |")
             lines += ["", "| tensor peak ratio | of peaks | goal |", "|---|---:|---:|"]
             for name, ratio in mem.get("tensor_ratios", {}).items():
                 limit = MEMORY_GOALS.get(name)
