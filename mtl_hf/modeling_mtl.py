@@ -118,7 +118,8 @@ class MTLPreTrainedModel(PreTrainedModel):
         (:func:`mtl_hf.security.check_weights_source`; a Hub repository's index is checked before any
         shard is downloaded); from the Hub, ``use_safetensors=True`` makes transformers refuse a
         repository without safetensors weights. ``AutoModel.from_pretrained``
-        comes here too. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
+        comes here too. A local folder written by :func:`mtl_hf.lora_adapter.save_adapter` (a LoRA
+        adapter and the heads, no full weights) is loaded onto the base backbone it names. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
         still unpickles with ``weights_only=True``.
 
         The weighter only trains: ``weighting={"type": ..., **options}`` replaces the saved one, and a
@@ -131,9 +132,12 @@ class MTLPreTrainedModel(PreTrainedModel):
                 ``use_safetensors=False`` asked without ``allow_pickle=True``.
         """
         from .hub_tokens import hub_errors_redacted
+        from .lora_adapter import is_adapter_folder, load_adapter
         from .security import UnsafeCheckpointError, check_weights_source
 
         source = pretrained_model_name_or_path
+        if source is not None and is_adapter_folder(source):
+            return load_adapter(source)  # a LoRA adapter and heads: loaded onto the base it names
         if not allow_pickle:
             for key in ("weights_only", "use_safetensors"):
                 if kwargs.get(key) is False:

@@ -24,6 +24,17 @@ def lora_model(**lora: object) -> MTLModel:
     return MTLModel(MTLConfig(backbone_config=tiny_backbone(), tasks=TASKS, lora={**LORA, **lora}))
 
 
+def train_a_few_steps(model: MTLModel, steps: int = 3) -> MTLModel:
+    """AdamW steps on a fixed batch of 64 px images: adapters and heads move, the base must not."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x, labels = torch.randn(4, 3, 64, 64), {"tumour": torch.tensor([0.0, 1.0, 1.0, 0.0])}
+    for _ in range(steps):
+        model(x, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
 def test_only_adapters_mask_token_and_heads_train() -> None:
     model = lora_model()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -63,12 +74,8 @@ def test_training_save_load_and_merge(tmp_path: Path) -> None:
     model = lora_model()
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     adapter_before = {k: v.clone() for k, v in adapter_state_dict(model).items()}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    x, labels = torch.randn(4, 3, 64, 64), {"tumour": torch.tensor([0.0, 1.0, 1.0, 0.0])}
-    for _ in range(3):
-        model(x, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    train_a_few_steps(model)
+    x = torch.randn(4, 3, 64, 64)
     for name, before in frozen.items():
         assert torch.equal(dict(model.named_parameters())[name], before), name
     after = adapter_state_dict(model)

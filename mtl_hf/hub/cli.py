@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     parser.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="for a LoRA model: push only the adapter (peft format) and the heads, which load onto the "
+        "base backbone the card names, not the full weights (see mtl_hf.lora_adapter)",
+    )
+    parser.add_argument(
         "--space",
         nargs="?",
         const="",
@@ -75,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             endpoint=args.endpoint,
             card=options,
             create_pr=args.create_pr,
+            adapter_only=args.adapter_only,
         )
     except (HubFolderError, HubPushError) as exc:
         print(f"error: {exc}", file=sys.stderr)

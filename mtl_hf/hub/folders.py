@@ -3,8 +3,9 @@
 Two kinds of folder are accepted:
 
 * a **model folder**, the output of ``MTLModel.save_pretrained`` (``config.json`` with
-  ``model_type: mtl_vit``, safetensors weights, usually ``preprocessor_config.json``): its top-level
-  files are shared as they are;
+  ``model_type: mtl_vit``, safetensors weights, usually ``preprocessor_config.json``), or of
+  :func:`mtl_hf.lora_adapter.save_adapter` (a LoRA adapter and the heads): its top-level files are
+  shared as they are;
 * a **training run folder** written by ``mtl-hf train`` (it holds ``best_model/``): ``best_model/`` is
   shared at the root of the repository, ``plots/*.png`` under ``plots/``, and the results that
   describe the run (``test_metrics.json``, ``metrics.jsonl``, ``config.yaml``, ``run_info.json``)
@@ -24,6 +25,7 @@ from typing import Any
 
 from ..configuration_mtl import MTLConfig
 from ..errors import MtlHfError
+from ..lora_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEADS_WEIGHTS
 from ..run_folder import RunFolder
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -66,6 +68,18 @@ class ShareableFolder:
     @property
     def has_image_processor(self) -> bool:
         return (self.model_dir / "preprocessor_config.json").is_file()
+
+    @property
+    def adapter(self) -> dict[str, Any] | None:
+        """``adapter_config.json`` of an adapter-only folder (:mod:`mtl_hf.lora_adapter`), else ``None``."""
+        path = self.model_dir / ADAPTER_CONFIG
+        if not path.is_file() or (self.model_dir / "model.safetensors").exists():
+            return None
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise HubFolderError(f"{path}: not valid JSON ({exc})") from exc
+        return loaded if isinstance(loaded, dict) else None
 
     @property
     def plots(self) -> list[str]:
@@ -146,7 +160,7 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def _check_safetensors(model_dir: Path, names: list[str]) -> None:
-    if "model.safetensors" in names:
+    if "model.safetensors" in names or {ADAPTER_WEIGHTS, HEADS_WEIGHTS} <= set(names):
         return
     if SAFETENSORS_INDEX in names:
         index = json.loads((model_dir / SAFETENSORS_INDEX).read_text(encoding="utf-8"))
@@ -160,4 +174,27 @@ def _check_safetensors(model_dir: Path, names: list[str]) -> None:
     raise HubFolderError(
         f"{model_dir}: no safetensors weights (model.safetensors or {SAFETENSORS_INDEX}); "
         "save the model with save_pretrained"
+    )
+
+
+def adapter_only(folder: ShareableFolder, staging: Path) -> ShareableFolder:
+    """``folder`` with its full LoRA model replaced by the adapter-only form
+    (:func:`mtl_hf.lora_adapter.save_adapter`, written under ``staging``); a run's plots and results stay.
+
+    Raises:
+        mtl_hf.lora_adapter.AdapterError: the model has no LoRA adapter or no known base backbone.
+    """
+    from ..image_processing_mtl import MTLImageProcessor
+    from ..lora_adapter import save_adapter
+    from ..modeling_mtl import MTLModel
+
+    if folder.adapter is not None:
+        return folder
+    model = MTLModel.from_pretrained(folder.model_dir)
+    processor = MTLImageProcessor.from_pretrained(folder.model_dir) if folder.has_image_processor else None
+    adapter_dir = save_adapter(model, staging / "adapter", processor=processor)
+    files = [UploadFile(p, p.name) for p in sorted(adapter_dir.iterdir()) if p.is_file()]
+    files += [f for f in folder.files if "/" in f.path_in_repo]  # the run's plots/ and training/
+    return ShareableFolder(
+        model_dir=adapter_dir, run_dir=folder.run_dir, config=_read_config(adapter_dir), files=files
     )

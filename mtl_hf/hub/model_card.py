@@ -136,7 +136,7 @@ def build_card_data(folder: ShareableFolder, model_name: str, options: ModelCard
         license=options.license,
         tags=list(dict.fromkeys([*BASE_TAGS, *head_tags, *options.tags])),
         datasets=list(options.datasets) or None,
-        base_model=options.base_model or hub_base_model(folder.config),
+        base_model=_base_model(folder, options),
         pipeline_tag="image-classification" if has_classification else None,
         metrics=list(dict.fromkeys(r.metric_type for r in eval_results)) or None,
         model_name=model_name if eval_results else None,  # only the model-index uses it
@@ -210,6 +210,16 @@ def _row_interval(row: MetricResult) -> str | None:
     return f"{prefix} {row.lower:.3f}–{row.upper:.3f}"
 
 
+def _base_model(folder: ShareableFolder, options: ModelCardOptions) -> str | None:
+    """The backbone checkpoint's Hub id: given, named by an adapter's config, or recorded in the config."""
+    adapter_base = (folder.adapter or {}).get("base_model_name_or_path")
+    return (
+        options.base_model
+        or (adapter_base if _is_hub_id(adapter_base) else None)
+        or hub_base_model(folder.config)
+    )
+
+
 def hub_base_model(config: dict[str, Any]) -> str | None:
     """The backbone checkpoint's Hub id, if the backbone config recorded one (not a local path)."""
     name = (config.get("backbone_config") or {}).get("_name_or_path")
@@ -239,7 +249,7 @@ def _template_context(
         "repo_id": repo_id,
         "description": options.description,
         "mtl_hf_version": __version__,
-        "backbone": _backbone_summary(config, options.base_model or hub_base_model(config)),
+        "backbone": _backbone_summary(config, _base_model(folder, options)),
         "tasks": [
             TaskRow(
                 name=name,
@@ -259,6 +269,7 @@ def _template_context(
         "head_sources": head_sources,
         "weighter_source": config.get("weighter_source"),
         "has_image_processor": folder.has_image_processor,
+        "adapter": _adapter_summary(folder.adapter),
         "is_run": folder.run_dir is not None,
         "training": _training_summary(folder),
         "training_config": _read_text(folder.run_file(RunFolder.CONFIG)),
@@ -285,6 +296,20 @@ def _backbone_summary(config: dict[str, Any], base_model: str | None) -> dict[st
         "num_channels": backbone.get("num_channels"),
         "base_model": base_model,
         "from_local_checkpoint": local_start,
+    }
+
+
+def _adapter_summary(adapter: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Rank, scale, adapted layers and base backbone of an adapter-only folder."""
+    if adapter is None:
+        return None
+    base = adapter.get("base_model_name_or_path")
+    return {
+        "r": adapter.get("r"),
+        "alpha": adapter.get("lora_alpha"),
+        "target_modules": ", ".join(f"`{m}`" for m in sorted(adapter.get("target_modules") or [])),
+        "base_model": base,
+        "base_on_hub": _is_hub_id(base),
     }
 
 

@@ -14,6 +14,7 @@ uploaded: every file is searched, text or binary, and the metadata of safetensor
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from ..errors import MtlHfError
 from ..hub_tokens import hub_errors_redacted, known_tokens, redact, token_in_file
 from .folders import ShareableFolder, resolve_shareable
+from .folders import adapter_only as adapter_only_folder
 from .model_card import ModelCardOptions, render_model_card
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def push_to_hub(
     endpoint: str | None = None,
     card: ModelCardOptions | None = None,
     create_pr: bool = False,
+    adapter_only: bool = False,
 ) -> PushResult:
     """Upload a model folder or a training run folder to the Hub repository ``repo_id``.
 
@@ -77,6 +80,8 @@ def push_to_hub(
         endpoint: Hub address (default ``HF_ENDPOINT`` or https://huggingface.co).
         card: Metadata for the model card (license, data sets...).
         create_pr: Open a pull request instead of committing to ``revision`` directly.
+        adapter_only: For a LoRA model: push only the adapter (peft's format) and the heads, which load
+            onto the base backbone the card names (:mod:`mtl_hf.lora_adapter`), not the full weights.
 
     Raises:
         HubFolderError: if the folder cannot be shared (see :func:`~mtl_hf.hub.folders.resolve_shareable`).
@@ -90,7 +95,27 @@ def push_to_hub(
         >>> push_to_hub("runs/brats-mtl", "my-lab/dino-vits16-brats-mtl", private=True,
         ...             card=ModelCardOptions(datasets=["my-lab/brats-slices"]))  # doctest: +SKIP
     """
-    folder = resolve_shareable(path)
+    with tempfile.TemporaryDirectory(prefix="mtl-hf-push-") as staging:
+        folder = resolve_shareable(path)
+        if adapter_only:
+            folder = adapter_only_folder(folder, Path(staging))
+        return _push(
+            folder, path, repo_id, private, revision, commit_message, token, endpoint, card, create_pr
+        )
+
+
+def _push(
+    folder: ShareableFolder,
+    path: str | Path,
+    repo_id: str,
+    private: bool | None,
+    revision: str | None,
+    commit_message: str | None,
+    token: str | None,
+    endpoint: str | None,
+    card: ModelCardOptions | None,
+    create_pr: bool,
+) -> PushResult:
     token = token or get_token()
     if not token:
         raise HubPushError(

@@ -201,6 +201,8 @@ class HubSection:
         commit_message: Commit message (default: generated).
         card: Model-card options (``license``, ``datasets``, ``dataset_name``, ``base_model``, ``tags``,
             ``model_name``, ``description``; see ``mtl_hf.hub.ModelCardOptions``).
+        adapter_only: For a LoRA run (``model.lora``): push only the adapter and the heads, which load
+            onto the pretrained ``model.backbone`` (see :mod:`mtl_hf.lora_adapter`).
 
     The token comes from ``HF_TOKEN`` or ``hf auth login``, never from this file.
     """
@@ -210,6 +212,7 @@ class HubSection:
     revision: str | None = None
     commit_message: str | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    adapter_only: bool = False
 
 
 @dataclass

@@ -305,6 +305,7 @@ def finish(run: RunFolder, config: RunConfig, state: TrainerState, accelerator: 
             revision=hub.revision,
             commit_message=hub.commit_message,
             card=from_dict(ModelCardOptions, hub.card, "hub.card"),
+            adapter_only=hub.adapter_only,
         )
         accelerator.print(f"Pushed the run to {result.repo_id}@{result.revision}: {result.commit_url}")
 
