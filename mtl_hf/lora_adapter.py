@@ -146,13 +146,18 @@ def _download(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
 
 
 def load_adapter(
-    source: str | os.PathLike[str], *, base_model: str | None = None, **hub_kwargs: Any
+    source: str | os.PathLike[str],
+    *,
+    base_model: str | None = None,
+    weighting: dict[str, Any] | None = None,
+    **hub_kwargs: Any,
 ) -> MTLModel:
     """The model of an adapter folder (or Hub repository): its base backbone, then the adapter and heads.
 
     Args:
         source: A folder written by :func:`save_adapter`, or a Hub repository holding one.
         base_model: Load onto this backbone (Hub id or folder) instead of the one the adapter names.
+        weighting: A weighting to use instead of the saved one (it only matters for more training).
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for the Hub.
 
     Raises:
@@ -178,7 +183,7 @@ def load_adapter(
     model = MTLModel.from_backbone(
         str(base),
         tasks=config.tasks,
-        weighting=config.weighting,
+        weighting=weighting if weighting is not None else config.weighting,
         view_layout=config.view_layout,
         lora=config.lora,
         num_channels=getattr(config.backbone_config, "num_channels", None),
@@ -199,8 +204,11 @@ def load_adapter(
             f"{folder / ADAPTER_WEIGHTS}: does not fit the model: unexpected {unexpected}, missing {absent}"
         )
     heads = load_file(folder / HEADS_WEIGHTS)
+    if weighting is not None:  # another weighter: the saved one's state does not apply
+        heads = {k: v for k, v in heads.items() if not k.startswith("weighter.")}
     result = model.load_state_dict(heads, strict=False)
-    absent = sorted(k for k in result.missing_keys if _trained_outside_adapter(k))
+    fresh = ("weighter.",) if weighting is not None else ()  # a replaced weighter starts afresh
+    absent = sorted(k for k in result.missing_keys if _trained_outside_adapter(k) and not k.startswith(fresh))
     if result.unexpected_keys or absent:
         raise AdapterError(
             f"{folder / HEADS_WEIGHTS}: does not fit the model: unexpected {result.unexpected_keys}, missing {absent}"

@@ -119,7 +119,8 @@ class MTLPreTrainedModel(PreTrainedModel):
         shard is downloaded); from the Hub, ``use_safetensors=True`` makes transformers refuse a
         repository without safetensors weights. ``AutoModel.from_pretrained``
         comes here too. A local folder written by :func:`mtl_hf.lora_adapter.save_adapter` (a LoRA
-        adapter and the heads, no full weights) is loaded onto the base backbone it names. ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
+        adapter and the heads, no full weights) is loaded onto the base backbone it names.
+        ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
         still unpickles with ``weights_only=True``.
 
         The weighter only trains: ``weighting={"type": ..., **options}`` replaces the saved one, and a
@@ -137,7 +138,7 @@ class MTLPreTrainedModel(PreTrainedModel):
 
         source = pretrained_model_name_or_path
         if source is not None and is_adapter_folder(source):
-            return load_adapter(source)  # a LoRA adapter and heads: loaded onto the base it names
+            return load_adapter(source, weighting=kwargs.get("weighting"))  # onto the base it names
         if not allow_pickle:
             for key in ("weights_only", "use_safetensors"):
                 if kwargs.get(key) is False:

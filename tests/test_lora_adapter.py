@@ -73,6 +73,10 @@ def test_adapter_round_trip_gives_identical_outputs(base: Path, tmp_path: Path) 
             assert torch.equal(value, expected[task]), task
         trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
         assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
+    reweighted = load_adapter(folder, weighting={"type": "uncertainty"})  # another weighter: outputs kept
+    assert type(reweighted.weighter).__name__ == "UncertaintyWeighting"
+    for task, value in outputs(reweighted, x, mask).items():
+        assert torch.equal(value, expected[task]), task
 
 
 def test_peft_loads_the_adapter_onto_the_base_itself(base: Path, tmp_path: Path) -> None:
