@@ -327,7 +327,8 @@ class MTLModel(MTLPreTrainedModel):
         tasks: Sequence[str] | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | list[int] | None = None,
-        loss_terms: Callable[[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        loss_terms: Callable[[Mapping[str, torch.Tensor]], Mapping[str, tuple[torch.Tensor, torch.Tensor]]]
+        | None = None,
         **kwargs: Any,
     ) -> MTLModelOutput:
         r"""Run the backbone and the active heads; combine the task losses.
@@ -356,10 +357,12 @@ class MTLModel(MTLPreTrainedModel):
             return_dict: ``False`` returns a tuple instead of an :class:`MTLModelOutput` (see there);
                 defaults to ``config.return_dict``.
             loss_terms: By default the weighter combines the task losses into ``loss``. A training step
-                that back-propagates one view at a time passes its weighter's ``task_term`` here
-                (``name, loss -> (weight, term)``): ``loss`` is then the sum of this call's terms and
-                ``task_weights`` their weights, and the step combines the views itself. Terms are
-                taken inside ``forward`` so that DDP sees the weighter's parameters used.
+                that back-propagates one view at a time passes its weighter's ``view_terms`` here
+                (``{name: loss} -> {name: (weight, term)}``, called once per call, also when no task
+                has a loss, so that the weighter may synchronise processes): ``loss`` is then the sum
+                of this call's terms and ``task_weights`` their weights, and the step combines the
+                views itself. Terms are taken inside ``forward`` so that DDP sees the weighter's
+                parameters used.
         """
         if output_attentions is None:
             output_attentions = bool(self.config.output_attentions)
@@ -407,18 +410,19 @@ class MTLModel(MTLPreTrainedModel):
 
         task_losses = {n: o.loss for n, o in outputs.items() if o.loss is not None}
         loss = task_weights = None
-        if not task_losses and checked_labels and torch.is_grad_enabled():
+        if loss_terms is not None:  # called without losses too: the weighter may synchronise processes
+            terms = loss_terms(task_losses)
+            if terms:
+                loss = torch.stack([term for _, term in terms.values()]).sum()
+                task_weights = {n: weight.detach() for n, (weight, _) in terms.items()}
+        elif task_losses:
+            weighted = self.weighter(task_losses)
+            loss, task_weights = weighted.loss, weighted.weights
+        if loss is None and checked_labels and torch.is_grad_enabled():
             # Every labelled task of this call is absent from the batch: a zero attached to the graph,
             # so that this process back-propagates (and joins DDP's all-reduce) like the others.
             ran = [f.last_hidden_state for f in views.values() if f is not None]
             loss = torch.stack([(h * 0).sum() for h in ran]).sum()
-        if task_losses and loss_terms is not None:
-            terms = {n: loss_terms(n, value) for n, value in task_losses.items()}
-            loss = torch.stack([term for _, term in terms.values()]).sum()
-            task_weights = {n: weight.detach() for n, (weight, _) in terms.items()}
-        elif task_losses:
-            weighted = self.weighter(task_losses)
-            loss, task_weights = weighted.loss, weighted.weights
         logits = {n: o.logits for n, o in outputs.items() if o.logits is not None}
         reconstructions = {n: o.reconstruction for n, o in outputs.items() if o.reconstruction is not None}
         return MTLModelOutput(

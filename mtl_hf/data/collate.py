@@ -4,8 +4,10 @@ Batch format::
 
     {
         "pixel_values": float (B, C, H, W),        # normalised by the model's image processor
-        "labels": {task_name: tensor},             # binary: float (B,); multiclass: long (B,);
-                                                   # multilabel: float (B, L) multi-hot
+        "labels": {task_name: tensor},             # as the column's data kind says (mtl_hf.data.kinds):
+                                                   # binary float (B,), multiclass long (B,), multilabel
+                                                   # float (B, L), continuous float (B, K); NaN or
+                                                   # IGNORE_INDEX where a sample has no label
         "patient_id": list[str],
         "sample_id": list[str],
         "lesion_mask": bool (B, H, W),             # only when some row has a mask
@@ -27,7 +29,7 @@ import torch
 
 from .config import TargetKind
 from .errors import DataError
-from .statistics import target_kind
+from .kinds import data_kind, kind_of_feature
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -41,11 +43,11 @@ class MTLDataCollator:
 
     Args:
         task_columns: ``{task_name: dataset column}``, e.g. ``{"classification": "tumour"}``.
-        target_kinds: ``{column: "binary" | "multiclass" | "multilabel"}``; read from ``features``
-            when not given.
-        num_labels: ``{column: L}`` for multilabel columns (from ``features`` when not given).
-        features: The data set's ``datasets.Features`` (``ClassLabel`` -> multiclass,
-            ``List(ClassLabel)`` -> multilabel, integer ``Value`` -> binary).
+        target_kinds: ``{column: data kind}`` (``"binary"``, ``"multiclass"``, ``"multilabel"``,
+            ``"continuous"``, see :mod:`mtl_hf.data.kinds`); read from ``features`` when not given.
+        num_labels: ``{column: width}`` of the columns whose batch labels are ``(B, L)`` or ``(B, K)``
+            (multilabel, continuous); from ``features`` when not given.
+        features: The data set's ``datasets.Features``, whose column features tell the kinds.
     """
 
     def __init__(
@@ -58,20 +60,20 @@ class MTLDataCollator:
     ) -> None:
         self.task_columns = dict(task_columns)
         kinds: dict[str, TargetKind] = dict(target_kinds or {})
-        sizes = dict(num_labels or {})
+        sizes: dict[str, int | None] = dict(num_labels or {})
         for column in self.task_columns.values():
             if column == MASK_COLUMN:
                 continue
-            if column in kinds and (kinds[column] != "multilabel" or column in sizes):
+            if column in kinds and (column in sizes or not data_kind(kinds[column]).has_width):
                 continue
             if features is None or column not in features:
                 raise ValueError(
-                    f"column {column!r}: its target kind is unknown; pass target_kinds (and num_labels for "
-                    "multilabel) or the data set's features"
+                    f"column {column!r}: its target kind is unknown; pass target_kinds (and num_labels "
+                    "for multilabel or continuous columns) or the data set's features"
                 )
-            kinds.setdefault(column, target_kind(features[column]))
-            if kinds[column] == "multilabel":
-                sizes.setdefault(column, len(features[column].feature.names))
+            kind = kind_of_feature(features[column])
+            kinds.setdefault(column, kind.kind)
+            sizes.setdefault(column, kind.size_of(features[column]))
         self.target_kinds = kinds
         self.num_labels = sizes
 
@@ -99,17 +101,8 @@ class MTLDataCollator:
     def _labels(self, rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
         if column == MASK_COLUMN:
             return self._masks(rows)
-        kind = self.target_kinds[column]
         values = [r[column] for r in rows]
-        if kind == "binary":
-            return torch.tensor([float(v) for v in values], dtype=torch.float32)
-        if kind == "multiclass":
-            return torch.tensor([int(v) for v in values], dtype=torch.long)
-        out = torch.zeros(len(values), self.num_labels[column], dtype=torch.float32)
-        for i, present in enumerate(values):
-            if len(present):
-                out[i, torch.as_tensor(list(present), dtype=torch.long)] = 1.0
-        return out
+        return data_kind(self.target_kinds[column]).collate(values, self.num_labels.get(column))
 
     @staticmethod
     def _masks(rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:

@@ -29,7 +29,9 @@ from typing import Any, Literal
 from ..intensity import IntensitySpec
 
 Axis = Literal["axial", "coronal", "sagittal"]
-TargetKind = Literal["binary", "multiclass", "multilabel"]
+TargetKind = str
+"""The name of a data kind of target (a key of :data:`mtl_hf.data.kinds.DATA_KINDS`: ``binary``,
+``multiclass``, ``multilabel``, ``continuous``)."""
 
 AXIS_INDEX: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 """Array axis of each anatomical plane once a volume is in RAS+ orientation (``nibabel.as_closest_canonical``)."""
@@ -163,8 +165,16 @@ class TargetConfig:
     * ``multilabel``: several 0/1 columns (one per label, named by the columns); or one column of
       names joined by ``;`` (or a JSON list) with ``classes`` declaring them. Stored as the indices
       of the labels present (``List(ClassLabel)``, the Hub's multi-label convention).
+    * ``continuous``: one or several numeric columns, one output each (e.g. ``columns: [age]`` or
+      ``[volume_ml, thickness_mm]``). Stored as ``List(Value("float32"), length=K)``.
 
-    A value outside the declared set is bad input (:class:`~mtl_hf.data.DataError` naming the row).
+    An empty cell (or NaN, or JSON ``null``) means the sample has no label for this target (a
+    partially labelled data set): the data set stores the kind's missing value and the batch carries
+    NaN or ``IGNORE_INDEX`` there (:mod:`mtl_hf.data.kinds` has the table), so the sample adds
+    nothing to the task's loss and metrics. (In the one-column names form of ``multilabel`` an empty
+    cell lists no label; only NaN / ``null`` is missing there.) A value outside the declared set, or a
+    non-number in a continuous column, is bad input (:class:`~mtl_hf.data.DataError` naming the
+    file, row and column).
     """
 
     kind: TargetKind = "binary"
@@ -174,16 +184,12 @@ class TargetConfig:
     negative: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.positive is not None and self.negative is not None:
-            raise ValueError("give either positive or negative classes, not both")
-        if (self.positive is not None or self.negative is not None) and self.kind != "binary":
-            raise ValueError(f"positive/negative apply to binary targets, not {self.kind}")
-        if self.kind == "multiclass" and len(self.columns) > 1:
-            raise ValueError(f"a multiclass target reads one column, got {self.columns}")
+        from .kinds import data_kind
+
+        kind = data_kind(self.kind)
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes: duplicates in {self.classes}")
-        if self.kind == "multilabel" and len(self.columns) <= 1 and not self.classes:
-            raise ValueError("a multilabel target needs several 0/1 columns, or one column and its classes")
+        kind.check_config(self)
 
 
 def check_target_names(targets: dict[str, TargetConfig]) -> None:

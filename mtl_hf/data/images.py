@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import ImagesConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
+from .kinds import encoder_for
 from .readers import KEEP_MODES, decoding, listed_file, open_picture, picture_array, read_dicom, read_manifest
 from .readers import is_dicom as _is_dicom
 from .readers.dicom import DICOM_SUFFIXES
@@ -87,7 +88,7 @@ def plan_image_items(
         if not root.is_dir():
             raise DataError(str(root), "data folder not found")
         rows, base, source, inputs = _imagefolder_rows(root, config.path_column), root, str(root), []
-    encoders = {name: TargetEncoder(name, t) for name, t in config.targets.items()}
+    encoders = {name: encoder_for(name, t) for name, t in config.targets.items()}
     for encoder in encoders.values():
         for column in encoder.columns:
             if column != CLASS_FOLDER and rows and column not in rows[0]:

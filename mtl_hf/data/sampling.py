@@ -6,7 +6,7 @@
   inside the 25 % subset: learning curves compare nested training sets, not different draws.
 * :func:`undersample` then drops samples of the larger classes at random (seeded) until each class of
   the stratification target has as many samples as the smallest one: the paper's "under sampled"
-  setting.
+  setting. Samples without a label for that target are kept.
 
 Validation and test are never subsampled: results stay comparable across settings.
 """
@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+from .kinds import data_kind
 from .splits import stratified_order
 
 # Streams of the seed, so the split, the fraction and undersampling draw independent numbers.
@@ -36,24 +38,32 @@ def training_fraction(strata: Mapping[str, str], fraction: float, seed: int) -> 
     return set(order[:keep])
 
 
-def class_key(label: Any, kind: str) -> int:
-    """The class a sample counts as when balancing: binary and multiclass their label; multilabel 1
-    when any label is positive (pathology vs healthy)."""
-    if kind == "multilabel":
-        return int(len(label) > 0)
-    return int(label)
-
-
 def undersample(indices: Sequence[int], labels: Sequence[Any], kind: str, seed: int) -> list[int]:
-    """Indices balanced by random undersampling of every class to the smallest class's size (sorted)."""
+    """Indices balanced by random undersampling of every class to the smallest class's size (sorted).
+
+    The class of a sample is its data kind's :meth:`~mtl_hf.data.targets.TargetEncoder.class_key`
+    (binary and multiclass: the label; multilabel: 1 when any label is positive). Samples without a
+    label for the target are all kept.
+
+    Raises:
+        DataError: the target's kind has no classes (continuous).
+    """
+    encoder = data_kind(kind)
     by_class: dict[int, list[int]] = defaultdict(list)
+    unlabelled: list[int] = []
     for index, label in zip(indices, labels, strict=True):
-        by_class[class_key(label, kind)].append(index)
+        if not encoder.is_labelled(label):
+            unlabelled.append(index)
+            continue
+        key = encoder.class_key(label)
+        if key is None:
+            raise DataError("sampling.undersample", f"{kind} targets have no classes to balance")
+        by_class[key].append(index)
     if len(by_class) < 2:
         return sorted(indices)
     smallest = min(len(v) for v in by_class.values())
     rng = np.random.default_rng(seed * 1000 + UNDERSAMPLE_STREAM)
-    kept: list[int] = []
+    kept: list[int] = list(unlabelled)
     for cls in sorted(by_class):
         members = by_class[cls]
         chosen = rng.choice(len(members), size=smallest, replace=False)

@@ -23,7 +23,7 @@ import json
 import os
 import uuid
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, DataWarning
+from .kinds import data_kind
 
 SPLITS = ("train", "validation", "test")
 MANIFEST_VERSION = 1
@@ -147,26 +148,19 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def patient_strata(patient_ids: Sequence[str], labels: Sequence[Any], kind: str) -> dict[str, str]:
-    """The stratum of each patient from its samples' labels of the stratification target.
+    """The stratum of each patient from its samples' stored values of the stratification target, as its
+    data kind says (:meth:`~mtl_hf.data.targets.TargetEncoder.patient_strata`), from the labelled
+    samples only; a patient without any labelled sample is stratum ``"none"``.
 
     Binary: ``"1"`` when any sample is positive (a BraTS patient with a tumour), else ``"0"``.
     Multiclass: the patient's most frequent class (ties: the smallest index). Multilabel: ``"1"`` when
-    any label of any sample is positive (pathology vs healthy).
+    any label of any sample is positive (pathology vs healthy). Continuous: the quartile of the
+    patient's mean value (first output) among the patients.
     """
     per_patient: dict[str, list[Any]] = defaultdict(list)
     for patient, label in zip(patient_ids, labels, strict=True):
         per_patient[patient].append(label)
-    strata = {}
-    for patient, values in per_patient.items():
-        if kind == "multiclass":
-            counts = Counter(int(v) for v in values)
-            top = max(counts.values())
-            strata[patient] = str(min(c for c, n in counts.items() if n == top))
-        elif kind == "multilabel":
-            strata[patient] = str(int(any(len(v) > 0 for v in values)))
-        else:
-            strata[patient] = str(int(any(int(v) for v in values)))
-    return strata
+    return data_kind(kind).patient_strata(per_patient)
 
 
 def resolve_split(

@@ -1,34 +1,30 @@
-"""Label statistics: the kind of each target column and its class counts per split.
+"""Label statistics: the kind of each target column and its counts per split.
 
 The counts feed ``pos_weight`` of the binary and multi-label heads (``negatives / positives``) and the
-data section of a model card.
+data section of a model card. What is counted is the column's data kind's business
+(:mod:`mtl_hf.data.kinds`): samples per class, positives per label, values per output (with their mean,
+standard deviation and range for continuous targets); samples without a label are counted apart.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import TargetKind
+from .kinds import data_kind, kind_of_feature
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
 
 def target_kind(feature: Any) -> TargetKind:
-    """``ClassLabel`` -> multiclass, ``List(ClassLabel)`` -> multilabel, an integer ``Value`` -> binary."""
-    from datasets import ClassLabel, List, Value
-    from datasets import Sequence as HFSequence
-
-    if isinstance(feature, ClassLabel):
-        return "multiclass"
-    if isinstance(feature, (List, HFSequence)) and isinstance(feature.feature, ClassLabel):
-        return "multilabel"
-    if isinstance(feature, Value) and (feature.dtype.startswith("int") or feature.dtype == "bool"):
-        return "binary"
-    raise ValueError(f"not a target column: feature {feature!r}")
+    """The data kind of a cached column from its ``datasets`` feature (``ClassLabel`` -> multiclass,
+    ``List(ClassLabel)`` -> multilabel, an integer ``Value`` -> binary, a fixed-length ``List`` of float
+    ``Value`` -> continuous); ``ValueError`` if it is no target."""
+    return kind_of_feature(feature).kind
 
 
 def target_kinds(features: Mapping[str, Any], columns: Sequence[str] | None = None) -> dict[str, TargetKind]:
@@ -64,14 +60,10 @@ def _is_target(feature: Any) -> bool:
 
 
 def target_label_names(features: Mapping[str, Any], column: str) -> list[str]:
-    """Class names (multiclass), label names (multilabel) or ``["negative", "positive"]`` (binary)."""
+    """Class names (multiclass), label names (multilabel), ``["negative", "positive"]`` (binary) or
+    output names (continuous)."""
     feature = features[column]
-    kind = target_kind(feature)
-    if kind == "multiclass":
-        return list(feature.names)
-    if kind == "multilabel":
-        return list(feature.feature.names)
-    return ["negative", "positive"]
+    return kind_of_feature(feature).names_of(feature)
 
 
 @dataclass
@@ -79,12 +71,17 @@ class LabelCounts:
     """Counts of one target in one split.
 
     Attributes:
-        kind: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        names: Class names (multiclass), label names (multilabel) or ``["negative", "positive"]``.
-        counts: Samples per class (multiclass), positives per label (multilabel), or
-            ``[negatives, positives]`` (binary).
+        kind: The column's data kind (``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"continuous"``).
+        names: Class names (multiclass), label names (multilabel), ``["negative", "positive"]`` (binary)
+            or output names (continuous).
+        counts: Samples per class (multiclass), positives per label (multilabel),
+            ``[negatives, positives]`` (binary), or values present per output (continuous); over the
+            labelled samples.
         total: Samples in the split.
         patients: Distinct patients in the split.
+        labelled: Samples with a label for this target (``total`` when none is missing).
+        summary: Further statistics of the kind, one value per name (continuous: ``mean``, ``std``,
+            ``min``, ``max``).
     """
 
     kind: str
@@ -92,48 +89,44 @@ class LabelCounts:
     counts: list[int]
     total: int
     patients: int
+    labelled: int | None = None
+    summary: dict[str, list[float]] = field(default_factory=dict)
 
     def pos_weight(self) -> float | list[float] | None:
-        """``negatives / positives`` (binary: a float; multilabel: one per label) for BCE's ``pos_weight``;
-        ``None`` for multiclass or when a label has no positive."""
-        if self.kind == "binary":
-            neg, pos = self.counts
-            return neg / pos if pos else None
-        if self.kind == "multilabel":
-            if any(c == 0 for c in self.counts):
-                return None
-            return [(self.total - c) / c for c in self.counts]
-        return None
+        """``negatives / positives`` over the labelled samples (binary: a float; multilabel: one per
+        label) for BCE's ``pos_weight``; ``None`` for the other kinds or when a label has no positive."""
+        labelled = self.total if self.labelled is None else self.labelled
+        return data_kind(self.kind).pos_weight(self.counts, labelled)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "names": self.names,
             "counts": dict(zip(self.names, self.counts, strict=True)),
             "total": self.total,
             "patients": self.patients,
+            "labelled": self.total if self.labelled is None else self.labelled,
         }
+        for key, values in self.summary.items():  # NaN (no value) as null: the summary is JSON
+            out[key] = {n: v if math.isfinite(v) else None for n, v in zip(self.names, values, strict=True)}
+        return out
 
 
 def label_counts(dataset: Dataset, column: str) -> LabelCounts:
     """:class:`LabelCounts` of ``column`` in one ``datasets.Dataset``."""
-    features = dataset.features
-    kind = target_kind(features[column])
-    names = target_label_names(features, column)
+    feature = dataset.features[column]
+    kind = kind_of_feature(feature)
+    names = kind.names_of(feature)
     view = dataset.with_format(None).select_columns([column, "patient_id"])
     values = list(view[column])
-    counter: Counter[int] = Counter()
-    if kind == "multilabel":
-        for labels in values:
-            counter.update(set(labels))
-    else:
-        counter.update(int(v) for v in values)
     return LabelCounts(
-        kind=kind,
+        kind=kind.kind,
         names=names,
-        counts=[counter.get(i, 0) for i in range(len(names))],
+        counts=kind.counts(values, names),
         total=len(values),
         patients=len(set(view["patient_id"])),
+        labelled=sum(kind.is_labelled(v) for v in values),
+        summary=kind.summary(values, names),
     )
 
 

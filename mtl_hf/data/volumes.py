@@ -23,6 +23,7 @@ import numpy as np
 from ..intensity import IntensitySpec, apply_intensity
 from .config import AXIS_INDEX, VolumesConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
+from .kinds import encoder_for
 from .readers import listed_file, read_manifest, read_volume
 from .readers.nifti import NIFTI_SUFFIXES
 from .slices import SliceStorage, encode_slices, slice_features
@@ -78,7 +79,7 @@ def plan_volume_items(
         manifest = root / manifest
     rows, base = read_manifest(manifest), manifest.parent
     source = str(manifest)
-    encoders = {name: TargetEncoder(name, t) for name, t in config.targets.items()}
+    encoders = {name: encoder_for(name, t) for name, t in config.targets.items()}
     wanted = [c.column for c in config.channels] + [
         c for c in (config.patient_column, config.mask_column, config.slice_column) if c is not None
     ]

@@ -40,14 +40,11 @@ from typing import Any, ClassVar, Literal, cast
 import torch
 from torch import nn
 
+from ..missing_labels import IGNORE_INDEX
 from ..options import from_dict
 from ..registry import Registry
 
 View = Literal["clean", "masked", "visible"]
-
-IGNORE_INDEX = -100
-"""The integer label that marks a sample without a label for its task (PyTorch's ``ignore_index``
-default); float labels mark one with NaN instead (see :meth:`TaskHead.labelled`)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,10 @@ class BackboneFeatures:
         visible_indices: ``(B, V)`` for the visible view only: the grid positions (ascending) of the
             ``V`` patch tokens that follow the prefix in ``last_hidden_state``; ``None`` for the other
             views, whose patch tokens cover the whole grid (so :meth:`patch_map` needs a full view).
+        selected_from: For features made by :meth:`select`, the whole batch's ``last_hidden_state`` the
+            rows come from (``None`` otherwise): the tensor a gradient-based weighter compares the tasks'
+            gradients on (:class:`~mtl_hf.weighting.SharedFeatureRecorder`), the same for every task
+            whichever samples each has labels for.
     """
 
     last_hidden_state: torch.Tensor
@@ -86,6 +87,7 @@ class BackboneFeatures:
     bool_masked_pos: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     visible_indices: torch.Tensor | None = None
+    selected_from: torch.Tensor | None = None
 
     @property
     def cls_token(self) -> torch.Tensor:
@@ -120,6 +122,7 @@ class BackboneFeatures:
             if self.hidden_states is None
             else tuple(cast(torch.Tensor, None) if h is None else h[rows] for h in self.hidden_states),
             visible_indices=None if self.visible_indices is None else self.visible_indices[rows],
+            selected_from=self.last_hidden_state if self.selected_from is None else self.selected_from,
         )
 
 

@@ -7,7 +7,7 @@
   The activations of all views are alive until that backward.
 * ``"sequential"`` (default): for a weighter that allows it
   (:attr:`~mtl_hf.weighting.LossWeighter.separable_by_view`), each view goes forward, its heads'
-  terms are taken (:meth:`~mtl_hf.weighting.SeparableWeighter.task_term`, inside the model's forward,
+  terms are taken (:meth:`~mtl_hf.weighting.SeparableWeighter.view_terms`, inside the model's forward,
   where DDP sees the weighter's own parameters used) and back-propagated at once,
   so its activations are freed before the next view runs: memory peaks at the largest view instead of
   their sum, at the same cost in compute. The gradient is the joint one: the total is a sum of
@@ -74,7 +74,7 @@ def backward_by_view(
     weights: dict[str, torch.Tensor] = {}
     totals: list[torch.Tensor] = []  # each view's sum of terms, before the scale
     scale: torch.Tensor | None = None
-    terms = functools.partial(weighter.task_term, context=context)
+    terms = functools.partial(weighter.view_terms, context=context)
     for index, group in enumerate(groups):
         last = index == len(groups) - 1
         with contextlib.nullcontext() if last else context.no_sync():
@@ -86,7 +86,7 @@ def backward_by_view(
             if total is not None:
                 totals.append(total.detach())
             if last:
-                scale = weighter.terms_scale(losses, context) if losses else None
+                scale = weighter.terms_scale(losses, context)  # on every process, losses or not
                 _rescale_and_restore(parameters, held, scale)
                 if total is not None and scale is not None:
                     total = total * scale.to(total)

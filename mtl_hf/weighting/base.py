@@ -317,10 +317,14 @@ class SeparableWeighter(LossWeighter):
     view-sequential training step make alike, so the weighter's state moves the same on both:
 
     1. :meth:`start_forward` once per forward pass (RLW draws the pass's weights here);
-    2. :meth:`task_term` per task, as soon as its loss exists: ``(weight, term)`` with
-       ``term = weight * loss`` plus the method's regulariser if it has one;
+    2. :meth:`view_terms` once per view, as soon as the view's losses exist (possibly none: every
+       process calls it for every view, so a method may exchange losses between processes there), which
+       gives each task's :meth:`task_term`: ``(weight, term)`` with ``term = weight * loss`` plus the
+       method's regulariser if it has one;
     3. :meth:`terms_scale` once all of the pass's losses exist: the factor of the whole sum, or ``None``
        (FAMO's normalisation; with a ``context`` of several processes, from their mean losses).
+
+    A task absent from a forward pass (no labelled sample in the batch) has no loss and no term.
 
     Subclasses implement :meth:`task_weight` (and override :meth:`task_term` for a regulariser).
     """
@@ -346,10 +350,19 @@ class SeparableWeighter(LossWeighter):
         weight = self.task_weight(name, loss, context)
         return weight, weight * loss
 
+    def view_terms(
+        self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{task: (weight, term)}`` for the losses of one view of a forward pass (or all of them, in the
+        joint path). Every process calls it for every view, even one without a loss, so that a method
+        may synchronise processes here (one collective per call). Default: :meth:`task_term` per task."""
+        return {name: self.task_term(name, loss, context) for name, loss in losses.items()}
+
     def terms_scale(
         self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
     ) -> torch.Tensor | None:
-        """The factor of the sum of the terms of ``losses`` (all of one forward pass), or ``None`` (1)."""
+        """The factor of the sum of the terms of ``losses`` (all of one forward pass on this process,
+        possibly none), or ``None`` (1). Every process calls it once per forward pass."""
         return None
 
     def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -367,8 +380,8 @@ class SeparableWeighter(LossWeighter):
     ) -> WeightedLoss:
         """One forward pass's total from all its losses (steps 1 to 3); sets :attr:`last_weights`."""
         self.start_forward()
-        terms = {name: self.task_term(name, loss, context) for name, loss in losses.items()}
-        total = torch.stack([term for _, term in terms.values()]).sum()
+        terms = self.view_terms(losses, context)
+        total = torch.stack([term for _, term in terms.values()]).sum() if terms else torch.zeros(())
         weights = {name: weight for name, (weight, _) in terms.items()}
         return self.scaled(total, weights, self.terms_scale(losses, context))
 

@@ -83,7 +83,8 @@ class FAMO(SeparableWeighter):
         self.optimizer = BufferedAdam((t,), lr=options.lr, weight_decay=options.weight_decay)
         self.min_losses = [float(options.min_losses.get(name, 0.0)) for name in self.state_names]
         self.needs_losses_after_step = options.update == "same_batch"
-        self._ratios: dict[str, torch.Tensor] = {}
+        self._ratios: dict[str, torch.Tensor] = {}  # z_i / D_i of this forward pass's tasks
+        self._means: dict[str, torch.Tensor] = {}  # their losses averaged over processes, if several
 
     def init_parameters(self) -> None:
         init.zeros_(self.logits)
@@ -94,30 +95,64 @@ class FAMO(SeparableWeighter):
     def _shifted(self, index: int, loss: torch.Tensor) -> torch.Tensor:
         return loss - self.min_losses[index] + self.options.eps
 
+    def start_forward(self) -> None:
+        self._ratios = {}
+        self._means = {}
+
+    def view_terms(
+        self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """With several processes, first one collective: each task's loss averaged over the processes
+        whose batch had it, for every task any of them had in this view (a task absent here still
+        counts in the normalisation :meth:`terms_scale`, so that every process scales alike)."""
+        if context is not None and context.num_processes > 1:
+            self._share_losses(losses, context)
+        return super().view_terms(losses, context)
+
+    def _share_losses(self, losses: Mapping[str, torch.Tensor], context: BackwardContext) -> None:
+        t = len(self.task_names)
+        device = self.logits.device
+        local = torch.zeros(2 * t, dtype=torch.float64, device=device)
+        for name, loss in losses.items():
+            i = self.task_index(name)
+            local[i] = loss.detach().double().to(device)
+            local[t + i] = 1.0
+        shared = context.reduce(local)  # means; their ratio is the mean over the processes with the task
+        z = torch.softmax(self.logits.double(), dim=0)
+        for i in torch.nonzero(shared[t:] > 0).flatten().tolist():
+            name = self.state_names[i]
+            self._means[name] = shared[i] / shared[t + i]
+            self._ratios[name] = z[i] / self._shifted(i, self._means[name])
+
     def task_weight(
         self, name: str, loss: torch.Tensor, context: BackwardContext | None = None
     ) -> torch.Tensor:
         """``z_i / D_i`` (the normalisation ``1 / c`` is :meth:`terms_scale`); with several processes
-        ``D_i`` is the processes' mean loss, so every process weighs tasks alike."""
-        value = loss.detach().double().reshape(1)
-        if context is not None and context.num_processes > 1:
-            value = context.reduce(value)
+        ``D_i`` is the mean loss of the processes that had the task, so every process weighs alike."""
         i = self.task_index(name)
-        ratio = torch.softmax(self.logits.double(), dim=0)[i] / self._shifted(i, value[0])
+        value = self._means.get(name)
+        if value is None:
+            value = loss.detach().double()
+        ratio = torch.softmax(self.logits.double(), dim=0)[i] / self._shifted(i, value)
         self._ratios[name] = ratio
         return ratio.to(loss)
 
     def terms_scale(
         self, losses: Mapping[str, torch.Tensor], context: BackwardContext | None = None
     ) -> torch.Tensor | None:
-        """``1 / c`` with ``c = sum_j z_j / D_j`` over the forward pass's tasks (from :meth:`task_weight`)."""
-        return 1.0 / torch.stack([self._ratios[name] for name in losses]).sum()
+        """``1 / c`` with ``c = sum_j z_j / D_j`` over the forward pass's tasks: those of ``losses`` and,
+        with several processes, those any process had."""
+        if not self._ratios:
+            return None
+        return 1.0 / torch.stack(list(self._ratios.values())).sum()
 
     def backward(
         self, losses: Mapping[str, torch.Tensor], total: torch.Tensor, context: BackwardContext
     ) -> dict[str, torch.Tensor]:
         if context.num_processes > 1:  # the model's forward weighed by this process's losses alone
-            total = self.combine(losses, context).loss
+            combined = self.combine(losses, context)  # on every process: it exchanges the losses
+            if losses:
+                total = combined.loss
         context.backward(total)
         return dict(self.last_weights)
 

@@ -29,7 +29,8 @@ class SharedFeatureRecorder:
     Args:
         consumers: The modules that read the shared representation (the model's task heads). Each
             call's first argument is recorded: its ``last_hidden_state`` (a head's
-            ``BackboneFeatures``) or the argument itself if it is a tensor. A tensor read by several
+            ``BackboneFeatures``; for rows of a batch, ``BackboneFeatures.selected_from``, the whole
+            batch's) or the argument itself if it is a tensor. A tensor read by several
             consumers is recorded once. Calls made without gradients (evaluation) are not recorded.
         owner: The model whose forward pass calls the consumers; each of its forward passes starts a
             fresh record, so features of earlier steps are not kept alive. Without it, call :meth:`clear`.
@@ -47,7 +48,10 @@ class SharedFeatureRecorder:
         if not args:
             return
         first = args[0]
-        tensor = first if isinstance(first, torch.Tensor) else getattr(first, "last_hidden_state", None)
+        tensor = first
+        if not isinstance(first, torch.Tensor):  # rows selected from a batch count as the whole batch
+            tensor = getattr(first, "selected_from", None)
+            tensor = getattr(first, "last_hidden_state", None) if tensor is None else tensor
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(
                 f"SharedFeatureRecorder: {type(module).__name__} was called with {type(first).__name__}, "

@@ -143,8 +143,10 @@ class GradientWeighter(LossWeighter):
         """
 
     def weights(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Copies: ``backward`` updates the buffer in place, and under DDP with unused-parameter detection
+        # the backward of any output also reaches the model's total, whose graph holds these weights.
         return {
-            name: self.coefficients[self.task_index(name)].to(device=loss.device, dtype=loss.dtype)
+            name: self.coefficients[self.task_index(name)].clone().to(device=loss.device, dtype=loss.dtype)
             for name, loss in losses.items()
         }
 
@@ -238,7 +240,7 @@ class GradientWeighter(LossWeighter):
         self, losses: Mapping[str, torch.Tensor], total: torch.Tensor | None, context: BackwardContext
     ) -> None:
         features = list(context.shared_features)
-        if not features:
+        if losses and not features:
             raise ValueError(
                 f"weighting {self.registered_name!r} with gradients='features' needs "
                 "BackwardContext.shared_features (the backbone outputs of this forward pass)"
@@ -250,7 +252,9 @@ class GradientWeighter(LossWeighter):
         scale = context.loss_scale()
         snapshot = self._snapshot() if scale != 1.0 else None
         num_tasks = len(self.task_names)
-        payload = torch.zeros(num_tasks * num_tasks + 2 * num_tasks, dtype=torch.float64)
+        payload = torch.zeros(
+            num_tasks * num_tasks + 2 * num_tasks, dtype=torch.float64, device=self.coefficients.device
+        )
         if losses:
             rows = []
             for name in losses:
@@ -270,7 +274,6 @@ class GradientWeighter(LossWeighter):
                 rows.append(flat / scale if scale != 1.0 else flat)
             stacked = torch.stack(rows)
             local_gram = (stacked @ stacked.T).double()
-            payload = payload.to(local_gram.device)
             index = torch.tensor([self.task_index(n) for n in losses], device=local_gram.device)
             payload[: num_tasks * num_tasks].view(num_tasks, num_tasks)[index[:, None], index[None, :]] = (
                 local_gram
@@ -279,8 +282,6 @@ class GradientWeighter(LossWeighter):
                 [loss.detach().double() for loss in losses.values()]
             )
             payload[num_tasks * num_tasks + num_tasks + index] = 1.0
-        elif features:  # no task present here: still take part in the collective, on the features' device
-            payload = payload.to(features[0].device)
         reduced = context.reduce(payload).cpu()
         # Each process's loss is its local mean, so the global loss's feature gradient is the
         # concatenation of the local ones divided by the number of processes.
