@@ -19,7 +19,11 @@ utilities, no resampling) before slicing, so "axial" means the same plane whatev
 voxel order.
 
 Segmentation labels (BraTS): 0 background, 1 necrotic / non-enhancing core, 2 peritumoral oedema,
-4 (2020/2021) or 3 (2023) enhancing tumour.
+4 (2020/2021) or 3 (2023) enhancing tumour. A case's convention is read from its segmentation's name
+(``<id>_seg``: 2020/2021, ``<id>-seg``: 2023) and decides the labels of the sub-regions target.
+
+Targets derived per slice (``brats.targets``): ``tumour`` (binary), ``subregions`` (multi-label:
+necrotic core, oedema, enhancing) and ``tumour_area`` (continuous: tumour pixels over brain pixels).
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from .config import AXIS_INDEX, BRATS_TUMOUR_LABEL, MODALITY_ALIASES, BratsConfig, canonical_modality
+from .config import (
+    AXIS_INDEX,
+    BRATS_AREA_TARGET,
+    BRATS_SUBREGIONS_TARGET,
+    BRATS_TUMOUR_LABEL,
+    MODALITY_ALIASES,
+    BratsConfig,
+    canonical_modality,
+)
 from .errors import DataError
 from .normalization import normalize_volume
 from .readers import MAX_CASE_BYTES, NiftiHeader, read_header, read_volume, refuse_over
@@ -44,12 +56,15 @@ SEGMENTATION_SUFFIX = "seg"
 
 @dataclass
 class BratsCase:
-    """One patient's files: ``{canonical modality: path}`` and the segmentation (``None`` if absent)."""
+    """One patient's files: ``{canonical modality: path}`` and the segmentation (``None`` if absent), and
+    the BraTS naming convention of the segmentation: ``"2020"`` (2020/2021, ``<id>_seg``) or ``"2023"``
+    (``<id>-seg``)."""
 
     patient_id: str
     folder: str
     modalities: dict[str, str] = field(default_factory=dict)
     segmentation: str | None = None
+    naming: str = "2020"
 
 
 def split_nifti_name(name: str) -> tuple[str, str] | None:
@@ -94,6 +109,7 @@ def find_brats_cases(root: str | os.PathLike[str]) -> list[BratsCase]:
                 if case.segmentation is not None:
                     raise DataError(path, f"second segmentation for patient {prefix} ({case.segmentation})")
                 case.segmentation = path
+                case.naming = "2023" if name[len(prefix)] == "-" else "2020"
             else:
                 modality = MODALITY_ALIASES[suffix]
                 if modality in case.modalities:
@@ -254,11 +270,13 @@ def iter_case_slices(
     counts.kept += len(kept)
     if not kept:
         return
+    derived = derived_targets(seg, brain, tumour_pixels, case, config)
     stack = np.rot90(np.moveaxis(images[:, kept], 1, 0), axes=(2, 3))  # (K, C, H, W)
     masks = np.rot90(seg[kept], axes=(1, 2))
     for i, stored in zip(kept, encode_slices(stack, masks, storage), strict=True):
         yield {
             **stored,
+            **{name: values[i] for name, values in derived.items()},
             BRATS_TUMOUR_LABEL: int(tumour_pixels[i] >= config.min_tumour_pixels),
             "tumour_pixels": int(tumour_pixels[i]),
             "brain_fraction": float(brain_fraction[i]),
@@ -269,19 +287,45 @@ def iter_case_slices(
         }
 
 
-def brats_features() -> Any:
-    """The ``datasets.Features`` of a cached BraTS data set.
+def derived_targets(
+    seg: np.ndarray, brain: np.ndarray, tumour_pixels: np.ndarray, case: BratsCase, config: BratsConfig
+) -> dict[str, list[Any]]:
+    """The optional targets ``config.targets`` asks for, one value per slice of ``seg`` ``(S, A, B)``
+    (slicing axis first; ``brain`` alike, ``tumour_pixels`` ``(S,)``): ``subregions`` the indices of the
+    sub-regions with at least ``min_tumour_pixels`` pixels, ``tumour_area`` ``[tumour / brain pixels]``."""
+    out: dict[str, list[Any]] = {}
+    if BRATS_SUBREGIONS_TARGET in config.targets:
+        regions = config.subregions(case.naming)
+        pixels = np.stack([np.isin(seg, labels).sum(axis=(1, 2)) for labels in regions.values()], axis=1)
+        present = pixels >= config.min_tumour_pixels
+        out[BRATS_SUBREGIONS_TARGET] = [np.flatnonzero(row).tolist() for row in present]
+    if BRATS_AREA_TARGET in config.targets:
+        brain_pixels = brain.sum(axis=(1, 2))
+        area = np.where(brain_pixels > 0, tumour_pixels / np.maximum(brain_pixels, 1), 0.0)
+        out[BRATS_AREA_TARGET] = [[float(a)] for a in area]
+    return out
+
+
+def brats_features(config: BratsConfig | None = None) -> Any:
+    """The ``datasets.Features`` of a cached BraTS data set (with the optional targets of ``config``).
 
     ``image`` holds the slice's ``(C, H, W)`` array and ``mask`` its segmentation slice, stored as
     :mod:`mtl_hf.data.slices` describes (quantised, compressed, with CRC-32s checked at every decode;
     :func:`mtl_hf.data.decode_image` decodes them): far cheaper in data-loader workers than Arrow's
     nested lists or PNG.
     """
-    from datasets import Features, Value
+    from datasets import ClassLabel, Features, List, Value
 
+    targets = config.targets if config is not None else []
+    derived: dict[str, Any] = {}
+    if config is not None and BRATS_SUBREGIONS_TARGET in targets:
+        derived[BRATS_SUBREGIONS_TARGET] = List(ClassLabel(names=list(config.subregions("2020"))))
+    if BRATS_AREA_TARGET in targets:
+        derived[BRATS_AREA_TARGET] = List(Value("float32"), length=1)
     return Features(
         {
             **slice_features(),
+            **derived,
             BRATS_TUMOUR_LABEL: Value("int64"),
             "tumour_pixels": Value("int32"),
             "brain_fraction": Value("float32"),

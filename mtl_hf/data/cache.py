@@ -205,7 +205,7 @@ def _plan(config: DataConfig) -> tuple[list[Any], Any, list[SkippedFile], list[s
         inputs = sorted(
             p for c in cases for p in [*c.modalities.values(), *([c.segmentation] if c.segmentation else [])]
         )
-        return cases, brats_features(), [], inputs, config.brats
+        return cases, brats_features(config.brats), [], inputs, config.brats
     if config.kind == "volumes":
         volumes = plan_volume_items(
             config.volumes,

@@ -39,6 +39,22 @@ AXIS_INDEX: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 BRATS_TUMOUR_LABEL = "tumour"
 """Name of the slice-level target column of BraTS data sets (1 = tumour present)."""
 
+BRATS_SUBREGIONS_TARGET = "subregions"
+"""Name of the optional multi-label BraTS target: which tumour sub-regions a slice shows."""
+
+BRATS_AREA_TARGET = "tumour_area"
+"""Name of the optional continuous BraTS target: the slice's tumour area as a fraction of its brain."""
+
+BRATS_TARGETS = (BRATS_TUMOUR_LABEL, BRATS_SUBREGIONS_TARGET, BRATS_AREA_TARGET)
+"""The targets a BraTS data set can derive from its segmentations (``brats.targets``)."""
+
+BRATS_SUBREGION_LABELS: dict[str, dict[str, list[int]]] = {
+    "2020": {"necrotic_core": [1], "oedema": [2], "enhancing": [4]},
+    "2023": {"necrotic_core": [1], "oedema": [2], "enhancing": [3]},
+}
+"""Segmentation labels of each sub-region by BraTS naming convention: 2020/2021 (``<id>_seg``) mark the
+enhancing tumour 4, 2023 (``<id>-seg``) mark it 3; necrotic / non-enhancing core 1 and oedema 2 in both."""
+
 MODALITY_ALIASES: dict[str, str] = {
     "flair": "flair",
     "t2f": "flair",
@@ -114,6 +130,19 @@ class BratsConfig:
         resize: Resize slices to ``data.image_size`` (when set) while building the cache, as the
             transforms would resize them: smaller caches, less work per sample. Off: cached at the
             volumes' own size.
+        targets: The slice-level targets derived from the segmentation and cached with the slices
+            (``tumour`` is always there; listing it is allowed):
+
+            * ``tumour`` (binary): at least ``min_tumour_pixels`` pixels carry a ``tumour_labels`` label;
+            * ``subregions`` (multi-label, labels ``necrotic_core``, ``oedema``, ``enhancing``): each
+              present when at least ``min_tumour_pixels`` pixels carry its label (see
+              ``subregion_labels``);
+            * ``tumour_area`` (continuous, one output): the tumour pixels (``tumour_labels``) as a
+              fraction of the slice's brain pixels (non-zero in any selected modality; 0 for a slice
+              without brain), counted on the original slice before any resizing.
+        subregion_labels: ``{sub-region name: segmentation labels}`` for ``subregions``; ``None``
+            (default) uses each patient's naming convention: 2020/2021 (``<id>_seg``) necrotic core 1,
+            oedema 2, enhancing 4; 2023 (``<id>-seg``) enhancing 3.
     """
 
     modalities: list[str] = field(default_factory=lambda: ["flair"])
@@ -126,10 +155,33 @@ class BratsConfig:
     storage_dtype: Literal["uint8", "uint16", "float16", "float32"] = "uint8"
     compression: Literal["zlib", "none"] = "zlib"
     resize: bool = True
+    targets: list[str] = field(default_factory=lambda: [BRATS_TUMOUR_LABEL])
+    subregion_labels: dict[str, list[int]] | None = None
 
     def __post_init__(self) -> None:
         if not self.modalities:
             raise ValueError("modalities: give at least one, e.g. [flair] or [t1, t1ce, t2, flair]")
+        unknown = [t for t in self.targets if t not in BRATS_TARGETS]
+        if unknown:
+            raise ValueError(
+                f"targets: {unknown[0]!r} is not a BraTS target; targets are {', '.join(BRATS_TARGETS)}"
+            )
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"targets: duplicates in {self.targets}")
+        if self.subregion_labels is not None:
+            if not self.subregion_labels:
+                raise ValueError("subregion_labels: give at least one sub-region, or omit it")
+            for name, labels in self.subregion_labels.items():
+                if not labels or any(v == 0 or v not in self.segmentation_labels for v in labels):
+                    raise ValueError(
+                        f"subregion_labels.{name}: must be non-zero values of segmentation_labels "
+                        f"{self.segmentation_labels}, got {labels}"
+                    )
+
+    def subregions(self, naming: str) -> dict[str, list[int]]:
+        """``{sub-region: labels}`` of the ``subregions`` target for a case of BraTS ``naming``
+        (``"2020"`` for 2020/2021 names, ``"2023"``)."""
+        return dict(self.subregion_labels or BRATS_SUBREGION_LABELS[naming])
         canon = [canonical_modality(m) for m in self.modalities]
         if len(set(canon)) != len(canon):
             raise ValueError(f"modalities: duplicates in {self.modalities}")
