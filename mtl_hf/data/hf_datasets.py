@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..options import to_dict
-from .config import HFDatasetConfig, TargetConfig
+from .config import HFDatasetConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
 from .images import encoded_picture, read_mask
+from .kinds import encoder_for
 from .readers import listed_file
 from .targets import TargetEncoder
 
@@ -163,10 +164,11 @@ def plan_hf_items(
             raise DataError(root, f"no column {column!r}; columns: {', '.join(columns)}")
     label_columns = sorted({c for t in config.targets.values() for c in t.columns})
     class_names = {c: names for c in label_columns if (names := _class_names(dataset.features[c]))}
-    encoders = {
-        name: TargetEncoder(name, _with_classes(target, class_names))
-        for name, target in config.targets.items()
-    }
+    encoders = {name: encoder_for(name, target) for name, target in config.targets.items()}
+    for encoder in encoders.values():  # a ClassLabel column's names, in its order, unless declared
+        names = class_names.get(encoder.columns[0])
+        if names is not None:
+            encoder.adopt_classes(names)
     read = [*label_columns, *([config.patient_column] if config.patient_column else [])]
     rows = [_named_classes(row, class_names) for row in dataset.select_columns(read).to_list()]
     for encoder in encoders.values():
@@ -217,16 +219,9 @@ def _class_names(feature: Any) -> list[str] | None:
     return None
 
 
-def _with_classes(target: TargetConfig, class_names: Mapping[str, list[str]]) -> TargetConfig:
-    """A multiclass target over a ``ClassLabel`` column, without declared classes, takes its names."""
-    (column, *_rest) = target.columns
-    if target.kind == "multiclass" and target.classes is None and column in class_names:
-        return TargetConfig(kind="multiclass", columns=list(target.columns), classes=class_names[column])
-    return target
-
-
 def _named_classes(row: dict[str, Any], class_names: Mapping[str, list[str]]) -> dict[str, Any]:
-    """``ClassLabel`` indices of a row replaced by their names (what targets declare and match)."""
+    """``ClassLabel`` indices of a row replaced by their names (what targets declare and match); -1, the
+    ``datasets`` value of a sample without a label, becomes an empty cell (a missing label)."""
     out = dict(row)
     for column, names in class_names.items():
         value = row.get(column)
@@ -234,6 +229,8 @@ def _named_classes(row: dict[str, Any], class_names: Mapping[str, list[str]]) ->
             out[column] = [names[v] for v in value]
         elif isinstance(value, int) and 0 <= value < len(names):
             out[column] = names[value]
+        elif isinstance(value, int) and value == -1:
+            out[column] = None
     return out
 
 

@@ -130,6 +130,10 @@ class MulticlassTarget(TargetEncoder):
         if len(config.columns) > 1:
             raise ValueError(f"a multiclass target reads one column, got {config.columns}")
 
+    def adopt_classes(self, names: Sequence[str]) -> None:
+        if self.classes is None:
+            self.classes = list(names)
+
     def fit(self, rows: Iterable[Mapping[str, Any]]) -> None:
         if self.classes is None:
             (column,) = self.columns

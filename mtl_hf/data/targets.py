@@ -133,6 +133,12 @@ class TargetEncoder(ABC):
         return list(self.config.columns) or [CLASS_FOLDER]
 
     # -- encoding manifest rows ------------------------------------------------------------------------
+    def adopt_classes(self, names: Sequence[str]) -> None:
+        """Take the class names (in their order) of a source column that declares them, such as a
+        ``ClassLabel`` column of a 🤗 dataset, where the config declares none. Default: a kind whose
+        names come from elsewhere ignores them."""
+        return None
+
     def fit(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Learn what :meth:`encode` needs from every row (default: nothing)."""
         return None

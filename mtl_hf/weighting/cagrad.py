@@ -60,6 +60,9 @@ class CAGrad(GradientWeighter):
     """CAGrad (Liu et al. 2021): the update maximises the smallest per-task improvement within a ball of
     radius ``c |g0|`` around the average gradient ``g0``, so it converges to a minimum of the average
     loss while reducing conflicts. Reported weights: ``(1/T + lambda w_i) / rescale``.
+
+    A task absent from every process's batches in an accumulation window gets coefficient 0; the
+    conflict-averse direction is computed over the tasks present.
     """
 
     Options = CAGradOptions

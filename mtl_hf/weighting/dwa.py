@@ -36,6 +36,9 @@ class DynamicWeightAverage(SeparableWeighter):
 
     Buffers: ``loss_history`` ``(2, K)`` (the last two epochs' mean losses, oldest first; 0 where
     unknown) and ``num_epochs``, fed by :meth:`on_epoch_end` and saved with the model.
+
+    A task absent from a step has no term; its epoch mean loss is taken over the steps that had it, and
+    a task absent for a whole epoch keeps its previous mean in the history.
     """
 
     Options = DynamicWeightAverageOptions

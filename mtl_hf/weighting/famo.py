@@ -52,6 +52,10 @@ class FAMO(SeparableWeighter):
     micro-batches after the update, as the authors' code does, for one more forward pass per step.
     Weights use the losses averaged over processes, so every process weighs alike. Buffers ``logits``, ``previous_losses`` and the Adam moments
     (``optimizer.*``) are saved with the model.
+
+    A task absent from a step has no term; the normalisation ``c`` runs over the tasks present on any
+    process (with several processes, ``D_i`` is the mean over the processes that had task ``i``), and
+    the logits learn only from tasks present in two consecutive steps.
     """
 
     Options = FAMOOptions

@@ -25,7 +25,10 @@ class FixedWeightsOptions(WeighterOptions):
 
 @WEIGHTERS.register("fixed")
 class FixedWeights(SeparableWeighter):
-    """``L = sum_i lambda_i L_i`` over the tasks present in the step, with constant ``lambda_i``."""
+    """``L = sum_i lambda_i L_i`` over the tasks present in the step, with constant ``lambda_i``.
+
+    A task absent from a step (no labelled sample in its batch) has no term; the others keep their weights.
+    """
 
     Options = FixedWeightsOptions
     options: FixedWeightsOptions

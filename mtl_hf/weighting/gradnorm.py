@@ -48,6 +48,10 @@ class GradNorm(GradientWeighter):
 
     Buffers: ``task_weights`` (the ``w_i``), ``initial_losses`` (``L_i(0)``, 0 until seen) and the
     Adam moments (``optimizer.*``), all saved with the model.
+
+    A task absent from every process's batches in an accumulation window gets coefficient 0 in that
+    update and its learned weight is not updated (the others are renormalised to sum to the number of
+    tasks).
     """
 
     Options = GradNormOptions

@@ -80,6 +80,9 @@ class MGDA(GradientWeighter):
     """MGDA (Sener & Koltun 2018): the update is the minimum-norm point of the convex hull of the task
     gradients, a common descent direction of all tasks (or zero at a Pareto-stationary point).
     Reported weights: the min-norm weights (summing to 1), divided by the normalisation factors.
+
+    A task absent from every process's batches in an accumulation window gets coefficient 0; the
+    min-norm problem is solved over the tasks present.
     """
 
     Options = MGDAOptions

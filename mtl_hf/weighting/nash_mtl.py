@@ -84,6 +84,9 @@ class NashMTL(GradientWeighter):
     """Nash-MTL (Navon et al. 2022): the update ``d = sum_i alpha_i g_i`` is the Nash bargaining solution
     among tasks, ``<g_i, d> = 1 / alpha_i`` for every task, which is invariant to the scale of each
     task's loss. Solved exactly with SciPy (no convex-solver dependency). Reported weights: ``alpha``.
+
+    A task absent from every process's batches in an accumulation window gets coefficient 0; the
+    bargaining solution is computed over the tasks present.
     """
 
     Options = NashMTLOptions

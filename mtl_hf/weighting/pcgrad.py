@@ -54,6 +54,9 @@ class PCGrad(GradientWeighter):
     """PCGrad (Yu et al. 2020): each task's gradient, where it conflicts with another task's
     (negative inner product), is projected onto the normal plane of that gradient; the update is the
     sum of the projected gradients. Reported weights: ``c_k = sum_i A_ik`` with ``d = sum_k c_k g_k``.
+
+    A task absent from every process's batches in an accumulation window has no gradient and coefficient
+    0; the projection runs over the tasks present.
     """
 
     Options = PCGradOptions

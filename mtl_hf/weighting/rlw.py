@@ -35,6 +35,9 @@ class RandomLossWeighting(SeparableWeighter):
     """RLW (Lin et al. 2022): fresh random weights, summing to 1 over all tasks, at every training
     forward pass. In evaluation mode the expected weights ``1/K`` are used, so validation losses are
     deterministic. Buffer ``num_draws`` (saved with the model) counts the draws.
+
+    A task absent from a step has no term; the weights drawn for the others are used as drawn (not
+    renormalised), so such a step's total is smaller.
     """
 
     Options = RandomLossWeightingOptions

@@ -46,6 +46,9 @@ class UncertaintyWeighting(SeparableWeighter):
     At the optimum ``sigma_i^2 = L_i`` (regression) or ``2 L_i`` (classification), so a task whose loss
     stays high (noisy) is down-weighted. Reported weights: ``0.5 exp(-s_i)`` or ``exp(-s_i)``. Keep
     ``log_variances`` out of weight decay, which would pull them towards 0.
+
+    A task absent from a step has no term: neither its loss nor its regulariser ``s_i``, so its
+    log-variance gets no gradient from that step (a zero one from a DDP process without it).
     """
 
     Options = UncertaintyWeightingOptions
