@@ -102,3 +102,18 @@ def test_segmentation_task_exports(tmp_path: Path) -> None:
     assert got["logits.lesion"].shape == (3, 64, 64)
     for task in ("tumour", "lesion"):
         assert np.abs(got[f"logits.{task}"] - reference[task].numpy()).max() <= 1e-4
+
+
+def test_a_regression_task_exports_its_values(tmp_path: Path) -> None:
+    tasks = {"area": {"type": "regression", "num_outputs": 2, "output_names": ["whole", "core"], "target_mean": [5.0, 1.0], "target_std": [2.0, 0.5]}}  # fmt: skip
+    model_dir = save_model(tmp_path / "model", tasks)
+    out = export_onnx(model_dir, tmp_path / "onnx").folder
+    entry = json.loads((out / "onnx_outputs.json").read_text())["outputs"][0]
+    assert (entry["task"], entry["shape"], entry["output_names"]) == ("area", ["batch", 2], ["whole", "core"])
+    assert entry["probabilities"] is None and entry["prediction_kind"] is None  # the logits are the values
+    model = AutoModel.from_pretrained(model_dir).eval()
+    pixel_values = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = task_probabilities(model, model(pixel_values, tasks=["area"]).logits, ["area"])["area"]
+    got = OnnxModel(out, threads=1)(pixel_values.numpy())["logits.area"]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)

@@ -127,3 +127,25 @@ def test_errors(three_task_model: Path, png_files: list[Path]) -> None:
         predict(three_task_model, png_files, aggregation="median", progress=False)  # type: ignore[arg-type]
     result = predict(three_task_model, ["nope.png"], progress=False)
     assert result.errors == [InputError("nope.png", "no such file or folder")] and result.images == []
+
+
+def test_a_regression_task_is_predicted_in_its_units(png_files: list[Path], tmp_path: Path) -> None:
+    tasks = {
+        "tumour": {"type": "binary_classification"},
+        "area": {"type": "regression", "num_outputs": 2, "output_names": ["whole", "core"], "target_mean": [5.0, 1.0], "target_std": [2.0, 0.5]},
+    }  # fmt: skip
+    folder = save_model(tmp_path / "model", tasks)
+    result = predict(folder, png_files, output_dir=tmp_path / "out", progress=False)
+    model = AutoModel.from_pretrained(folder).eval()
+    processor = AutoImageProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        images = processor([np.array(Image.open(p)) for p in png_files], return_tensors="pt")["pixel_values"]
+        values = model(images).logits["area"].numpy()  # the head's values, in the target's units
+    np.testing.assert_allclose(
+        np.stack([p.probabilities["area"] for p in result.images]), values, rtol=1e-5, atol=1e-6
+    )
+    rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").read_text().splitlines()))
+    assert {"area/whole", "area/core", "tumour"} <= set(rows[0])
+    assert float(rows[2]["area/core"]) == pytest.approx(values[2, 1], rel=1e-5)
+    doc = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert doc["images"][0]["probabilities"]["area"]["whole"] == pytest.approx(values[0, 0], rel=1e-5)
