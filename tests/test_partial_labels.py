@@ -159,3 +159,18 @@ def test_a_loss_that_is_not_a_0_dim_tensor_names_the_task_and_head(task: str, sh
         HeadOutputError, match=rf"task '{task}': head _BadLossHead returned a loss that is .*{shape}"
     ):
         model(torch.randn(3, 3, 64, 64), labels={task: torch.tensor([1.0, 0.0, 1.0])})
+
+
+def test_gradient_methods_compare_tasks_on_the_whole_batch_features() -> None:
+    """A task labelled on some rows reads them through ``features.select``; the recorder still keeps the
+    whole batch's tensor, the one every task's gradient is taken on (MGDA-UB's ``gradients: features``)."""
+    from mtl_hf.weighting import SharedFeatureRecorder
+
+    model = MTLModel(tiny_config(tasks=TASKS)).train()
+    recorder = SharedFeatureRecorder(model.heads.values(), owner=model)
+    labels = {"tumour": torch.tensor([1.0, NAN, 0.0]), "grade": torch.tensor([0, 1, 2])}
+    out = model(torch.randn(3, 3, 64, 64), labels=labels)
+    assert len(recorder.features) == 1 and recorder.features[0].shape[0] == 3
+    assert out.last_hidden_state is recorder.features[0]
+    grads = [torch.autograd.grad(out.task_losses[t], recorder.features, retain_graph=True)[0] for t in labels]
+    assert grads[0][1].abs().sum() == 0 and grads[0][0].abs().sum() > 0  # the unlabelled row has none

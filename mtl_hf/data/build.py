@@ -41,7 +41,7 @@ class PreparedData:
         split_manifest: Which patients are in which split.
         split_manifest_path: Where it is stored.
         split_manifest_sha256: Hash of that file, for ``run_info.json``.
-        target_kinds: ``{target column: "binary" | "multiclass" | "multilabel"}``.
+        target_kinds: ``{target column: data kind}`` (see :mod:`mtl_hf.data.kinds`).
         label_names: ``{target column: class or label names}``.
     """
 
