@@ -245,3 +245,56 @@ def test_a_short_run_trains_regression_beside_a_classifier_and_reports_it(tmp_pa
         [float(r["prediction"]) for r in by_sample], predictions[:, 0].numpy(), rtol=1e-4
     )
     np.testing.assert_allclose([float(r["label"]) for r in by_sample], y, rtol=1e-6)
+
+
+def test_a_continuous_manifest_column_trains_with_the_training_splits_standardisation(tmp_path: Path) -> None:
+    from mtl_hf.data import DataConfig, prepare_datasets
+    from tests.data.files import write_csv, write_png
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(60):
+        area = rng.uniform(0.0, 0.5)
+        image = (rng.normal(60, 10, (32, 32)) + 300 * area).clip(0, 255).astype(np.uint8)
+        write_png(tmp_path / "images" / f"{i}.png", image)
+        cell = "" if i % 7 == 3 else f"{area:.4f}"  # some samples have no area
+        records.append(
+            {
+                "path": f"{i}.png",
+                "patient_id": f"P{i // 3:02d}",
+                "tumour": str(int(area > 0.25)),
+                "area": cell,
+            }
+        )
+    write_csv(tmp_path / "images" / "manifest.csv", records)
+    data = {
+        "kind": "images", "root": str(tmp_path / "images"), "image_size": 32,
+        "images": {"manifest": "manifest.csv", "targets": {"tumour": {"kind": "binary", "columns": ["tumour"]},
+                                                           "area": {"kind": "continuous", "columns": ["area"]}}},
+    }  # fmt: skip
+    raw = {
+        "output_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "data": data,
+        "model": {"backbone_config": tiny_backbone(image_size=32, patch_size=8, num_channels=1),
+                  "tasks": {"tumour": {"type": "binary_classification"}, "area": {"type": "regression"}}},
+        "task_columns": {"tumour": "tumour", "area": "area"},
+        "training": {"strategy": "mtl", "epochs": 1, "batch_size": 16, "monitor": "area", "bootstrap_resamples": 100},
+    }  # fmt: skip
+    out = train(from_dict(RunConfig, raw)).output_dir
+
+    prepared = prepare_datasets(from_dict(DataConfig, data, "data"), cache_dir=tmp_path / "cache")
+    train_areas = np.array(
+        [np.nan if v is None else v[0] for v in prepared.datasets["train"]["area"]], dtype=float
+    )
+    saved = AutoModel.from_pretrained(out / "best_model").config.tasks["area"]
+    assert saved["target_mean"] == [pytest.approx(np.nanmean(train_areas), rel=1e-5)]
+    assert saved["target_std"] == [pytest.approx(np.nanstd(train_areas), rel=1e-5)]
+    assert np.isnan(train_areas).any()  # the missing areas were left out of both
+    test_areas = np.array(
+        [np.nan if v is None else v[0] for v in prepared.datasets["test"]["area"]], dtype=float
+    )
+    area = json.loads((out / "test_metrics.json").read_text())["area"]
+    assert area["n_samples"] == int(np.isfinite(test_areas).sum()) < len(test_areas)  # labelled samples only
+    with (out / "test_predictions.csv").open() as handle:
+        written = [r for r in csv.DictReader(handle) if r["task"] == "area"]
+    assert len(written) == area["n_samples"]
