@@ -53,7 +53,7 @@ def classification_tasks(model: Any, tasks: Sequence[str] | None = None) -> list
         if probability_function(model, t) is None:
             kind = (model.config.tasks or {})[t]["type"]
             raise ValueError(
-                f"task {t!r} ({kind}) gives no per-sample predictions (class probabilities or values)"
+                f"task {t!r} ({kind}) gives no class probabilities (nor other per-sample values)"
             )
         chosen.append(t)
     return chosen

@@ -65,7 +65,7 @@ def test_tasks_without_probabilities_are_left_out_or_refused() -> None:
     model = MTLModel(tiny_config(tasks=THREE_TASKS))
     assert classification_tasks(model) == ["tumour", "grade", "findings"]
     assert probability_function(model, "mim") is None
-    with pytest.raises(ValueError, match="'mim' \\(mim\\) gives no per-sample predictions"):
+    with pytest.raises(ValueError, match="'mim' \\(mim\\) gives no class probabilities"):
         classification_tasks(model, ["mim"])
     with pytest.raises(ValueError, match="no task named 'nope'"):
         classification_tasks(model, ["nope"])
