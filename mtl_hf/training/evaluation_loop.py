@@ -244,14 +244,20 @@ def _write_statistics(run: RunFolder, pred: dict[str, Any], model: MTLModel) -> 
 
 
 def _plot_examples(model: MTLModel, batch: dict[str, Any], folder: Path) -> None:
-    """``<folder>/<task>_test_examples.png`` for every head that draws its predictions."""
+    """``<folder>/<task>_test_examples.png`` for every head that draws its predictions, from the
+    samples of the batch that are labelled for the task."""
     for task, labels in batch.get("labels", {}).items():
         logits = batch["logits"].get(task)
-        if logits is not None:
-            with replacing(folder / f"{task}_test_examples.png") as path:
-                model.head(task).plot_examples(
-                    batch["pixel_values"], logits.float().cpu(), labels.cpu(), path
-                )
+        if logits is None:
+            continue
+        head = model.head(task)
+        keep = head.labelled(labels).cpu()
+        if not keep.any():
+            continue
+        with replacing(folder / f"{task}_test_examples.png") as path:
+            head.plot_examples(
+                batch["pixel_values"][keep], logits.float().cpu()[keep], labels.cpu()[keep], path
+            )
 
 
 def _json_default(value: Any) -> Any:
