@@ -15,8 +15,10 @@ predictions are pooled into one test set as large as the data.
   reads ordinary ones, so results, paired tests (on the pooled predictions, patient by patient) and the
   low-data study come out of the same code.
 
-Operating-point metrics (chosen on each fold's own validation split) and the metrics of tasks that
-are not classifiers are not pooled.
+Tasks with additive metrics (segmentation, regression) are pooled through their per-sample
+statistics (:func:`pooled_statistics`): the folds' ``test_statistics_<task>.csv`` rows are
+concatenated and the task's metrics recomputed on them with patient-bootstrap intervals. Operating-point
+metrics (chosen on each fold's own validation split) are not pooled.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def pool_predictions(
     metrics = pooled_metrics(
         out / "test_predictions.csv", kinds, n_resamples=n_resamples, confidence_level=confidence_level
     )
+    metrics |= pooled_statistics(folders, out, n_resamples=n_resamples, confidence_level=confidence_level)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
     record = {
         "folds": [str(f) for f in folders],
@@ -182,4 +185,36 @@ def pooled_metrics(
                  "confidence_level": confidence_level}
             ],
         }  # fmt: skip
+    return metrics
+
+
+def pooled_statistics(
+    folders: Sequence[Path], out: Path, *, n_resamples: int, confidence_level: float
+) -> dict[str, Any]:
+    """``test_metrics.json`` entries of the pooled run ``out`` for the tasks with additive metrics
+    that every fold has: their ``test_statistics_<task>.csv`` rows concatenated into ``out``'s, and the
+    metrics of the task's head (as the first fold's best model's config describes it) on them, with
+    patient-bootstrap intervals and the result rows every task has."""
+    import torch
+
+    from ..evaluation.task_metrics import AdditiveEvaluator, TestSettings
+    from ..run_folder import RunFolder
+    from .task_results import read_statistics, saved_head
+
+    runs = [RunFolder(f) for f in folders]
+    tasks = set.intersection(*(set(r.test_statistics_files()) for r in runs)) if runs else set()
+    metrics: dict[str, Any] = {}
+    for task in sorted(tasks):
+        texts = [r.test_statistics_file(task).read_text().splitlines() for r in runs]
+        pooled = RunFolder(out).test_statistics_file(task)
+        pooled.write_text("\n".join([texts[0][0], *(line for text in texts for line in text[1:])]) + "\n")
+        _, patients, stats = read_statistics(pooled)
+        head = saved_head(folders[0], task)
+        entry, rows = AdditiveEvaluator(head).test_results(
+            torch.from_numpy(stats),
+            patients if any(patients) else None,
+            TestSettings(n_resamples, confidence_level),
+        )
+        rows_out = [{k: v for k, v in r.to_dict().items() if k != "task"} for r in rows]
+        metrics[task] = {"kind": head.registered_name, **entry, "metrics": rows_out}
     return metrics

@@ -171,13 +171,18 @@ def read_statistics(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 def saved_head(folder: Path, task: str) -> Any:
     """Task ``task``'s head as the run's best model's config describes it (freshly initialised: its
-    metric functions need its options, not its weights)."""
+    metric functions need its options, not its weights); for a pooled run of cross-validation folds,
+    the first fold's."""
     from transformers import AutoConfig
 
     from ..backbone import image_size_of, patch_size_of
     from ..heads import HEADS, BackboneSpec
 
-    config: Any = AutoConfig.from_pretrained(RunFolder(folder).best_model)
+    source = RunFolder(folder).best_model
+    if not source.is_dir():  # a pooled run of cross-validation folds: its first fold's model
+        first = (RunFolder(folder).read_run_info().get("folds") or [None])[0]
+        source = RunFolder(first).best_model if first else source
+    config: Any = AutoConfig.from_pretrained(source)
     backbone = config.backbone_config
     spec = BackboneSpec(
         hidden_size=backbone.hidden_size,

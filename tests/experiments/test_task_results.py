@@ -104,3 +104,31 @@ def test_compare_tables_and_paired_differences_cover_a_regression_task(tmp_path:
             pytest.approx(high, rel=1e-3, abs=1e-6),
         )
         assert int(r["n_test"]) == 12
+
+
+def test_cross_validation_pools_a_regression_tasks_statistics(tmp_path: Path) -> None:
+    from mtl_hf.experiments.folds import pool_folds
+    from tests.training.synthetic import SquaresDataset
+
+    torch.set_num_threads(1)
+    folds = []
+    for j in range(2):  # two folds testing different patients
+        raw = base_config(str(tmp_path / f"fold{j}"), strategy="stl", epochs=1, monitor="area")
+        raw["model"]["tasks"]["area"] = {"type": "regression", "target_mean": [0.03], "target_std": [0.03]}
+        data = make_data()
+        data.collate_fn = collate_with_area
+        data.test = SquaresDataset(12, 2 + j, offset=200 + 100 * j)
+        folds.append(train(from_dict(RunConfig, raw), data).output_dir)
+    pooled = pool_folds({"stl": folds}, tmp_path / "cmp", n_resamples=200, confidence_level=0.95)["stl"]
+    area = json.loads((pooled / "test_metrics.json").read_text())["area"]
+    union = [
+        *predictions(folds[0]).values(),
+        *predictions(folds[1]).values(),
+    ]  # sample ids repeat, patients do not
+    y, p = (np.array([v[i] for v in union]) for i in (0, 1))
+    assert area["n_samples"] == len(union) == 24 and area["n_groups"] == 6
+    for name, value in metrics(y, p).items():
+        assert area[name] == pytest.approx(value, rel=1e-4, abs=1e-7)
+        assert area[f"{name}_low"] <= area[name] <= area[f"{name}_high"]
+    assert [r["metric"] for r in area["metrics"]] == ["r2", "mae", "rmse", "pearson"]
+    assert "tumour" in json.loads((pooled / "test_metrics.json").read_text())  # ROC AUC pooled as before
