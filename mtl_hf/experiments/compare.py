@@ -104,7 +104,7 @@ class CompareConfig:
         base: Training config YAML the runs start from (relative paths: to the compare config's folder).
         run: Overrides of the base, as a nested mapping (e.g. ``{training: {epochs: 5}}``).
         grid: See :class:`GridSection`.
-        tasks: Tasks to report (default: every classification task of the runs).
+        tasks: Tasks to report (default: every task of the runs with test metrics).
         comparisons: Pairs ``[a, b]`` of run labels to test (``a`` minus ``b``); default: every pair in
             the order mtl, pretrain, stl. A label is the strategy, or ``mtl:<weighting>`` when several
             weightings run.
