@@ -177,11 +177,6 @@ class BratsConfig:
                         f"subregion_labels.{name}: must be non-zero values of segmentation_labels "
                         f"{self.segmentation_labels}, got {labels}"
                     )
-
-    def subregions(self, naming: str) -> dict[str, list[int]]:
-        """``{sub-region: labels}`` of the ``subregions`` target for a case of BraTS ``naming``
-        (``"2020"`` for 2020/2021 names, ``"2023"``)."""
-        return dict(self.subregion_labels or BRATS_SUBREGION_LABELS[naming])
         canon = [canonical_modality(m) for m in self.modalities]
         if len(set(canon)) != len(canon):
             raise ValueError(f"modalities: duplicates in {self.modalities}")
@@ -200,6 +195,11 @@ class BratsConfig:
                 )
         if not 0.0 <= self.min_brain_fraction < 1.0:
             raise ValueError(f"min_brain_fraction: must be in [0, 1), got {self.min_brain_fraction}")
+
+    def subregions(self, naming: str) -> dict[str, list[int]]:
+        """``{sub-region: labels}`` of the ``subregions`` target for a case of BraTS ``naming``
+        (``"2020"`` for 2020/2021 names, ``"2023"``)."""
+        return dict(self.subregion_labels or BRATS_SUBREGION_LABELS[naming])
 
 
 @dataclass
