@@ -22,36 +22,38 @@ Needs ``pip install 'mtl-hf[lora]'`` (peft).
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MtlHfError
-from .lora import LORA_MARK, TRAINABLE_BACKBONE, _peft, freeze_base
+from .adapter_format import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILES,
+    ADAPTER_WEIGHTS,
+    HEADS_WEIGHTS,
+    PEFT_PREFIX,
+    AdapterError,
+    is_adapter_folder,
+    trained_outside_adapter,
+)
+from .lora import _peft
 
 if TYPE_CHECKING:
     from .modeling_mtl import MTLModel
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-"""peft's file names (``PeftModel.save_pretrained``)."""
-HEADS_WEIGHTS = "heads.safetensors"
-PEFT_PREFIX = "base_model.model."
-"""What ``PeftModel`` puts before a wrapped model's parameter names in its adapter files."""
-ADAPTER_FILES = ("config.json", ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEADS_WEIGHTS)
-
-
-class AdapterError(MtlHfError, ValueError):
-    """An adapter cannot be saved (no LoRA, no named base) or loaded (files or weights that do not fit)."""
-
-
-def is_adapter_folder(path: str | os.PathLike[str]) -> bool:
-    """A local folder written by :func:`save_adapter` (an adapter, no full weights)."""
-    folder = Path(path)
-    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "model.safetensors").exists()
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_FILES",
+    "ADAPTER_WEIGHTS",
+    "HEADS_WEIGHTS",
+    "PEFT_PREFIX",
+    "AdapterError",
+    "is_adapter_folder",
+    "load_adapter",
+    "save_adapter",
+]
 
 
 def save_adapter(
@@ -101,11 +103,7 @@ def save_adapter(
             metadata={"format": "pt"},
         )
         save_file(
-            {
-                k: v.detach().contiguous()
-                for k, v in model.state_dict().items()
-                if _trained_outside_adapter(k)
-            },
+            {k: v.detach().contiguous() for k, v in model.state_dict().items() if trained_outside_adapter(k)},
             staging / HEADS_WEIGHTS,
             metadata={"format": "pt"},
         )
@@ -123,28 +121,6 @@ def save_adapter(
     return target
 
 
-def _trained_outside_adapter(key: str) -> bool:
-    """Heads, weighter and the backbone's new parameters (mask token): what is not the frozen base."""
-    return not key.startswith("backbone.") or (LORA_MARK not in key and key.endswith(TRAINABLE_BACKBONE))
-
-
-def _download(repo_id: str, hub_kwargs: dict[str, Any]) -> Path:
-    """The adapter files of a Hub repository, downloaded into the Hub cache; their folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    from .hub_tokens import hub_errors_redacted
-
-    paths = []
-    with hub_errors_redacted(hub_kwargs.get("token")):
-        for name in ADAPTER_FILES:
-            try:
-                paths.append(Path(hf_hub_download(repo_id, name, **hub_kwargs)))
-            except EntryNotFoundError as exc:
-                raise AdapterError(f"{repo_id}: not an adapter repository, no {name}") from exc
-    return paths[0].parent
-
-
 def load_adapter(
     source: str | os.PathLike[str],
     *,
@@ -154,64 +130,11 @@ def load_adapter(
 ) -> MTLModel:
     """The model of an adapter folder (or Hub repository): its base backbone, then the adapter and heads.
 
-    Args:
-        source: A folder written by :func:`save_adapter`, or a Hub repository holding one.
-        base_model: Load onto this backbone (Hub id or folder) instead of the one the adapter names.
-        weighting: A weighting to use instead of the saved one (it only matters for more training).
-        **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for the Hub.
+    The same as :meth:`mtl_hf.MTLModel.from_adapter` (see there for the arguments).
 
     Raises:
         AdapterError: a file is missing, or the weights do not fit the base (naming the keys).
     """
-    from safetensors.torch import load_file
-
-    from .configuration_mtl import MTLConfig
     from .modeling_mtl import MTLModel
 
-    peft = _peft()
-    folder = Path(source)
-    if not folder.is_dir():
-        folder = _download(str(source), hub_kwargs)
-    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
-    if missing:
-        raise AdapterError(f"{source}: not an adapter folder, missing {', '.join(missing)}")
-    config = MTLConfig.from_pretrained(folder)
-    named = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-    base = base_model or named
-    if not base:
-        raise AdapterError(f"{folder / ADAPTER_CONFIG}: names no base_model_name_or_path; pass base_model=")
-    model = MTLModel.from_backbone(
-        str(base),
-        tasks=config.tasks,
-        weighting=weighting if weighting is not None else config.weighting,
-        view_layout=config.view_layout,
-        lora=config.lora,
-        num_channels=getattr(config.backbone_config, "num_channels", None),
-    )
-    adapter = load_file(folder / ADAPTER_WEIGHTS)
-    if not all(k.startswith(PEFT_PREFIX) for k in adapter):
-        raise AdapterError(
-            f"{folder / ADAPTER_WEIGHTS}: keys do not start with {PEFT_PREFIX!r} (not peft's format)"
-        )
-    loaded = peft.set_peft_model_state_dict(
-        model.backbone, {k[len(PEFT_PREFIX) :]: v for k, v in adapter.items()}
-    )
-    unexpected = list(getattr(loaded, "unexpected_keys", []))
-    adapter_keys = {k for k in model.backbone.state_dict() if LORA_MARK in k}
-    absent = sorted(k for k in getattr(loaded, "missing_keys", []) if k in adapter_keys)
-    if unexpected or absent:
-        raise AdapterError(
-            f"{folder / ADAPTER_WEIGHTS}: does not fit the model: unexpected {unexpected}, missing {absent}"
-        )
-    heads = load_file(folder / HEADS_WEIGHTS)
-    if weighting is not None:  # another weighter: the saved one's state does not apply
-        heads = {k: v for k, v in heads.items() if not k.startswith("weighter.")}
-    result = model.load_state_dict(heads, strict=False)
-    fresh = ("weighter.",) if weighting is not None else ()  # a replaced weighter starts afresh
-    absent = sorted(k for k in result.missing_keys if _trained_outside_adapter(k) and not k.startswith(fresh))
-    if result.unexpected_keys or absent:
-        raise AdapterError(
-            f"{folder / HEADS_WEIGHTS}: does not fit the model: unexpected {result.unexpected_keys}, missing {absent}"
-        )
-    freeze_base(model.backbone)
-    return model.eval()
+    return MTLModel.from_adapter(source, base_model=base_model, weighting=weighting, **hub_kwargs)

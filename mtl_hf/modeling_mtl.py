@@ -119,7 +119,8 @@ class MTLPreTrainedModel(PreTrainedModel):
         shard is downloaded); from the Hub, ``use_safetensors=True`` makes transformers refuse a
         repository without safetensors weights. ``AutoModel.from_pretrained``
         comes here too. A local folder written by :func:`mtl_hf.lora_adapter.save_adapter` (a LoRA
-        adapter and the heads, no full weights) is loaded onto the base backbone it names.
+        adapter and the heads, no full weights) is loaded onto the base backbone it names
+        (:meth:`from_adapter`).
         ``allow_pickle=True`` lifts the refusal for a source you trust; transformers then
         still unpickles with ``weights_only=True``.
 
@@ -132,13 +133,13 @@ class MTLPreTrainedModel(PreTrainedModel):
             mtl_hf.security.UnsafeCheckpointError: pickle-only weights, or ``weights_only=False`` /
                 ``use_safetensors=False`` asked without ``allow_pickle=True``.
         """
+        from .adapter_format import is_adapter_folder
         from .hub_tokens import hub_errors_redacted
-        from .lora_adapter import is_adapter_folder, load_adapter
         from .security import UnsafeCheckpointError, check_weights_source
 
         source = pretrained_model_name_or_path
         if source is not None and is_adapter_folder(source):
-            return load_adapter(source, weighting=kwargs.get("weighting"))  # onto the base it names
+            return MTLModel.from_adapter(source, weighting=kwargs.get("weighting"))  # onto the base it names
         if not allow_pickle:
             for key in ("weights_only", "use_safetensors"):
                 if kwargs.get(key) is False:
@@ -234,6 +235,44 @@ class MTLModel(MTLPreTrainedModel):
             apply_lora(self.backbone, config.lora)
 
     # -- construction from a pretrained backbone -------------------------------------------------
+    @classmethod
+    def from_adapter(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        base_model: str | None = None,
+        weighting: dict[str, Any] | None = None,
+        **hub_kwargs: Any,
+    ) -> MTLModel:
+        """The model of a LoRA adapter folder (or Hub repository) written by
+        :func:`mtl_hf.lora_adapter.save_adapter`: its base backbone (:meth:`from_backbone`), then the
+        adapter and the heads onto it, the base frozen: the same outputs as the model that was saved.
+
+        Args:
+            source: An adapter folder, or a Hub repository holding one.
+            base_model: Load onto this backbone (Hub id or folder) instead of the one the adapter names.
+            weighting: A weighting to use instead of the saved one (it only matters for more training).
+            **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for the Hub.
+
+        Raises:
+            mtl_hf.lora_adapter.AdapterError: a file is missing, or the weights do not fit the base
+                (naming the keys).
+        """
+        from .adapter_format import adapter_folder, apply_adapter, base_of
+
+        folder = adapter_folder(source, hub_kwargs)
+        config = MTLConfig.from_pretrained(folder)
+        model = cls.from_backbone(
+            base_of(folder, base_model),
+            tasks=config.tasks,
+            weighting=weighting if weighting is not None else config.weighting,
+            view_layout=config.view_layout,
+            lora=config.lora,
+            num_channels=getattr(config.backbone_config, "num_channels", None),
+        )
+        apply_adapter(model, folder, fresh_weighter=weighting is not None)
+        return model.eval()
+
     @classmethod
     def from_backbone(
         cls,
