@@ -24,15 +24,16 @@ metrics (chosen on each fold's own validation split) are not pooled.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..atomic import write_text
 from ..errors import MtlHfError
-from .predictions import read_predictions
+from ..run_folder import RunFolder, read_test_predictions
 
 if TYPE_CHECKING:
     from ..training.config import RunConfig
@@ -110,9 +111,10 @@ def pool_predictions(
     kinds: dict[str, str] = {}
     train_patients = []
     for folder in folders:
-        predictions = folder / "test_predictions.csv"
+        run = RunFolder(folder)
+        predictions = run.test_predictions_file
         if not predictions.exists():
-            raise FoldError(f"{folder}: no test_predictions.csv (the fold's run has no best model?)")
+            raise FoldError(f"{predictions}: missing (the fold's run has no best model?)")
         with predictions.open(newline="") as handle:
             reader = csv.DictReader(handle)
             header = header or list(reader.fieldnames or [])
@@ -124,7 +126,7 @@ def pool_predictions(
                 )
             tested_by[patient] = folder
         rows += mine
-        metrics = json.loads((folder / "test_metrics.json").read_text())
+        metrics = run.read_test_metrics() or {}
         kinds.update(
             {
                 t: v["kind"]
@@ -132,25 +134,28 @@ def pool_predictions(
                 if isinstance(v, dict) and "roc_auc" in v and "kind" in v
             }
         )
-        info = json.loads((folder / "run_info.json").read_text())
+        info = run.read_run_info()
         train_patients.append(int(((info.get("data_summary") or {}).get("patients") or {}).get("train", 0)))
+    pooled = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "test_predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header or [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=header or [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(pooled.test_predictions_file, table.getvalue())
     metrics = pooled_metrics(
-        out / "test_predictions.csv", kinds, n_resamples=n_resamples, confidence_level=confidence_level
+        pooled.test_predictions_file, kinds, n_resamples=n_resamples, confidence_level=confidence_level
     )
     metrics |= pooled_statistics(folders, out, n_resamples=n_resamples, confidence_level=confidence_level)
-    (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    record = {
-        "folds": [str(f) for f in folders],
-        "data_summary": {
-            "patients": {"train": round(float(np.mean(train_patients))), "test": len(tested_by)}
-        },
-    }
-    (out / "run_info.json").write_text(json.dumps(record, indent=2))
+    pooled.write_test_metrics(metrics)
+    pooled.write_run_info(
+        {
+            "folds": [str(f) for f in folders],
+            "data_summary": {
+                "patients": {"train": round(float(np.mean(train_patients))), "test": len(tested_by)}
+            },
+        }
+    )
     return out
 
 
@@ -163,7 +168,7 @@ def pooled_metrics(
     from ..evaluation.inputs import references_from_columns
 
     metrics: dict[str, Any] = {}
-    for task, pred in read_predictions(predictions).items():
+    for task, pred in read_test_predictions(predictions).items():
         kind = kinds.get(task)
         if kind is None:
             continue

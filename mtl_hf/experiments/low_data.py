@@ -14,7 +14,6 @@ the compare folder:
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evaluation.inputs import references_from_columns
-from .predictions import read_predictions
+from ..run_folder import RunFolder
 
 if TYPE_CHECKING:
     from ..evaluation import CurveDifference, CurvePoint, RunScores
@@ -53,11 +52,11 @@ def collect_test_scores(
 
     scores: dict[tuple[str, str, str, float], list[RunScores]] = defaultdict(list)
     for cell, folder in sorted(runs, key=lambda run: run[0].seed):
-        metrics_path, predictions_path = folder / "test_metrics.json", folder / "test_predictions.csv"
-        if not metrics_path.exists() or not predictions_path.exists():
+        run = RunFolder(folder)
+        metrics = run.read_test_metrics() if run.test_predictions_file.exists() else None
+        if metrics is None:
             continue
-        metrics = json.loads(metrics_path.read_text())
-        for task, pred in read_predictions(predictions_path).items():
+        for task, pred in run.read_test_predictions().items():
             if metrics.get(task, {}).get("roc_auc") is None or "kind" not in metrics[task]:
                 continue
             if config.tasks is not None and task not in config.tasks:
@@ -73,10 +72,7 @@ def train_patients(runs: Sequence[tuple[Cell, Path]]) -> dict[float, int]:
     """Training patients per fraction, from the runs' ``run_info.json`` (0 where not recorded)."""
     out: dict[float, int] = {}
     for cell, folder in runs:
-        try:
-            summary = json.loads((folder / "run_info.json").read_text()).get("data_summary") or {}
-        except (OSError, json.JSONDecodeError):
-            continue
+        summary = RunFolder(folder).read_run_info().get("data_summary") or {}
         count = int((summary.get("patients") or {}).get("train", 0))
         if count:
             out[cell.train_fraction] = count
