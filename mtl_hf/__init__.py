@@ -12,25 +12,23 @@ registration happens when transformers loads its Auto classes (:mod:`mtl_hf.auto
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import auto_registration
+from .lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
-_LAZY_NAMES: dict[str, str] = {
-    # public name -> module holding it
-    "HEADS": "heads",
-    "TaskHead": "heads",
-    "WEIGHTERS": "weighting",
-    "LossWeighter": "weighting",
-    "MTLConfig": "configuration_mtl",
-    "MTLImageProcessor": "image_processing_mtl",
-    "MTLModel": "modeling_mtl",
-    "MTLModelOutput": "modeling_mtl",
-    "MTLPreTrainedModel": "modeling_mtl",
-}
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_mtl": ("MTLConfig",),
+        ".heads": ("HEADS", "TaskHead"),
+        ".image_processing_mtl": ("MTLImageProcessor",),
+        ".modeling_mtl": ("MTLModel", "MTLModelOutput", "MTLPreTrainedModel"),
+        ".weighting": ("WEIGHTERS", "LossWeighter"),
+    },
+)
 
 if TYPE_CHECKING:
     from .configuration_mtl import MTLConfig
@@ -38,19 +36,6 @@ if TYPE_CHECKING:
     from .image_processing_mtl import MTLImageProcessor
     from .modeling_mtl import MTLModel, MTLModelOutput, MTLPreTrainedModel
     from .weighting import WEIGHTERS, LossWeighter
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mtl_hf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY_NAMES})
 
 
 auto_registration.install()

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("mtl_hf.train:main", "train one model (same as `accelerate launch -m mtl_hf.train`)"),
     "compare": (
-        "mtl_hf.experiments.compare:main",
+        "mtl_hf.experiments.compare_cli:main",
         "run a grid of strategies x sampling x fractions x seeds; tables",
     ),
     "make-demo-data": ("mtl_hf.experiments.demo:make_demo_data_main", "write the offline demo data sets"),

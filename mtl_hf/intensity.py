@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 NormalizationMethod = Literal["minmax", "zscore", "none", "window", "suv"]
 METHODS: tuple[str, ...] = ("minmax", "zscore", "none", "window", "suv")
@@ -183,6 +184,8 @@ def apply_intensity(
         foreground: Voxels whose statistics count (``minmax``, ``zscore``); ``None``: the non-zero ones.
         out: Optional float32 array of the output's shape to write into.
     """
+    import numpy as np  # here, not at the top: the specs alone (read by configs and --help) need no numpy
+
     shape = (spec.num_outputs, *volume.shape)
     if out is None:
         out = np.empty(shape, dtype=np.float32)
@@ -229,6 +232,8 @@ def normalize_volume(
         A float32 array of ``volume``'s shape (``out`` if given). A volume with an empty or constant
         brain gives zeros (min-max, z-score), since it has no contrast to keep.
     """
+    import numpy as np
+
     if volume.shape != brain.shape:
         raise ValueError(f"volume shape {volume.shape} differs from brain mask shape {brain.shape}")
     if method not in ("minmax", "zscore", "none"):

@@ -13,29 +13,24 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .data.errors import CacheWriteError, DataError
+from .cli import run_command
+from .lazy_exports import lazy_exports
 from .options import OptionsError
-from .run_folder import RunFolderError
-from .security import UnsafeCheckpointError
 from .training.config import RunConfig, load_config
-from .training.faults import CheckpointWriteError, DataFaultError
-from .training.loop import TrainingError, TrainResult, train
-from .training.setup import build_model
+
+if TYPE_CHECKING:
+    from .training.loop import TrainingError, TrainResult, train
+    from .training.setup import build_model
+
+# the loop's names, imported on first use so that ``mtl-hf train --help`` loads no torch
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {".training.loop": ("TrainResult", "TrainingError", "train"), ".training.setup": ("build_model",)},
+)
 
 __all__ = ["CommandLine", "TrainResult", "TrainingError", "build_model", "build_parser", "load_config", "main", "parse_command_line", "train"]  # fmt: skip
-
-CLEAN_ERRORS = (
-    OptionsError,
-    RunFolderError,
-    TrainingError,
-    DataError,
-    DataFaultError,
-    CheckpointWriteError,
-    CacheWriteError,
-    UnsafeCheckpointError,
-)
-"""Errors reported as ``error: <message>`` with exit status 2, without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,14 +102,14 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        command = parse_command_line(sys.argv[1:] if argv is None else argv)
-        train(command.config, resume=command.resume, overwrite=command.overwrite)
-    except CLEAN_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Train as the command line says. An error of ours propagates: ``mtl-hf train`` (and ``python -m
+    mtl_hf.train``) print it on one line through :func:`mtl_hf.cli.run_command`."""
+    command = parse_command_line(sys.argv[1:] if argv is None else argv)
+    from .training.loop import train
+
+    train(command.config, resume=command.resume, overwrite=command.overwrite)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("train", main, sys.argv[1:]))

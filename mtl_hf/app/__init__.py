@@ -7,10 +7,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .analysis import Analysis, Analyzer
-from .space import space_files
+from ..lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".analysis": ("Analysis", "Analyzer"),
+        ".space": ("space_files",),
+    },
+)
+
+if TYPE_CHECKING:
+    from .analysis import Analysis, Analyzer
+    from .space import space_files
 
 
 def build_app(analyzer: Analyzer, **kwargs: Any) -> Any:

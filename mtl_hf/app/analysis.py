@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..explain.attention_maps import attention_maps, upsample_map
+from ..explain.attention import attention_maps, upsample_map
 from ..explain.figures import overlay, to_rgb
 from ..explain.reconstruction import mim_task_of, reconstruct, shared_mask
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor
 from ..inference.masks import mask_tasks, masks_at_size
-from ..inference.predict import PredictionResult, predict
+from ..inference.prediction import PredictionResult, predict
 from ..inference.readers import InputImage, read_file
 from ..modeling_mtl import MTLModel
 

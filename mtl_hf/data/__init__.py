@@ -65,29 +65,65 @@ Lower level
 
 from __future__ import annotations
 
-from .brats import BratsCase, find_brats_cases
-from .build import PreparedData, load_datasets, prepare_datasets
-from .cache import BuildSummary, build_cache
-from .collate import MASK_COLUMN, MTLDataCollator, worker_init_fn
-from .config import (
-    AugmentationConfig,
-    BratsConfig,
-    DataConfig,
-    HFDatasetConfig,
-    ImagesConfig,
-    NormalizationConfig,
-    SamplingConfig,
-    SplitConfig,
-    TargetConfig,
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".brats": ("BratsCase", "find_brats_cases"),
+        ".build": ("PreparedData", "load_datasets", "prepare_datasets"),
+        ".cache": ("BuildSummary", "build_cache"),
+        ".collate": ("MASK_COLUMN", "MTLDataCollator", "worker_init_fn"),
+        ".config": (
+            "AugmentationConfig",
+            "BratsConfig",
+            "DataConfig",
+            "HFDatasetConfig",
+            "ImagesConfig",
+            "NormalizationConfig",
+            "SamplingConfig",
+            "SplitConfig",
+            "TargetConfig",
+        ),
+        ".demo": ("DemoSummary", "build_demo_data"),
+        ".errors": ("CacheWriteError", "DataError", "DataWarning", "SkippedFile"),
+        ".normalization": ("normalize_volume",),
+        ".readers": ("read_volume",),
+        ".sampling": ("training_fraction", "undersample"),
+        ".sources": ("check_source",),
+        ".splits": ("SplitManifest", "make_split"),
+        ".statistics": ("LabelCounts", "label_statistics", "target_kinds"),
+        ".transforms": ("MTLTransform", "apply_transforms", "decode_image", "decode_mask", "make_transforms"),
+    },
 )
-from .demo import DemoSummary, build_demo_data
-from .errors import CacheWriteError, DataError, DataWarning, SkippedFile
-from .normalization import normalize_volume
-from .readers import read_volume
-from .sampling import training_fraction, undersample
-from .splits import SplitManifest, make_split
-from .statistics import LabelCounts, label_statistics, target_kinds
-from .transforms import MTLTransform, apply_transforms, decode_image, decode_mask, make_transforms
+
+if TYPE_CHECKING:
+    from .brats import BratsCase, find_brats_cases
+    from .build import PreparedData, load_datasets, prepare_datasets
+    from .cache import BuildSummary, build_cache
+    from .collate import MASK_COLUMN, MTLDataCollator, worker_init_fn
+    from .config import (
+        AugmentationConfig,
+        BratsConfig,
+        DataConfig,
+        HFDatasetConfig,
+        ImagesConfig,
+        NormalizationConfig,
+        SamplingConfig,
+        SplitConfig,
+        TargetConfig,
+    )
+    from .demo import DemoSummary, build_demo_data
+    from .errors import CacheWriteError, DataError, DataWarning, SkippedFile
+    from .normalization import normalize_volume
+    from .readers import read_volume
+    from .sampling import training_fraction, undersample
+    from .sources import check_source
+    from .splits import SplitManifest, make_split
+    from .statistics import LabelCounts, label_statistics, target_kinds
+    from .transforms import MTLTransform, apply_transforms, decode_image, decode_mask, make_transforms
 
 __all__ = [
     "MASK_COLUMN",
@@ -115,6 +151,7 @@ __all__ = [
     "apply_transforms",
     "build_cache",
     "build_demo_data",
+    "check_source",
     "decode_image",
     "decode_mask",
     "find_brats_cases",

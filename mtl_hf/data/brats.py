@@ -48,7 +48,7 @@ from .config import (
 from .errors import DataError
 from .normalization import normalize_volume
 from .readers import MAX_CASE_BYTES, NiftiHeader, read_header, read_volume, refuse_over
-from .readers.nifti import NIFTI_SUFFIXES
+from .readers.suffixes import NIFTI_SUFFIXES
 from .slices import SliceStorage, encode_slices, slice_features
 
 SEGMENTATION_SUFFIX = "seg"

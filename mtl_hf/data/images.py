@@ -28,10 +28,18 @@ import numpy as np
 from .config import ImagesConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
 from .kinds import encoder_for
-from .readers import KEEP_MODES, decoding, listed_file, open_picture, picture_array, read_dicom, read_manifest
+from .readers import (
+    KEEP_MODES,
+    decoding,
+    listed_file,
+    locate_manifest,
+    open_picture,
+    picture_array,
+    read_dicom,
+    read_manifest,
+)
 from .readers import is_dicom as _is_dicom
-from .readers.dicom import DICOM_SUFFIXES
-from .readers.pictures import IMAGE_SUFFIXES
+from .readers.suffixes import DICOM_SUFFIXES, IMAGE_SUFFIXES
 from .targets import CLASS_FOLDER, TargetEncoder
 
 
@@ -78,9 +86,7 @@ def plan_image_items(
     root = Path(root)
     inside = None if allow_outside_root else root.resolve()
     if config.manifest is not None:
-        manifest = Path(config.manifest)
-        if not manifest.is_absolute() and not manifest.exists():
-            manifest = root / manifest
+        manifest = locate_manifest(config.manifest, root)
         rows, base = read_manifest(manifest), manifest.parent
         source = str(manifest)
         inputs = [str(manifest)]

@@ -24,8 +24,8 @@ from ..intensity import IntensitySpec, apply_intensity
 from .config import AXIS_INDEX, VolumesConfig
 from .errors import DataError, DataWarning, SkippedFile, skip
 from .kinds import encoder_for
-from .readers import listed_file, read_manifest, read_volume
-from .readers.nifti import NIFTI_SUFFIXES
+from .readers import listed_file, locate_manifest, read_manifest, read_volume
+from .readers.suffixes import NIFTI_SUFFIXES
 from .slices import SliceStorage, encode_slices, slice_features
 from .targets import TargetEncoder
 
@@ -74,9 +74,7 @@ def plan_volume_items(
     """
     root = Path(root)
     inside = None if allow_outside_root else root.resolve()
-    manifest = Path(config.manifest)
-    if not manifest.is_absolute() and not manifest.exists():
-        manifest = root / manifest
+    manifest = locate_manifest(config.manifest, root)
     rows, base = read_manifest(manifest), manifest.parent
     source = str(manifest)
     encoders = {name: encoder_for(name, t) for name, t in config.targets.items()}

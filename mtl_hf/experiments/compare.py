@@ -1,4 +1,4 @@
-"""``mtl-hf compare CONFIG.yaml``: the paper's comparison as one restartable command.
+"""``mtl-hf compare CONFIG.yaml`` (:mod:`.compare_cli`): the paper's comparison as one restartable command.
 
 A compare config names a base training config and a grid; every cell of the grid is an ordinary
 training run in its own folder under ``output_dir/runs/``. Finished runs are skipped, an interrupted
@@ -28,7 +28,6 @@ in ``paired_differences.csv``, and a section of ``results.md`` (:mod:`mtl_hf.exp
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
@@ -505,28 +504,3 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             result[key] = copy.deepcopy(value)
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="mtl-hf compare",
-        description=(
-            "Train a grid of strategies x weightings x sampling x training fractions x seeds on one patient "
-            "split, then write the results table (ROC AUC with patient-level bootstrap and DeLong intervals, "
-            "mean ± sd over seeds), paired tests between strategies, and plots. Run it again to resume."
-        ),
-    )
-    parser.add_argument("config", help="compare config YAML (see configs/)")
-    parser.add_argument(
-        "--workers", type=int, default=1,
-        help="runs trained at the same time, each in its own process with one torch thread (default 1)",
-    )  # fmt: skip
-    args, overrides = parser.parse_known_args(argv)
-    try:
-        config, base = load_compare_config(args.config, overrides)
-        print(compare(config, base, workers=args.workers))
-    except OptionsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"Tables and plots in {config.output_dir}")
-    return 0

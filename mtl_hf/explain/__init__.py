@@ -1,34 +1,73 @@
 """Explainability: attention maps (last layer per head and mean, rollout), MIM reconstructions,
 figures, and how well attention localizes lesions (:func:`attention_localization`)."""
 
-from .attention_maps import (
-    AttentionMaps,
-    attention_maps,
-    cls_attention,
-    mass_threshold,
-    normalize_map,
-    upsample_map,
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".attention": (
+            "AttentionMaps",
+            "attention_maps",
+            "cls_attention",
+            "mass_threshold",
+            "normalize_map",
+            "upsample_map",
+        ),
+        ".bootstrap": ("MeanWithCI", "bootstrap_mean"),
+        ".explanation": ("ExplainResult", "explain", "named_models"),
+        ".figures": ("overlay", "save_attention_figure", "save_comparison_grid", "save_mim_figure", "to_rgb"),
+        ".localization": (
+            "METRICS",
+            "LocalizationRow",
+            "LocalizationScores",
+            "attention_in_lesion",
+            "attention_localization",
+            "collect_localization_scores",
+            "lesion_fraction",
+            "localization_markdown",
+            "pixel_roc_auc",
+            "pointing_game",
+            "summarize_localization",
+            "write_localization_table",
+        ),
+        ".reconstruction": ("Reconstruction", "mim_task_of", "reconstruct", "shared_mask"),
+        ".rollout": ("attention_rollout", "fuse_heads"),
+        ".run_data": ("find_run_config", "split_loader"),
+    },
 )
-from .bootstrap import MeanWithCI, bootstrap_mean
-from .explain import ExplainResult, explain, named_models
-from .figures import overlay, save_attention_figure, save_comparison_grid, save_mim_figure, to_rgb
-from .localization import (
-    METRICS,
-    LocalizationRow,
-    LocalizationScores,
-    attention_in_lesion,
-    attention_localization,
-    collect_localization_scores,
-    lesion_fraction,
-    localization_markdown,
-    pixel_roc_auc,
-    pointing_game,
-    summarize_localization,
-    write_localization_table,
-)
-from .reconstruction import Reconstruction, mim_task_of, reconstruct, shared_mask
-from .rollout import attention_rollout, fuse_heads
-from .run_data import find_run_config, split_loader
+
+if TYPE_CHECKING:
+    from .attention import (
+        AttentionMaps,
+        attention_maps,
+        cls_attention,
+        mass_threshold,
+        normalize_map,
+        upsample_map,
+    )
+    from .bootstrap import MeanWithCI, bootstrap_mean
+    from .explanation import ExplainResult, explain, named_models
+    from .figures import overlay, save_attention_figure, save_comparison_grid, save_mim_figure, to_rgb
+    from .localization import (
+        METRICS,
+        LocalizationRow,
+        LocalizationScores,
+        attention_in_lesion,
+        attention_localization,
+        collect_localization_scores,
+        lesion_fraction,
+        localization_markdown,
+        pixel_roc_auc,
+        pointing_game,
+        summarize_localization,
+        write_localization_table,
+    )
+    from .reconstruction import Reconstruction, mim_task_of, reconstruct, shared_mask
+    from .rollout import attention_rollout, fuse_heads
+    from .run_data import find_run_config, split_loader
 
 __all__ = [
     "METRICS",

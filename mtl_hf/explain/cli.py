@@ -7,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..data.config import AXIS_INDEX
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -38,16 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap and MIM-mask seed (default 0)")
-    parser.add_argument(
-        "--axis", choices=["sagittal", "coronal", "axial"], default="axial", help="NIfTI plane"
-    )
+    parser.add_argument("--axis", choices=list(AXIS_INDEX), default="axial", help="NIfTI plane")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .explain import explain, named_models
+    from .explanation import explain, named_models
 
     try:
         models = named_models(args.models)
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_resamples=args.n_resamples,
             confidence=args.confidence,
             seed=args.seed,
-            slice_axis={"sagittal": 0, "coronal": 1, "axial": 2}[args.axis],
+            slice_axis=AXIS_INDEX[args.axis],
             progress=not args.no_progress,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:

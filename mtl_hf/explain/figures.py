@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attention_maps import AttentionMaps, mass_threshold, upsample_map
+from .attention import AttentionMaps, mass_threshold, upsample_map
 from .reconstruction import Reconstruction
 
 DEFAULT_CMAP = "inferno"

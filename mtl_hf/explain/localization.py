@@ -1,7 +1,7 @@
 """How well attention falls on the lesion: three scores per image, averaged over a split with CIs.
 
 For an image with a lesion mask and a patch-level attention map ``a`` (summing to 1, see
-:mod:`mtl_hf.explain.attention_maps`), with ``f`` the share of each patch's pixels inside the lesion:
+:mod:`mtl_hf.explain.attention`), with ``f`` the share of each patch's pixels inside the lesion:
 
 * **attention in lesion**: ``sum(a * f)``, the share of the attention mass on lesion pixels when the map
   is spread evenly over each patch's pixels. A uniform map scores the lesion's area fraction;
@@ -39,7 +39,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..inference.loading import load_model_and_processor
-from .attention_maps import MapKind, attention_maps
+from .attention import MapKind, attention_maps
 from .batches import iter_batches, unpack_batch
 from .bootstrap import bootstrap_mean
 

@@ -8,7 +8,7 @@ sum to one, and the layers are multiplied in order::
     R = A'_L A'_(L-1) ... A'_1
 
 ``R[i, j]`` is how much of token ``j``'s input flows into token ``i``'s output. The CLS row restricted to
-the patch tokens is the rollout map (:func:`mtl_hf.explain.attention_maps.attention_maps`).
+the patch tokens is the rollout map (:func:`mtl_hf.explain.attention.attention_maps`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ..inference.hub_arguments import add_hub_arguments, hub_arguments
-from .onnx_export import DEFAULT_OPSET, MODEL_FILE, OUTPUTS_FILE
+from .layout import DEFAULT_OPSET, MODEL_FILE, OUTPUTS_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:

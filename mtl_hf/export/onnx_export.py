@@ -44,13 +44,7 @@ from ..inference.probabilities import classification_tasks, output_names
 from ..modeling_mtl import MTLModel
 from ..training.checkpointing import write_atomically
 from .graph import InferenceGraph
-
-MODEL_FILE = "model.onnx"
-OUTPUTS_FILE = "onnx_outputs.json"
-INPUT_NAME = "pixel_values"
-ATTENTIONS_NAME = "attentions"
-DEFAULT_OPSET = 17
-FORMAT_VERSION = 1
+from .layout import ATTENTIONS_NAME, DEFAULT_OPSET, FORMAT_VERSION, INPUT_NAME, MODEL_FILE, OUTPUTS_FILE
 
 
 class ExportError(UsageError, ValueError):

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..image_processing_mtl import MTLImageProcessor
-from .onnx_export import MODEL_FILE, OUTPUTS_FILE, ExportError
+from .layout import MODEL_FILE, OUTPUTS_FILE
+from .onnx_export import ExportError
 
 
 class OnnxModel:

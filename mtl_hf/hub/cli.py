@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-
-from .folders import HubFolderError
-from .model_card import ModelCardOptions
-from .push import HubPushError, push_to_hub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .model_card import ModelCardOptions
+    from .push import push_to_hub
+
     options = ModelCardOptions(
         license=args.license,
         datasets=args.dataset,
@@ -70,37 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name=args.model_name,
         description=args.description,
     )
-    try:
-        result = push_to_hub(
-            args.path,
-            args.repo_id,
-            private=args.private or None,
-            revision=args.revision,
-            commit_message=args.message,
-            token=args.token,
-            endpoint=args.endpoint,
-            card=options,
-            create_pr=args.create_pr,
-            adapter_only=args.adapter_only,
-        )
-    except (HubFolderError, HubPushError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = push_to_hub(
+        args.path,
+        args.repo_id,
+        private=args.private or None,
+        revision=args.revision,
+        commit_message=args.message,
+        token=args.token,
+        endpoint=args.endpoint,
+        card=options,
+        create_pr=args.create_pr,
+        adapter_only=args.adapter_only,
+    )
     print(f"Pushed {len(result.files)} files to {result.repo_id}@{result.revision}: {result.commit_url}")
     if args.space is not None:
         from ..app.space import push_space
 
-        try:
-            space = push_space(
-                result.repo_id,
-                space_id=args.space or None,
-                folder=args.path,
-                private=args.private or None,
-                token=args.token,
-                endpoint=args.endpoint,
-            )
-        except HubPushError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        space = push_space(
+            result.repo_id,
+            space_id=args.space or None,
+            folder=args.path,
+            private=args.private or None,
+            token=args.token,
+            endpoint=args.endpoint,
+        )
         print(f"Space {space}: app.py, requirements.txt and README.md")
     return 0

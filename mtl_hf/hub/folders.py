@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration_mtl import MTLConfig
-from ..errors import MtlHfError
+from ..errors import UsageError
 from ..lora_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEADS_WEIGHTS
 from ..run_folder import RunFolder
 
@@ -37,8 +37,10 @@ RUN_RESULT_FILES = RunFolder.SHARED_RESULTS
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
-class HubFolderError(MtlHfError, ValueError):
-    """The folder cannot be shared: not a model or run folder, pickle weights, or missing safetensors."""
+class HubFolderError(UsageError, ValueError):
+    """The folder cannot be shared: not a model or run folder, pickle weights, or missing safetensors.
+
+    A :class:`~mtl_hf.errors.UsageError`: the folder given to ``mtl-hf push`` is the one to change."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,11 @@ def resolve_shareable(path: str | Path) -> ShareableFolder:
     ]
     _check_safetensors(model_dir, [f.local_path.name for f in files])
     if run_dir is not None:
-        plots = run_dir / "plots"
+        plots = RunFolder(run_dir).plots
         if plots.is_dir():
-            files += [UploadFile(p, f"plots/{p.name}") for p in sorted(plots.glob("*.png")) if p.is_file()]
+            files += [
+                UploadFile(p, f"{plots.name}/{p.name}") for p in sorted(plots.glob("*.png")) if p.is_file()
+            ]
         files += [
             UploadFile(run_dir / name, f"training/{name}")
             for name in RUN_RESULT_FILES

@@ -1,38 +1,84 @@
 """Inference: class probabilities and segmentation masks for images and volumes (:func:`predict`),
-and the ``"mtl-image-classification"`` transformers pipeline (registered when this package is imported)."""
+and the ``"mtl-image-classification"`` transformers pipeline (registered when transformers loads its
+pipelines, see :mod:`mtl_hf.auto_registration`).
 
-from ..data.readers import canonical_geometry
-from .aggregation import AGGREGATIONS, aggregate_slices
-from .loading import load_model_and_processor, model_display_name, resolve_model_path
-from .masks import MaskWriter, mask_tasks
-from .outputs import UnsafeOutputError
-from .pipeline import TASK as PIPELINE_TASK
-from .pipeline import MTLImageClassificationPipeline, register_pipeline
-from .predict import (
-    ImagePrediction,
-    InputError,
-    PredictionResult,
-    VolumePrediction,
-    predict,
-    volume_predictions,
+The public names are imported on first use (:mod:`mtl_hf.lazy_exports`), so ``mtl-hf predict --help``
+loads no torch."""
+
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "..data.readers": ("canonical_geometry",),
+        ".aggregation": ("AGGREGATIONS", "aggregate_slices"),
+        ".loading": ("load_model_and_processor", "model_display_name", "resolve_model_path"),
+        ".masks": ("MaskWriter", "mask_tasks"),
+        ".outputs": ("UnsafeOutputError",),
+        ".pipeline": ("TASK as PIPELINE_TASK", "MTLImageClassificationPipeline", "register_pipeline"),
+        ".prediction": (
+            "ImagePrediction",
+            "InputError",
+            "PredictionResult",
+            "VolumePrediction",
+            "predict",
+            "volume_predictions",
+        ),
+        ".probabilities": (
+            "classification_tasks",
+            "column_names",
+            "output_names",
+            "probability_function",
+            "task_probabilities",
+        ),
+        ".readers": (
+            "InputImage",
+            "expand_inputs",
+            "find_inputs",
+            "read_dicom",
+            "read_file",
+            "read_image",
+            "read_inputs",
+            "read_nifti_slices",
+        ),
+    },
 )
-from .probabilities import (
-    classification_tasks,
-    column_names,
-    output_names,
-    probability_function,
-    task_probabilities,
-)
-from .readers import (
-    InputImage,
-    expand_inputs,
-    find_inputs,
-    read_dicom,
-    read_file,
-    read_image,
-    read_inputs,
-    read_nifti_slices,
-)
+
+if TYPE_CHECKING:
+    from ..data.readers import canonical_geometry
+    from .aggregation import AGGREGATIONS, aggregate_slices
+    from .loading import load_model_and_processor, model_display_name, resolve_model_path
+    from .masks import MaskWriter, mask_tasks
+    from .outputs import UnsafeOutputError
+    from .pipeline import TASK as PIPELINE_TASK
+    from .pipeline import MTLImageClassificationPipeline, register_pipeline
+    from .prediction import (
+        ImagePrediction,
+        InputError,
+        PredictionResult,
+        VolumePrediction,
+        predict,
+        volume_predictions,
+    )
+    from .probabilities import (
+        classification_tasks,
+        column_names,
+        output_names,
+        probability_function,
+        task_probabilities,
+    )
+    from .readers import (
+        InputImage,
+        expand_inputs,
+        find_inputs,
+        read_dicom,
+        read_file,
+        read_image,
+        read_inputs,
+        read_nifti_slices,
+    )
 
 __all__ = [
     "AGGREGATIONS",

@@ -11,12 +11,9 @@ therefore per-class scores and need not sum to one.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-Aggregation = Literal["topk_mean", "max", "mean"]
-AGGREGATIONS: tuple[str, ...] = ("topk_mean", "max", "mean")
+from .choices import AGGREGATIONS, Aggregation
 
 
 def aggregate_slices(

@@ -7,10 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .aggregation import AGGREGATIONS
-from .readers import INTENSITIES, SUPPORTED_SUFFIXES
-
-AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+from ..data.config import AXIS_INDEX
+from ..data.readers.suffixes import READABLE_SUFFIXES
+from .choices import AGGREGATIONS, INTENSITIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
             "multi-frame DICOM, one volume-level score per task output). Segmentation tasks (a plugin "
             "head such as mtl-hf-segmentation's) write masks under masks/<task>/: a PNG per image, a "
             "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
-            f"Accelerate picks. Supported files: {', '.join(SUPPORTED_SUFFIXES)}. A file that cannot be "
+            f"Accelerate picks. Supported files: {', '.join(READABLE_SUFFIXES)}. A file that cannot be "
             "read is named on stderr and in errors.csv, the others are still predicted, and the exit "
             "status is 1; it is 2 when nothing could be run (a bad model or option, or a symbolic link "
             "where an output file goes)."
@@ -45,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--top-k", type=int, default=3, help="slices averaged by topk_mean (default 3)")
     parser.add_argument(
-        "--axis", choices=list(AXES), default="axial", help="NIfTI slicing plane (default axial)"
+        "--axis", choices=list(AXIS_INDEX), default="axial", help="NIfTI slicing plane (default axial)"
     )
     parser.add_argument(
         "--intensity",
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .predict import predict
+    from .prediction import predict
 
     hub = {"revision": args.revision} if args.revision else {}
     if args.local_files_only:
@@ -81,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             aggregation=args.aggregation,
             top_k=args.top_k,
-            slice_axis=AXES[args.axis],
+            slice_axis=AXIS_INDEX[args.axis],
             intensity=args.intensity,
             skip_empty=not args.keep_empty,
             progress=not args.no_progress,

@@ -51,14 +51,10 @@ from ..data.readers import (
     refuse_over,
 )
 from ..data.readers import read_dicom as read_dicom_frames
-from ..data.readers.dicom import DICOM_SUFFIXES, is_dicom
-from ..data.readers.nifti import NIFTI_SUFFIXES
-from ..data.readers.pictures import IMAGE_SUFFIXES
-
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
-
-Intensity = Literal["brain", "volume", "slice"]
-INTENSITIES: tuple[str, ...] = ("brain", "volume", "slice")
+from ..data.readers.dicom import is_dicom
+from ..data.readers.suffixes import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES
+from ..data.readers.suffixes import READABLE_SUFFIXES as SUPPORTED_SUFFIXES
+from .choices import INTENSITIES, Intensity
 
 WORKING_BYTES_PER_VOXEL: dict[str, int] = {"brain": 17, "volume": 13, "slice": 9}
 """Bytes per voxel :func:`read_nifti_slices` holds at its peak after decoding, by intensity scaling:

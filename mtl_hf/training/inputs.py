@@ -119,6 +119,21 @@ class EpochSeeded(Dataset):
             return rows
 
 
+def check_data_source(config: RunConfig) -> None:
+    """The cheap checks of ``config.data``, made before a run creates its output folder or builds its
+    model (a Hub download): its keys and values, and that its data folder (or manifest) exists.
+
+    Raises:
+        OptionsError: an invalid ``data`` section.
+        DataError: the data folder or manifest is missing (naming the key and the path).
+    """
+    from ..data.config import DataConfig
+    from ..data.sources import check_source
+    from ..options import from_dict
+
+    check_source(from_dict(DataConfig, config.data, "data"))
+
+
 def build_training_data(config: RunConfig, model: MTLModel) -> TrainingData:
     """Build the splits described by ``config.data`` for ``model`` (its tasks and image size).
 

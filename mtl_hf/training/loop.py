@@ -33,7 +33,7 @@ from ..weighting import plot_weights
 from .checkpointing import Checkpointer, RunLock
 from .evaluation_loop import evaluate, write_test_outputs
 from .faults import DataFaultMonitor, guard_training_data
-from .inputs import TrainingData, build_training_data, make_loader
+from .inputs import TrainingData, build_training_data, check_data_source, make_loader
 from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .plots import plot_training_curves
@@ -88,6 +88,8 @@ def train(
     run = RunFolder(config.output_dir)
     lock = RunLock(run.path) if accelerator.is_main_process else None
     try:
+        if data is None:
+            check_data_source(config)  # a missing data folder: said before a folder or a model is made
         if lock is not None:
             run.ensure_writable()  # a file, /proc, a read-only mount: say so before anything starts
         if lock is not None and lock.acquire().stale_owner is not None:

@@ -90,7 +90,7 @@ def test_volume_slices_equal_predict(client, files: dict[str, Path]) -> None:
 def test_analyzer_images_come_from_explain(files: dict[str, Path]) -> None:
     import torch
 
-    from mtl_hf.explain.attention_maps import attention_maps, upsample_map
+    from mtl_hf.explain.attention import attention_maps, upsample_map
     from mtl_hf.explain.figures import overlay, to_rgb
 
     analyzer = Analyzer(files["model"])

@@ -10,7 +10,10 @@ a kill at that instant leaves:
 * ``trainer_state``: every accelerate file written, ``trainer_state.json`` not yet;
 * ``commit``: just before a rename that puts a checkpoint in place (or moves the one it replaces away);
 * ``prune``: half of the files of a checkpoint being pruned deleted;
-* ``best_model``: half of ``best_model``'s weights written.
+* ``best_model``: half of ``best_model``'s weights written;
+* ``step`` (not among :data:`POINTS`, which the kill chains draw from): the ``n``-th training step of
+  this process logged to ``metrics.jsonl`` (its checkpoint, when one is due at that step, not yet
+  written). A kill at a chosen step, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 POINTS = ("model_file", "optimizer_file", "trainer_state", "commit", "prune", "best_model")
+STEP = "step"
 
 _reached: Counter[str] = Counter()
 
@@ -56,6 +60,7 @@ def install(target: tuple[str, int] | None) -> None:
     import transformers.modeling_utils as modeling_utils
 
     import mtl_hf.training.checkpointing as checkpointing
+    import mtl_hf.training.metrics_log as metrics_log
     import mtl_hf.training.state as state_module
 
     accelerate_safe_save = accelerate_other.safe_save_file
@@ -64,6 +69,7 @@ def install(target: tuple[str, int] | None) -> None:
     state_save = state_module.TrainerState.save
     replace = os.replace
     rmtree = shutil.rmtree
+    log_write = metrics_log.MetricsLog.write
 
     def accelerate_save_file(tensors: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
         result = accelerate_safe_save(tensors, filename, *args, **kwargs)
@@ -108,48 +114,37 @@ def install(target: tuple[str, int] | None) -> None:
             _die()
         rmtree(path, *args, **kwargs)
 
+    def logged(self: Any, row: Any) -> None:
+        log_write(self, row)
+        if row.get("split") == "train" and _reach(STEP, target):
+            _die()
+
     accelerate_other.safe_save_file = accelerate_save_file
     modeling_utils.safe_save_file = transformers_save_file
     torch.save = save
     state_module.TrainerState.save = save_state  # type: ignore[method-assign]
     os.replace = checked_replace
     checkpointing.shutil.rmtree = checked_rmtree  # the module's shutil is the global one
+    metrics_log.MetricsLog.write = logged  # type: ignore[method-assign]
 
 
 def parse_killpoint(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
     point, _, count = text.partition(":")
-    if point not in POINTS:
-        raise SystemExit(f"MTL_HF_KILLPOINT: unknown point {point!r}; known: {', '.join(POINTS)}")
+    if point not in (*POINTS, STEP):
+        raise SystemExit(f"MTL_HF_KILLPOINT: unknown point {point!r}; known: {', '.join(POINTS)}, {STEP}")
     return point, int(count or 1)
 
 
 def main(argv: list[str]) -> int:
-    """Train as ``tests.training.synthetic`` does; errors the CLI reports cleanly exit 2 with ``error: ...``."""
-    from mtl_hf import train as train_module
+    """Train as ``tests.training.synthetic`` does; an error of ours is reported as ``mtl-hf train``
+    reports it (one line, exit status 1, or 2 for a usage error)."""
+    from mtl_hf.cli import run_command
     from tests.training.synthetic import main as synthetic_main
 
     install(parse_killpoint(os.environ.get("MTL_HF_KILLPOINT")))
-    try:
-        return synthetic_main(argv)
-    except Exception as exc:
-        if type(exc).__name__ not in CLEAN_ERRORS and not isinstance(exc, train_module.TrainingError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-CLEAN_ERRORS = (
-    "OptionsError",
-    "RunFolderError",
-    "TrainingError",
-    "DataError",
-    "DataFaultError",
-    "CheckpointWriteError",
-    "UnsafeCheckpointError",
-)
-"""What ``mtl-hf train`` reports as ``error: <message>`` (exit status 2) rather than a traceback."""
+    return run_command("train", synthetic_main, argv)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def test_second_training_run_on_a_folder_is_refused_and_a_killed_runs_lock_is_ta
     assert _lock_pid(out) == first.pid, output(first)[-3000:]
 
     second = fork_launcher.start("tests.reliability.chaos_run", [str(config)], tmp_path / "second.log")
-    assert fork_launcher.finish(second, 120) == 2
+    assert fork_launcher.finish(second, 120) == 1
     message = output(second)
     assert f"{out} is in use by another run (host {socket.gethostname()}, pid {first.pid})" in message
     assert "Traceback" not in message

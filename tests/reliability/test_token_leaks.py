@@ -81,8 +81,8 @@ def test_planted_token_never_written_by_training_or_push(
         refused = fork_launcher.start(
             "tests.reliability.push_run", [str(run), "tester/leak", "--endpoint", other.url], refused_log, env
         )
-        assert fork_launcher.finish(refused, 300) == 2
-        assert "error: pushing" in output(refused)
+        assert fork_launcher.finish(refused, 300) == 1
+        assert "error: HubPushError: pushing" in output(refused)
 
     assert leaks(token, run, home, train_log, push_log, refused_log) == []
     assert not [p for p, data in uploaded.items() if token.encode() in data]
@@ -215,7 +215,9 @@ def test_a_hub_quoting_the_token_in_errors_never_gets_it_printed(
 ) -> None:
     token, explicit = planted_token(), planted_token()
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(base_config(str(tmp_path / "run"), epochs=1, strategy="stl")))
+    run = base_config(str(tmp_path / "run"), epochs=1, strategy="stl")
+    run["data"] = {"kind": "brats", "root": str(tmp_path)}  # present: training gets as far as the Hub
+    config.write_text(yaml.safe_dump(run))
     image = tmp_path / "scan.png"
     PIL.Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(image)
     with EchoingReadHub(token=token) as hub:

@@ -13,10 +13,11 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from mtl_hf.cli import main
 from mtl_hf.data.errors import DataError
 from mtl_hf.options import OptionsError, from_dict
 from mtl_hf.run_folder import RunFolder, RunFolderError
-from mtl_hf.train import main, parse_command_line, train
+from mtl_hf.train import parse_command_line, train
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.faults import DataFaultError
 from tests.training.synthetic import base_config, make_data
@@ -71,7 +72,7 @@ def test_every_form_of_the_command_line_applies_every_override(
     with pytest.raises(OptionsError, match="'stray': not an override"):
         parse_command_line(["--config", str(cfg), "training.seed=1", "stray"])
     # the first override after --config is applied: an invalid one stops the run before anything starts
-    assert main(["--config", str(cfg), "training.batch_size=0"]) == 2
+    assert main(["train", "--config", str(cfg), "training.batch_size=0"]) == 2
     assert "batch_size must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "from-file").exists()
 

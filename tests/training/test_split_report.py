@@ -1,5 +1,5 @@
 """What a run says before and after it trains: split sizes, label counts, empty and tiny test splits,
-the test metrics, and an output folder that cannot be written."""
+the test metrics, and an output folder that cannot be written or a data folder that is not there."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from mtl_hf.cli import main
 from mtl_hf.options import from_dict
 from mtl_hf.run_folder import RunFolder, RunFolderError
-from mtl_hf.train import main, train
+from mtl_hf.train import train
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.report import EmptySplitError
 from tests.data.files import write_csv, write_png
@@ -98,7 +99,42 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_starts(
         train(config, None)
     assert not (tmp_path / "cache").exists()  # refused before the data were touched
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({**base_config(str(a_file)), "data": {}}))
-    assert main([str(path)]) == 2
+    path.write_text(
+        json.dumps({**base_config(str(a_file)), "data": {"kind": "brats", "root": str(tmp_path)}})
+    )
+    assert main(["train", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {a_file}: output_dir is a file") and "Traceback" not in err
+    assert err.startswith(f"mtl-hf train: error: RunFolderError: {a_file}: output_dir is a file")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["brats", "images"])
+def test_a_missing_data_folder_is_named_before_the_model_or_the_output_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = base_config(str(tmp_path / "run"), epochs=1, strategy="stl")
+    config["model"] = {"backbone": "no-such-lab/no-such-vit", "tasks": config["model"]["tasks"]}  # a Hub id
+    config["cache_dir"] = str(tmp_path / "cache")
+    missing = tmp_path / "no_such_data"
+    config["data"] = {"kind": kind, "root": str(missing)}
+    if kind == "images":
+        config["data"]["images"] = {"targets": {"label": {"kind": "binary"}}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    assert main(["train", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"mtl-hf train: error: DataError: {missing}: data folder not found (data.root)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json"]  # no output folder, no cache
+
+    # a manifest source: the manifest is what must exist, named with its key
+    config["data"] = {
+        "kind": "images",
+        "root": str(tmp_path),
+        "images": {"manifest": "rows.csv", "targets": {"label": {"kind": "binary", "columns": ["y"]}}},
+    }
+    path.write_text(json.dumps(config))
+    assert main(["train", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"DataError: {tmp_path / 'rows.csv'}: manifest not found (data.images.manifest)" in err
+    assert not (tmp_path / "run").exists()

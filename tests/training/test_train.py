@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel
 
+from mtl_hf.cli import main as cli_main
 from mtl_hf.options import OptionsError, from_dict
-from mtl_hf.train import main as train_main
 from mtl_hf.train import train
 from mtl_hf.training.checkpointing import RunFolderError, list_checkpoints
 from mtl_hf.training.config import RunConfig, load_config
@@ -117,7 +117,7 @@ def test_config_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
         load_config(path, ["training.strategy=joint"])
     config = load_config(path, ["--optimizer.lr", "3e-4", "training.batch_size=4"])
     assert config.optimizer.lr == 3e-4 and config.training.batch_size == 4
-    assert train_main([str(path), "--training.batch_size", "0"]) == 2
+    assert cli_main(["train", str(path), "--training.batch_size", "0"]) == 2
     assert "training: batch_size must be at least 1, got 0" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("training: [1, 2\n")
     with pytest.raises(OptionsError, match=r"bad\.yaml: not valid YAML"):
@@ -132,42 +132,41 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
+def train_losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
+
+
 def test_killed_run_resumes_to_identical_losses_and_weights(tmp_path: Path) -> None:
     cfg = base_config(str(tmp_path / "full"), epochs=3, save_every_steps=2, keep_checkpoints=10)
     full_yaml = tmp_path / "full.yaml"
     full_yaml.write_text(yaml.safe_dump(cfg))
     subprocess.run(_synthetic_cmd(full_yaml), check=True, cwd=REPO, env=_env(), capture_output=True)
+    total_steps = len(train_losses(tmp_path / "full"))  # 3 epochs of 3 steps, checkpoints at 2, 3, 4, 6...
 
+    # The run SIGKILLs itself right after logging a step drawn at random between the first checkpoint
+    # (step 2) and the last step (tests.reliability.chaos_run's `step` kill point): the kill lands there
+    # however fast or loaded the machine is.
+    kill_step = random.Random(14).randint(3, total_steps - 1)
     cfg["output_dir"] = str(tmp_path / "killed")
     killed_yaml = tmp_path / "killed.yaml"
     killed_yaml.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen(
-        _synthetic_cmd(killed_yaml),
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.chaos_run", str(killed_yaml)],
         cwd=REPO,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**_env(), "MTL_HF_KILLPOINT": f"step:{kill_step}"},
+        capture_output=True,
+        text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not list_checkpoints(tmp_path / "killed"):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = list_checkpoints(tmp_path / "killed")
-    assert done and not (tmp_path / "killed" / "trainer_state.json").exists(), "killed too late"
+    assert killed.returncode == -signal.SIGKILL, (kill_step, killed.stdout[-2000:], killed.stderr[-3000:])
+    assert "chaos_run: killing myself" in killed.stdout
+    assert train_losses(tmp_path / "killed")[-1][0] == kill_step
+    assert list_checkpoints(tmp_path / "killed") and not (tmp_path / "killed" / "trainer_state.json").exists()
     resumed = subprocess.run(
         _synthetic_cmd(killed_yaml, "--resume"), cwd=REPO, env=_env(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-
-    def losses(run: str) -> list[tuple[int, float]]:
-        return [
-            (r["step"], r["loss"])
-            for r in read_metrics(tmp_path / run / "metrics.jsonl")
-            if r["split"] == "train"
-        ]
-
-    assert losses("killed") == losses("full")
+    assert "Resumed from" in resumed.stdout  # from a checkpoint of the killed run, not from scratch
+    assert train_losses(tmp_path / "killed") == train_losses(tmp_path / "full"), kill_step
     last_full = list_checkpoints(tmp_path / "full")[-1]
     last_resumed = list_checkpoints(tmp_path / "killed")[-1]
     assert last_full.name == last_resumed.name

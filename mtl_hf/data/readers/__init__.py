@@ -19,11 +19,41 @@ module             reads                                       refuses (as :clas
 decoding, ``MemoryError`` included, into a :class:`DataError` naming the file.
 """
 
-from .dicom import is_dicom, read_dicom
-from .limits import MAX_CASE_BYTES, MAX_DICOM_BYTES, MAX_IMAGE_PIXELS, MAX_VOLUME_BYTES, decoding, refuse_over
-from .manifest import listed_file, read_manifest
-from .nifti import NiftiHeader, canonical_geometry, read_header, read_volume
-from .pictures import KEEP_MODES, open_picture, picture_array, read_picture, to_uint16
+from typing import TYPE_CHECKING
+
+from ...lazy_exports import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".dicom": ("is_dicom", "read_dicom"),
+        ".limits": (
+            "MAX_CASE_BYTES",
+            "MAX_DICOM_BYTES",
+            "MAX_IMAGE_PIXELS",
+            "MAX_VOLUME_BYTES",
+            "decoding",
+            "refuse_over",
+        ),
+        ".manifest": ("listed_file", "locate_manifest", "read_manifest"),
+        ".nifti": ("NiftiHeader", "canonical_geometry", "read_header", "read_volume"),
+        ".pictures": ("KEEP_MODES", "open_picture", "picture_array", "read_picture", "to_uint16"),
+    },
+)
+
+if TYPE_CHECKING:
+    from .dicom import is_dicom, read_dicom
+    from .limits import (
+        MAX_CASE_BYTES,
+        MAX_DICOM_BYTES,
+        MAX_IMAGE_PIXELS,
+        MAX_VOLUME_BYTES,
+        decoding,
+        refuse_over,
+    )
+    from .manifest import listed_file, locate_manifest, read_manifest
+    from .nifti import NiftiHeader, canonical_geometry, read_header, read_volume
+    from .pictures import KEEP_MODES, open_picture, picture_array, read_picture, to_uint16
 
 __all__ = [
     "KEEP_MODES",
@@ -36,6 +66,7 @@ __all__ = [
     "decoding",
     "is_dicom",
     "listed_file",
+    "locate_manifest",
     "open_picture",
     "picture_array",
     "read_dicom",

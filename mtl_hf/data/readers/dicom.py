@@ -26,10 +26,10 @@ import numpy as np
 from ..errors import DataError
 from .limits import MAX_DICOM_BYTES, decoding, refuse_over
 from .pictures import check_pixels, to_uint16
+from .suffixes import DICOM_SUFFIXES
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
 """Deflated Explicit VR Little Endian."""
-DICOM_SUFFIXES = (".dcm", ".dicom")
 LUMA = np.array([0.299, 0.587, 0.114])
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,13 @@ NAME_MAX = 255
 """Bytes in one path component (Linux, macOS and Windows file systems)."""
 PATH_MAX = 4095
 """Bytes in a whole path (Linux)."""
+
+
+def locate_manifest(manifest: str, root: str | os.PathLike[str]) -> Path:
+    """Where a configured manifest is: ``manifest`` itself when absolute or found from the working
+    folder, else ``manifest`` under the data folder ``root``."""
+    path = Path(manifest)
+    return path if path.is_absolute() or path.exists() else Path(root) / path
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

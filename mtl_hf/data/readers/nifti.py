@@ -18,8 +18,6 @@ import numpy as np
 from ..errors import DataError
 from .limits import MAX_VOLUME_BYTES, decoding, refuse_over
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
 
 @dataclass(frozen=True)
 class NiftiHeader:

@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import DataError
 from .limits import MAX_IMAGE_PIXELS, decoding, refuse_over
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 KEEP_MODES = ("L", "I;16", "RGB")
 """Modes whose decoded pixels are used as they are (no conversion)."""
 

@@ -36,7 +36,7 @@ from ..inference.loading import load_model_and_processor, model_display_name
 from ..inference.patients import pixel_values, plan_sources, read_source
 from ..inference.readers import InputImage
 from ..modeling_mtl import MTLModel
-from .attention_maps import AttentionMaps, MapKind, attention_maps, upsample_map
+from .attention import AttentionMaps, MapKind, attention_maps, upsample_map
 from .batches import iter_batches, lesion_masks
 from .figures import save_attention_figure, save_comparison_grid, save_mim_figure
 from .localization import LocalizationRow, attention_localization, write_localization_table
