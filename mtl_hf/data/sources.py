@@ -12,7 +12,8 @@ from .readers.manifest import locate_manifest
 
 
 def check_source(config: DataConfig, key: str = "data") -> None:
-    """Raise unless the data folder (or, for a source read through a manifest, the manifest) exists.
+    """Raise unless the data folder (or, for a source read through a manifest, the manifest; for a
+    🤗 dataset given by a local path, that path) exists.
 
     Args:
         config: The data configuration.
@@ -21,6 +22,14 @@ def check_source(config: DataConfig, key: str = "data") -> None:
     Raises:
         DataError: naming the missing path and the configuration key that gave it.
     """
+    if config.kind == "hf_dataset":  # a local path must exist; a Hub id is checked when it is loaded
+        from .hf_datasets import source_format
+
+        try:
+            source_format(config.root, config.hf_dataset)
+        except DataError as exc:
+            raise DataError(exc.path, f"{exc.reason} ({key}.root)") from None
+        return
     manifest = {"images": config.images.manifest, "volumes": config.volumes.manifest}.get(config.kind)
     if manifest:
         path = locate_manifest(manifest, config.root)
