@@ -340,6 +340,28 @@ def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
         "last_epoch": max((int(r["epoch"]) for r in records if _is_number(r.get("epoch"))), default=None),
         "final_train_loss": _fmt(train[-1].get("loss")) if train else None,
         "best_val_roc_auc": best_val,
+        "selection": _selection(folder),
+    }
+
+
+def _selection(folder: ShareableFolder) -> dict[str, Any] | None:
+    """What selected the shared weights (``selection.json`` of the best model, written by training): the
+    monitored task, its metric, which way is better, the best value and its step; ``None`` if absent."""
+    path = RunFolder.selection_file(folder.model_dir)
+    if folder.run_dir is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(record, dict) or not {"monitor", "metric", "value"} <= set(record):
+        return None
+    return {
+        "task": record["monitor"],
+        "metric": record["metric"],
+        "direction": "highest" if record.get("higher_is_better", True) else "lowest",
+        "value": _fmt(record["value"]),
+        "step": record.get("step"),
     }
 
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
@@ -252,3 +253,22 @@ def test_a_regression_task_sends_the_metrics_its_head_marks_to_the_model_index(t
     ]
     assert "| `area` | R² | 0.500 | 95% CI 0.300–0.700 |" in card.text
     assert validate_card_metadata(str(card)) == []
+
+
+def test_the_card_says_which_validation_metric_selected_the_weights(tmp_path: Path) -> None:
+    """A run selected on a lower-is-better metric of a non-classification task says so, from the
+    ``selection.json`` training wrote beside the best model (not from a ROC AUC it may not have)."""
+    run = write_run(tmp_path / "run")
+    selection = {"monitor": "area", "metric": "rmse", "higher_is_better": False, "value": 0.0412, "step": 4}
+    (run / "best_model" / "selection.json").write_text(json.dumps(selection))
+    text = render_model_card(run, "lab/brats-mtl", OPTIONS).text
+    assert (
+        "The shared weights are those of the validation at step 4, where `area`'s rmse was lowest (0.041)."
+        in text
+    )
+    assert "Best validation ROC AUC: `tumour` 0.830." in text
+    assert "best validation epoch" not in text  # the selection sentence replaces the generic one
+
+    (run / "best_model" / "selection.json").write_text("{not json")
+    with pytest.raises(ValueError, match="selection.json"):
+        render_model_card(run, "lab/brats-mtl", OPTIONS)
