@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mtl_hf.cli import run_command
 from mtl_hf.options import from_dict
 from mtl_hf.train import main as train_main
 from mtl_hf.train import train
@@ -100,7 +101,7 @@ def test_report_to_from_the_command_line_and_its_errors(
 
     with pytest.raises(TrackerError, match=r"unknown tracker 'tensorbord'; Accelerate knows .*tensorboard"):
         tracker_names(["tensorbord"])
-    assert train_main([str(path), "--training.report_to", "tensorbord"]) == 2
+    assert run_command("train", train_main, [str(path), "--training.report_to", "tensorbord"]) == 2
     assert "unknown tracker 'tensorbord'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # stopped before the run folder was made
 
