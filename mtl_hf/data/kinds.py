@@ -45,7 +45,21 @@ if TYPE_CHECKING:
 NAN = float("nan")
 
 
-class BinaryTarget(TargetEncoder):
+class ClassIndexTarget(TargetEncoder):
+    """Base of the kinds stored as one class index per sample (binary 0/1, multiclass): -1 (what a
+    ``ClassLabel`` keeps for an empty cell) is a missing label; counts are per class index."""
+
+    @classmethod
+    def is_labelled(cls, value: Any) -> bool:
+        return value is not None and int(value) >= 0
+
+    @classmethod
+    def counts(cls, values: Sequence[Any], names: Sequence[str]) -> list[int]:
+        counter = Counter(int(v) for v in values if cls.is_labelled(v))
+        return [counter.get(i, 0) for i in range(len(names))]
+
+
+class BinaryTarget(ClassIndexTarget):
     """One column of 0/1 (or true/false, yes/no); or one class column with ``positive`` or ``negative``
     naming classes; or several 0/1 columns, positive when any is 1. Stratum of a patient: ``"1"`` when
     any of its samples is positive (a BraTS patient with a tumour)."""
@@ -95,15 +109,6 @@ class BinaryTarget(TargetEncoder):
         return torch.tensor([float(v) if cls.is_labelled(v) else NAN for v in values], dtype=torch.float32)
 
     @classmethod
-    def is_labelled(cls, value: Any) -> bool:
-        return value is not None and int(value) >= 0
-
-    @classmethod
-    def counts(cls, values: Sequence[Any], names: Sequence[str]) -> list[int]:
-        counter = Counter(int(v) for v in values if cls.is_labelled(v))
-        return [counter.get(0, 0), counter.get(1, 0)]
-
-    @classmethod
     def pos_weight(cls, counts: Sequence[int], labelled: int) -> float | None:
         neg, pos = counts
         return neg / pos if pos else None
@@ -117,7 +122,7 @@ class BinaryTarget(TargetEncoder):
         return int(value) if cls.is_labelled(value) else None
 
 
-class MulticlassTarget(TargetEncoder):
+class MulticlassTarget(ClassIndexTarget):
     """One class column; ``classes`` declares the set and its order (default: the sorted values found).
     Stratum of a patient: its most frequent class (ties: the smallest index)."""
 
@@ -173,15 +178,6 @@ class MulticlassTarget(TargetEncoder):
         return torch.tensor(
             [int(v) if cls.is_labelled(v) else IGNORE_INDEX for v in values], dtype=torch.long
         )
-
-    @classmethod
-    def is_labelled(cls, value: Any) -> bool:
-        return value is not None and int(value) >= 0
-
-    @classmethod
-    def counts(cls, values: Sequence[Any], names: Sequence[str]) -> list[int]:
-        counter = Counter(int(v) for v in values if cls.is_labelled(v))
-        return [counter.get(i, 0) for i in range(len(names))]
 
     @classmethod
     def stratum(cls, values: Sequence[Any]) -> str:

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -28,9 +27,8 @@ from mtl_hf.training.checkpointing import latest_checkpoint, list_checkpoints
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.faults import DATA_ERRORS_FILE, DataFaultError
 from mtl_hf.training.metrics_log import read_metrics
-from tests.data.files import write_csv, write_png
 from tests.launch import launch_two_processes
-from tests.training.synthetic import TINY_BACKBONE, base_config, make_data
+from tests.training.synthetic import base_config, image_manifest_run, make_data
 
 
 class KillsItsWorkerOnce(Dataset):
@@ -83,32 +81,7 @@ def test_killed_loader_worker_stops_the_run_with_a_resumable_checkpoint(
 # -- a damaged image in the Arrow cache ------------------------------------------------------------------
 def image_run(tmp_path: Path, name: str, **training: Any) -> RunConfig:
     """A run on 40 real PNG files (32 px grey, 2 per patient) through the data layer and its cache."""
-    root = tmp_path / "images"
-    if not (root / "manifest.csv").exists():
-        rng = np.random.default_rng(0)
-        rows = []
-        for i in range(40):
-            image = rng.normal(90, 30, (32, 32))
-            if i % 2:
-                image[8:20, 8:20] += 100
-            write_png(root / f"img{i:02d}.png", image.clip(0, 255).astype(np.uint8))
-            rows.append({"path": f"img{i:02d}.png", "patient": f"p{i // 2:02d}", "label": i % 2})
-        write_csv(root / "manifest.csv", rows)
-    raw = base_config(str(tmp_path / name), epochs=2, strategy="stl", save_every_steps=2, **training)
-    raw["model"]["backbone_config"] = dict(TINY_BACKBONE)
-    raw["data"] = {
-        "kind": "images",
-        "root": str(root),
-        "images": {
-            "manifest": "manifest.csv",
-            "patient_column": "patient",
-            "targets": {"label": {"kind": "binary", "columns": ["label"]}},
-        },
-        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
-    }
-    raw["task_columns"] = {"tumour": "label"}
-    raw["cache_dir"] = str(tmp_path / "cache")
-    return from_dict(RunConfig, raw)
+    return image_manifest_run(tmp_path, name, epochs=2, strategy="stl", save_every_steps=2, **training)
 
 
 def damage_cached_image(config: RunConfig) -> tuple[str, Path, bytes]:

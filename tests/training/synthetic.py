@@ -7,12 +7,14 @@ Run as a script to train in a separate process (used by the kill-and-resume and 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from mtl_hf import MTLImageProcessor
+from mtl_hf.training.config import RunConfig
 from mtl_hf.training.inputs import TrainingData
 from tests.conftest import tiny_backbone
 
@@ -90,6 +92,44 @@ def base_config(output_dir: str, **training: Any) -> dict[str, Any]:
         },
         "optimizer": {"lr": 1e-3},
     }
+
+
+def image_manifest_run(
+    tmp_path: Path, name: str = "run", split: dict[str, float] | None = None, **training: Any
+) -> RunConfig:
+    """A run on 40 real PNG files (32 px grey, 2 per patient, positives carry a bright square) read
+    through the data layer and its cache; ``training`` as in :func:`base_config`."""
+    import numpy as np
+
+    from mtl_hf.options import from_dict
+    from tests.data.files import write_csv, write_png
+
+    root = tmp_path / "images"
+    if not (root / "manifest.csv").exists():
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(40):
+            image = rng.normal(90, 30, (32, 32))
+            if i % 2:
+                image[8:20, 8:20] += 100
+            write_png(root / f"img{i:02d}.png", image.clip(0, 255).astype(np.uint8))
+            rows.append({"path": f"img{i:02d}.png", "patient": f"p{i // 2:02d}", "label": i % 2})
+        write_csv(root / "manifest.csv", rows)
+    raw = base_config(str(tmp_path / name), **training)
+    raw["model"]["backbone_config"] = dict(TINY_BACKBONE)
+    raw["data"] = {
+        "kind": "images",
+        "root": str(root),
+        "images": {
+            "manifest": "manifest.csv",
+            "patient_column": "patient",
+            "targets": {"label": {"kind": "binary", "columns": ["label"]}},
+        },
+        "split": split or {"train": 0.6, "validation": 0.2, "test": 0.2},
+    }
+    raw["task_columns"] = {"tumour": "label"}
+    raw["cache_dir"] = str(tmp_path / "cache")
+    return from_dict(RunConfig, raw)
 
 
 def main(argv: list[str]) -> int:

@@ -7,48 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
 from mtl_hf.cli import main
-from mtl_hf.options import from_dict
 from mtl_hf.run_folder import RunFolder, RunFolderError
 from mtl_hf.train import train
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.report import EmptySplitError
-from tests.data.files import write_csv, write_png
-from tests.training.synthetic import TINY_BACKBONE, base_config
+from tests.training.synthetic import base_config, image_manifest_run
 
 
 def image_run(tmp_path: Path, split: dict[str, float], **training: Any) -> RunConfig:
     """A run on 20 real PNG patients (2 images each), positives carry a bright square."""
-    root = tmp_path / "images"
-    if not (root / "manifest.csv").exists():
-        rng = np.random.default_rng(0)
-        rows = []
-        for i in range(40):
-            image = rng.normal(90, 30, (32, 32))
-            if i % 2:
-                image[8:20, 8:20] += 100
-            write_png(root / f"img{i:02d}.png", image.clip(0, 255).astype(np.uint8))
-            rows.append({"path": f"img{i:02d}.png", "patient": f"p{i // 2:02d}", "label": i % 2})
-        write_csv(root / "manifest.csv", rows)
-    raw = base_config(str(tmp_path / "run"), epochs=1, strategy="stl", **training)
-    raw["model"]["backbone_config"] = dict(TINY_BACKBONE)
-    raw["data"] = {
-        "kind": "images",
-        "root": str(root),
-        "images": {
-            "manifest": "manifest.csv",
-            "patient_column": "patient",
-            "targets": {"label": {"kind": "binary", "columns": ["label"]}},
-        },
-        "split": split,
-    }
-    raw["task_columns"] = {"tumour": "label"}
-    raw["cache_dir"] = str(tmp_path / "cache")
-    return from_dict(RunConfig, raw)
+    return image_manifest_run(tmp_path, split=split, epochs=1, strategy="stl", **training)
 
 
 def test_split_sizes_label_counts_and_test_metrics_are_printed_and_a_small_test_split_is_flagged(
