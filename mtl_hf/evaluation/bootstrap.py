@@ -28,6 +28,7 @@ import numpy as np
 
 from .inputs import BinaryColumns, group_codes, to_binary_columns
 from .point_estimates import roc_auc_per_column
+from .score_layouts import DEFAULT_LAYOUT
 
 DEFAULT_RESAMPLES = 2000
 # Resamples drawn per block. Part of the random-stream design: the same seed, data and number of
@@ -301,7 +302,7 @@ def bootstrap_columns(
 def bootstrap_roc_auc(
     references: Any,
     predictions: Any,
-    task: str = "binary",
+    task: str = DEFAULT_LAYOUT,
     groups: Any = None,
     *,
     n_resamples: int = DEFAULT_RESAMPLES,
@@ -367,7 +368,7 @@ def paired_bootstrap_roc_auc(
     references: Any,
     predictions_a: Any,
     predictions_b: Any,
-    task: str = "binary",
+    task: str = DEFAULT_LAYOUT,
     groups: Any = None,
     *,
     n_resamples: int = DEFAULT_RESAMPLES,

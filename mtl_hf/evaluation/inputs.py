@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-TaskType = Literal["binary", "multilabel", "multiclass"]
-TASK_TYPES: tuple[str, ...] = ("binary", "multilabel", "multiclass")
+from .score_layouts import DEFAULT_LAYOUT, score_layout
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class BinaryColumns:
     """Scores and 0/1 labels as ``K`` binary columns over ``n`` samples.
 
     Attributes:
-        task: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        task: the layout the columns come from (``"binary"``, ``"multilabel"`` or ``"multiclass"``).
         labels: ``(K, n)`` bool; ``labels[k, i]`` is True when sample ``i`` is positive for column ``k``.
         scores: ``(K, n)`` float64; higher means more likely positive.
     """
@@ -46,9 +45,8 @@ class BinaryColumns:
 
 
 def check_task(task: str) -> str:
-    """Return ``task`` if it is a known task type, else raise a ValueError listing the valid ones."""
-    if task not in TASK_TYPES:
-        raise ValueError(f"task: unknown task type {task!r}; expected one of {', '.join(TASK_TYPES)}")
+    """Return ``task`` if it is a known score layout, else raise a ValueError listing the valid ones."""
+    score_layout(task)
     return task
 
 
@@ -86,22 +84,10 @@ def _as_label_array(values: Any, name: str) -> np.ndarray:
     return as_float.astype(np.int64)
 
 
-def _check_length(array: np.ndarray, n: int, name: str, reference_name: str) -> None:
-    if array.shape[0] != n:
-        raise ValueError(f"{name}: has {array.shape[0]} samples but {reference_name} has {n}")
-
-
-def _check_zero_one(labels: np.ndarray, name: str, task: str) -> None:
-    outside = np.setdiff1d(np.unique(labels), [0, 1])
-    if outside.size:
-        shown = ", ".join(str(v) for v in outside[:5])
-        raise ValueError(f"{name}: labels must be 0 or 1 for task {task!r}; found {shown}")
-
-
 def to_binary_columns(
     references: Any,
     predictions: Any,
-    task: str = "binary",
+    task: str = DEFAULT_LAYOUT,
     *,
     references_name: str = "references",
     predictions_name: str = "predictions",
@@ -113,7 +99,8 @@ def to_binary_columns(
             ``multiclass``: ``(n,)`` class indices in ``[0, K)``.
         predictions: Scores (probabilities or logits; only their order matters for ROC AUC).
             ``binary``: ``(n,)`` score of the positive class. ``multilabel`` and ``multiclass``: ``(n, K)``.
-        task: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        task: the layout of both (:mod:`mtl_hf.evaluation.score_layouts`): ``"binary"``,
+            ``"multilabel"`` or ``"multiclass"``.
         references_name, predictions_name: Argument names used in error messages.
 
     Raises:
@@ -121,61 +108,15 @@ def to_binary_columns(
             scores, labels outside ``{0, 1}`` (or outside ``[0, K)`` for multi-class) and any column
             whose labels hold a single class.
     """
-    check_task(task)
+    layout = score_layout(task)
     scores = _as_float_array(predictions, predictions_name)
     labels = _as_label_array(references, references_name)
-    if task == "binary":
-        if scores.ndim != 1:
-            raise ValueError(
-                f"{predictions_name}: expected a 1-D array of positive-class scores for task 'binary', "
-                f"got shape {scores.shape} (pass the positive-class column, or use task='multiclass')"
-            )
-        if labels.ndim != 1:
-            raise ValueError(f"{references_name}: expected a 1-D array for task 'binary', got {labels.shape}")
-        _check_length(scores, labels.shape[0], predictions_name, references_name)
-        _check_zero_one(labels, references_name, task)
-        label_columns = labels[None, :]
-        score_columns = scores[None, :]
-    elif task == "multilabel":
-        if scores.ndim != 2 or labels.ndim != 2:
-            raise ValueError(
-                f"{predictions_name} and {references_name}: expected 2-D (n, num_labels) arrays for task "
-                f"'multilabel', got shapes {scores.shape} and {labels.shape}"
-            )
-        _check_length(scores, labels.shape[0], predictions_name, references_name)
-        if scores.shape[1] != labels.shape[1]:
-            raise ValueError(
-                f"{predictions_name}: has {scores.shape[1]} labels per sample but {references_name} has "
-                f"{labels.shape[1]}"
-            )
-        _check_zero_one(labels, references_name, task)
-        label_columns = labels.T
-        score_columns = scores.T
-    else:
-        if scores.ndim != 2 or scores.shape[1] < 2:
-            raise ValueError(
-                f"{predictions_name}: expected a 2-D (n, num_classes >= 2) array for task 'multiclass', "
-                f"got shape {scores.shape}"
-            )
-        if labels.ndim != 1:
-            raise ValueError(
-                f"{references_name}: expected 1-D class indices for task 'multiclass', got {labels.shape}"
-            )
-        _check_length(scores, labels.shape[0], predictions_name, references_name)
-        num_classes = scores.shape[1]
-        outside = labels[(labels < 0) | (labels >= num_classes)]
-        if outside.size:
-            raise ValueError(
-                f"{references_name}: class indices must lie in [0, {num_classes}) to match "
-                f"{predictions_name}'s {num_classes} columns; found {int(outside[0])}"
-            )
-        label_columns = labels[None, :] == np.arange(num_classes)[:, None]
-        score_columns = scores.T
+    label_columns, score_columns = layout.columns(labels, scores, references_name, predictions_name)
     label_columns = np.ascontiguousarray(label_columns, dtype=bool)
     for k, column in enumerate(label_columns):
         positives = int(column.sum())
         if positives == 0 or positives == column.size:
-            where = "" if task == "binary" else f" for {'class' if task == 'multiclass' else 'label'} {k}"
+            where = "" if layout.single_score else f" for {layout.column_noun} {k}"
             present = 1 if positives else 0
             raise ValueError(
                 f"{references_name}: only one class ({present}) is present{where}; ROC AUC is undefined "
@@ -213,12 +154,16 @@ def group_codes(
     return rank[inverse.reshape(-1)].astype(np.int64)
 
 
-def references_from_columns(columns: Any, task: str) -> np.ndarray:
-    """References of ``task`` (as :func:`to_binary_columns` takes them) from label columns stored one
-    per output, as ``test_predictions.csv`` holds them: one-hot rows of a ``multiclass`` task become
-    class indices, a single column becomes a 1-D array, values become integers."""
-    values = np.asarray(columns, dtype=np.float64)
-    values = values.reshape(len(values), -1)
-    if task == "multiclass":
-        return values.argmax(axis=1)
-    return (values[:, 0] if values.shape[1] == 1 else values).astype(int)
+def roc_inputs(label_columns: Any, prediction_columns: Any, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(references, scores)`` of ``task`` as :func:`to_binary_columns` takes them, from a head's label
+    and prediction columns (one per output, a 1-D array for a single output), as
+    ``test_predictions.csv`` and :meth:`~mtl_hf.heads.TaskHead.predictions` give them."""
+    layout = score_layout(task)
+    return layout.references_from_columns(_columns(label_columns)), layout.scores_from_columns(
+        _columns(prediction_columns)
+    )
+
+
+def _columns(values: Any) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return array.reshape(len(array), -1)

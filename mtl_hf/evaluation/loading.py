@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .score_layouts import DEFAULT_LAYOUT, SCORE_LAYOUTS
+
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 METRIC_NAMES: tuple[str, ...] = ("mtl_roc_auc",)
-METRIC_CONFIGS: tuple[str, ...] = ("binary", "multilabel", "multiclass")
+METRIC_CONFIGS: tuple[str, ...] = tuple(SCORE_LAYOUTS)
+"""Configurations of the shipped metrics: the score layouts (:mod:`mtl_hf.evaluation.score_layouts`)."""
 
 
 def metric_path(name: str = "mtl_roc_auc") -> Path:
@@ -26,11 +29,11 @@ def metric_path(name: str = "mtl_roc_auc") -> Path:
     return folder
 
 
-def load_metric(task: str = "binary", name: str = "mtl_roc_auc", **kwargs: Any) -> Any:
+def load_metric(task: str = DEFAULT_LAYOUT, name: str = "mtl_roc_auc", **kwargs: Any) -> Any:
     """Load a shipped metric with ``evaluate.load`` by absolute path.
 
     Args:
-        task: configuration: ``"binary"`` (default), ``"multilabel"`` or ``"multiclass"``.
+        task: configuration, a score layout: ``"binary"`` (default), ``"multilabel"`` or ``"multiclass"``.
         name: the metric; ``"mtl_roc_auc"``.
         **kwargs: passed to ``evaluate.load`` (e.g. ``num_process``, ``process_id``, ``experiment_id``,
             ``keep_in_memory``).

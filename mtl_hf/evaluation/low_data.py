@@ -32,6 +32,7 @@ from .inputs import BinaryColumns, group_codes, to_binary_columns
 from .point_estimates import roc_auc_per_column
 from .report import align_by_sample_id
 from .results import SAMPLING_ORDER, STRATEGY_ORDER, rank_in, strategy_label
+from .score_layouts import DEFAULT_LAYOUT
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,15 @@ class RunScores:
         patients: ``(n,)`` patient id per sample (the bootstrap's resampling unit).
         references: ground truth as :func:`~mtl_hf.evaluation.to_binary_columns` takes it for ``task``.
         scores: ``(n,)`` or ``(n, K)`` probabilities.
-        task: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        task: the scores' layout (:mod:`~mtl_hf.evaluation.score_layouts`): ``"binary"``,
+            ``"multilabel"`` or ``"multiclass"``.
     """
 
     ids: Sequence[Any]
     patients: Sequence[Any]
     references: Any
     scores: Any
-    task: str = "binary"
+    task: str = DEFAULT_LAYOUT
 
 
 @dataclass(frozen=True)

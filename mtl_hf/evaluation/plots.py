@@ -20,6 +20,7 @@ from .inputs import to_binary_columns
 from .low_data import CurveDifference, CurvePoint, model_label
 from .point_estimates import roc_auc_per_column
 from .results import SAMPLING_ORDER, STRATEGY_ORDER, AggregateRow, rank_in, sampling_label, strategy_label
+from .score_layouts import DEFAULT_LAYOUT
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def plot_roc_curves(
         columns = to_binary_columns(
             references,
             predictions,
-            "binary",
+            DEFAULT_LAYOUT,
             references_name=f"curves[{name!r}][0]",
             predictions_name=f"curves[{name!r}][1]",
         )

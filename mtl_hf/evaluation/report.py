@@ -25,13 +25,10 @@ from .bootstrap import (
 from .delong import DeLongInterval, DeLongTest, delong_interval, delong_test
 from .inputs import BinaryColumns, check_task, group_codes, to_binary_columns
 from .point_estimates import average_precision_per_column, roc_auc_per_column
+from .score_layouts import DEFAULT_LAYOUT, score_layout
 from .threshold import ThresholdMetrics, choose_threshold, threshold_metrics
 
 _NAN = float("nan")
-
-
-OPERATING_POINT_TASKS: tuple[str, ...] = ("binary",)
-"""Tasks whose scores get accuracy, sensitivity and specificity at a threshold (one score per sample)."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +36,13 @@ class ROCAUCReport:
     """ROC analysis of one model's scores on a test set.
 
     Attributes:
-        task: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        task: the scores' layout (:mod:`~mtl_hf.evaluation.score_layouts`): ``"binary"``,
+            ``"multilabel"`` or ``"multiclass"``.
         roc_auc_per_label: ``(K,)`` AUC per label (per class, one-vs-rest, for multi-class).
         pr_auc_per_label: ``(K,)`` average precision per label.
         bootstrap: patient-level bootstrap result, ``None`` when ``n_resamples=0``.
         delong: DeLong interval per label (``None`` when switched off).
-        threshold: metrics at the chosen threshold (binary tasks only), else ``None``.
+        threshold: metrics at the chosen threshold (one score per sample only), else ``None``.
         n_samples, n_groups: test samples and resampling units (patients).
         n_positive, n_negative: ``(K,)`` positives / negatives per label.
         clustered: whether group ids were given (bootstrap over groups, clustered DeLong).
@@ -90,7 +88,8 @@ class ROCAUCReport:
         Always: ``roc_auc``, ``roc_auc_low``, ``roc_auc_high`` (bootstrap percentile bounds, NaN when
         ``n_resamples=0``), ``pr_auc``, ``n_samples``, ``n_groups``, ``n_positive``, ``n_negative``,
         ``clustered``, ``confidence_level``, ``n_resamples``, ``n_skipped_resamples``.
-        Binary with DeLong: ``roc_auc_se``, ``roc_auc_delong_low``, ``roc_auc_delong_high``.
+        One score per sample (binary) with DeLong: ``roc_auc_se``, ``roc_auc_delong_low``,
+        ``roc_auc_delong_high``.
         Multi-label / multi-class: ``roc_auc_per_label``, ``roc_auc_per_label_low``,
         ``roc_auc_per_label_high``, ``pr_auc_per_label`` and, with DeLong,
         ``roc_auc_per_label_delong_low`` / ``_high`` (lists, one entry per label or class;
@@ -98,18 +97,18 @@ class ROCAUCReport:
         With a threshold: ``threshold``, ``accuracy``, ``balanced_accuracy``, ``sensitivity``,
         ``specificity``, ``ppv``, ``npv``.
         """
-        binary = self.task == "binary"
+        single = score_layout(self.task).single_score
         out: dict[str, Any] = {
             "roc_auc": self.roc_auc,
             "roc_auc_low": self.low,
             "roc_auc_high": self.high,
             "pr_auc": self.pr_auc,
         }
-        if self.delong is not None and binary:
+        if self.delong is not None and single:
             out["roc_auc_se"] = self.delong[0].standard_error
             out["roc_auc_delong_low"] = self.delong[0].low
             out["roc_auc_delong_high"] = self.delong[0].high
-        if not binary:
+        if not single:
             boot = self.bootstrap
             out["roc_auc_per_label"] = _floats(self.roc_auc_per_label)
             out["roc_auc_per_label_low"] = _floats(boot.per_column_low) if boot else [_NAN] * self.num_labels
@@ -123,8 +122,8 @@ class ROCAUCReport:
         out.update(
             n_samples=self.n_samples,
             n_groups=self.n_groups,
-            n_positive=int(self.n_positive[0]) if binary else [int(v) for v in self.n_positive],
-            n_negative=int(self.n_negative[0]) if binary else [int(v) for v in self.n_negative],
+            n_positive=int(self.n_positive[0]) if single else [int(v) for v in self.n_positive],
+            n_negative=int(self.n_negative[0]) if single else [int(v) for v in self.n_negative],
             clustered=self.clustered,
             confidence_level=self.confidence_level,
             n_resamples=self.bootstrap.n_resamples if self.bootstrap else 0,
@@ -216,7 +215,7 @@ def _resolve_threshold(
     has_validation = validation_references is not None or validation_predictions is not None
     if threshold is None and not has_validation:
         return None
-    if task not in OPERATING_POINT_TASKS:
+    if not score_layout(task).single_score:
         raise ValueError(f"threshold: operating-point metrics are for binary tasks only, not {task!r}")
     if threshold is not None and has_validation:
         raise ValueError(
@@ -244,7 +243,7 @@ def _delong_per_column(
 def evaluate_scores(
     references: Any,
     predictions: Any,
-    task: str = "binary",
+    task: str = DEFAULT_LAYOUT,
     groups: Any = None,
     *,
     confidence_level: float = 0.95,
@@ -261,7 +260,8 @@ def evaluate_scores(
     Args:
         references: ground truth (see :func:`mtl_hf.evaluation.inputs.to_binary_columns`).
         predictions: scores; ``(n,)`` for binary, ``(n, K)`` for multi-label / multi-class.
-        task: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        task: the scores' layout (:mod:`~mtl_hf.evaluation.score_layouts`): ``"binary"``,
+            ``"multilabel"`` or ``"multiclass"``.
         groups: ``(n,)`` patient id per sample. When given, the bootstrap resamples patients and DeLong's
             variance is Obuchowski's clustered one; leave ``None`` only if samples are independent.
         confidence_level: level of all intervals (default 0.95).
@@ -316,7 +316,7 @@ def compare_scores(
     references: Any,
     predictions_a: Any,
     predictions_b: Any,
-    task: str = "binary",
+    task: str = DEFAULT_LAYOUT,
     groups: Any = None,
     *,
     confidence_level: float = 0.95,
@@ -346,7 +346,7 @@ def compare_scores(
             codes if groups is not None else None,
             confidence_level,
         )
-        if delong and task == "binary"
+        if delong and score_layout(task).single_score
         else None
     )
     boot = (

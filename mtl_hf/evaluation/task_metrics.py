@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from .additive import bootstrap_additive_metrics
-from .inputs import references_from_columns
-from .report import OPERATING_POINT_TASKS, evaluate_scores
+from .inputs import roc_inputs
+from .report import evaluate_scores
+from .score_layouts import score_layout
 
 
 class Spec(Protocol):
@@ -254,8 +255,8 @@ class ScoreEvaluator(TaskEvaluator):
         """``(scores, references)`` as the ``mtl_roc_auc`` metric takes them."""
         values = np.asarray(rows, dtype=np.float64)
         k = values.shape[1] // 2
-        scores = values[:, :k]
-        return (scores[:, 0] if k == 1 else scores), references_from_columns(values[:, k:], self.config)
+        references, scores = roc_inputs(values[:, k:], values[:, :k], self.config)
+        return scores, references
 
     def validation_metrics(self, rows: torch.Tensor) -> dict[str, float]:
         scores, references = self.split(rows)
@@ -329,4 +330,4 @@ def roc_auc(scores: np.ndarray, references: np.ndarray, config: str) -> float:
 def supports_operating_point(config: str) -> bool:
     """Whether the ``mtl_roc_auc`` configuration ``config`` reports accuracy, sensitivity and
     specificity at a threshold chosen on the validation split."""
-    return config in OPERATING_POINT_TASKS
+    return score_layout(config).single_score

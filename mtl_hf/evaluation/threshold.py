@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from .inputs import to_binary_columns
+from .score_layouts import DEFAULT_LAYOUT
 
 ThresholdMethod = Literal["youden", "closest_topleft", "sensitivity", "specificity"]
 THRESHOLD_METHODS: tuple[str, ...] = ("youden", "closest_topleft", "sensitivity", "specificity")
@@ -61,7 +62,7 @@ def choose_threshold(
     Returns:
         The threshold, one of the observed scores. Ties in the criterion go to the highest threshold.
     """
-    columns = to_binary_columns(references, predictions, "binary")
+    columns = to_binary_columns(references, predictions, DEFAULT_LAYOUT)
     if method not in THRESHOLD_METHODS:
         raise ValueError(f"method: unknown threshold method {method!r}; expected one of {THRESHOLD_METHODS}")
     goal = 0.0
@@ -92,7 +93,7 @@ def threshold_metrics(references: Any, predictions: Any, threshold: float) -> Th
     threshold = float(threshold)
     if not np.isfinite(threshold):
         raise ValueError(f"threshold: must be a finite number, got {threshold!r}")
-    columns = to_binary_columns(references, predictions, "binary")
+    columns = to_binary_columns(references, predictions, DEFAULT_LAYOUT)
     labels, scores = columns.labels[0], columns.scores[0]
     predicted = scores >= threshold
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, predicted, labels=[False, True]).ravel())

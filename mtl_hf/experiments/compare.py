@@ -272,7 +272,7 @@ read_predictions = read_test_predictions
 def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tuple[list[Any], list[Any]]:
     """Result rows of every run and task, and the paired comparisons."""
     from ..evaluation import ComparisonRow, ResultRow, align_by_sample_id, compare_scores
-    from ..evaluation.inputs import references_from_columns
+    from ..evaluation.inputs import roc_inputs
 
     rows = []
     metrics_of: dict[tuple[str, str, float, int], tuple[Path, dict[str, Any]]] = {}
@@ -319,11 +319,12 @@ def collect_results(config: CompareConfig, runs: list[tuple[Cell, Path]]) -> tup
             ):
                 continue  # not scored by ROC AUC: its paired differences come from its statistics
             order = align_by_sample_id(pred_a[task]["ids"], pred_b[task]["ids"], name_a=a, name_b=b)
-            refs = references_from_columns(pred_a[task]["labels"], kind)
+            refs, scores_a = roc_inputs(pred_a[task]["labels"], pred_a[task]["probs"], kind)
+            _, scores_b = roc_inputs(pred_a[task]["labels"], np.asarray(pred_b[task]["probs"])[order], kind)
             comparison = compare_scores(
                 refs,
-                pred_a[task]["probs"],
-                np.asarray(pred_b[task]["probs"])[order],
+                scores_a,
+                scores_b,
                 task=kind,
                 groups=pred_a[task]["patients"],
                 confidence_level=config.confidence_level,

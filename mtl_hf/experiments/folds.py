@@ -165,17 +165,17 @@ def pooled_metrics(
     """``test_metrics.json`` of a pooled run: per classification task, ROC AUC on the pooled
     predictions with patient-bootstrap and DeLong intervals (:func:`mtl_hf.evaluation.evaluate_scores`)."""
     from ..evaluation import evaluate_scores
-    from ..evaluation.inputs import references_from_columns
+    from ..evaluation.inputs import roc_inputs
 
     metrics: dict[str, Any] = {}
     for task, pred in read_test_predictions(predictions).items():
         kind = kinds.get(task)
         if kind is None:
             continue
-        references = references_from_columns(pred["labels"], kind)
+        references, scores = roc_inputs(pred["labels"], pred["probs"], kind)
         report = evaluate_scores(
             references,
-            pred["probs"],
+            scores,
             kind,
             groups=pred["patients"],
             n_resamples=n_resamples,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..evaluation.inputs import references_from_columns
+from ..evaluation.inputs import roc_inputs
 from ..run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ def collect_test_scores(
             if config.tasks is not None and task not in config.tasks:
                 continue
             kind = metrics[task]["kind"]  # the ROC AUC metric's configuration
-            references = references_from_columns(pred["labels"], kind)
+            references, probabilities = roc_inputs(pred["labels"], pred["probs"], kind)
             key = (task, cell.label, cell.sampling, cell.train_fraction)
-            scores[key].append(RunScores(pred["ids"], pred["patients"], references, pred["probs"], kind))
+            scores[key].append(RunScores(pred["ids"], pred["patients"], references, probabilities, kind))
     return dict(scores)
 
 

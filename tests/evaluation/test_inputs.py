@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sklearn.metrics import roc_auc_score
+
 from mtl_hf.evaluation import evaluate_scores, group_codes, to_binary_columns
+from mtl_hf.evaluation.inputs import roc_inputs
+from mtl_hf.evaluation.score_layouts import SCORE_LAYOUTS
 
 
 def test_binary_columns_hold_labels_and_scores() -> None:
@@ -18,6 +22,34 @@ def test_binary_columns_hold_labels_and_scores() -> None:
 def test_multiclass_becomes_one_vs_rest_columns() -> None:
     columns = to_binary_columns([0, 2, 1, 2], np.eye(3)[[0, 2, 1, 2]], "multiclass")
     np.testing.assert_array_equal(columns.labels, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 1]])
+
+
+def test_columns_come_back_as_each_layout_takes_them() -> None:
+    # test_predictions.csv holds one label and one prediction column per output.
+    one_hot = np.eye(3)[[2, 0, 1]]
+    probabilities = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
+    references, scores = roc_inputs(one_hot, probabilities, "multiclass")
+    np.testing.assert_array_equal(references, [2, 0, 1])
+    np.testing.assert_array_equal(scores, probabilities)
+    references, scores = roc_inputs([1.0, 0.0, 1.0], [0.9, 0.2, 0.4], "binary")
+    np.testing.assert_array_equal(references, [1, 0, 1])
+    np.testing.assert_array_equal(scores, [0.9, 0.2, 0.4])
+    references, scores = roc_inputs(one_hot, probabilities, "multilabel")
+    np.testing.assert_array_equal(references, one_hot)
+    with pytest.raises(ValueError, match="unknown task type 'ordinal'; expected one of binary, multilabel"):
+        roc_inputs(one_hot, probabilities, "ordinal")
+    assert set(SCORE_LAYOUTS) == {"binary", "multilabel", "multiclass"}
+
+
+def test_a_multilabel_task_of_one_label_is_scored_like_its_column() -> None:
+    # A single output comes back as a 1-D column; a one-label multi-label task still gets (n, 1) inputs.
+    y = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    s = np.array([0.2, 0.7, 0.4, 0.5, 0.9, 0.1, 0.3, 0.35])
+    references, scores = roc_inputs(y.astype(float), s, "multilabel")
+    assert references.shape == scores.shape == (8, 1)
+    report = evaluate_scores(references, scores, "multilabel", n_resamples=0)
+    assert report.roc_auc == pytest.approx(roc_auc_score(y, s))
+    assert report.to_dict()["roc_auc_per_label"] == [pytest.approx(roc_auc_score(y, s))]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import evaluate
 
 from mtl_hf.evaluation.bootstrap import DEFAULT_RESAMPLES
 from mtl_hf.evaluation.report import compare_scores, evaluate_scores
+from mtl_hf.evaluation.score_layouts import DEFAULT_LAYOUT, SCORE_LAYOUTS, ScoreLayout
 
 _DESCRIPTION = """
 Area under the ROC curve (ROC AUC) for binary, multi-label (per label and macro) and multi-class
@@ -30,7 +31,8 @@ Area under the ROC curve (ROC AUC) for binary, multi-label (per label and macro)
 * PR AUC (average precision), and accuracy / sensitivity / specificity at a threshold that is either
   given or chosen on validation scores (Youden's J by default).
 
-Configurations: ``"binary"`` (default), ``"multilabel"``, ``"multiclass"``.
+Configurations: the score layouts of ``mtl_hf.evaluation.score_layouts``: ``"binary"`` (default),
+``"multilabel"``, ``"multiclass"``.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -97,20 +99,16 @@ _CITATION = """
 }
 """
 
-_FEATURES = {
-    "binary": datasets.Features(
-        {"predictions": datasets.Value("float64"), "references": datasets.Value("int32")}
-    ),
-    "multilabel": datasets.Features(
+
+def _features(layout: ScoreLayout) -> datasets.Features:
+    """One sample's inputs in ``layout``: a score or a list of them, a reference or a list of them."""
+    score, reference = datasets.Value("float64"), datasets.Value("int32")
+    return datasets.Features(
         {
-            "predictions": datasets.Sequence(datasets.Value("float64")),
-            "references": datasets.Sequence(datasets.Value("int32")),
+            "predictions": score if layout.single_score else datasets.Sequence(score),
+            "references": datasets.Sequence(reference) if layout.references_per_column else reference,
         }
-    ),
-    "multiclass": datasets.Features(
-        {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int32")}
-    ),
-}
+    )
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -118,16 +116,16 @@ class MtlRocAuc(evaluate.Metric):
     """ROC AUC with patient-level bootstrap and DeLong intervals (see the module docstring)."""
 
     def _info(self):
-        task = self.config_name if self.config_name != "default" else "binary"
-        if task not in _FEATURES:
+        task = self.task
+        if task not in SCORE_LAYOUTS:
             raise ValueError(
-                f"config_name: unknown configuration {self.config_name!r}; expected one of {sorted(_FEATURES)}"
+                f"config_name: unknown configuration {self.config_name!r}; expected one of {sorted(SCORE_LAYOUTS)}"
             )
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=_FEATURES[task],
+            features=_features(SCORE_LAYOUTS[task]),
             reference_urls=[
                 "https://doi.org/10.2307/2531595",
                 "https://doi.org/10.1109/LSP.2014.2337313",
@@ -138,7 +136,7 @@ class MtlRocAuc(evaluate.Metric):
 
     @property
     def task(self) -> str:
-        return self.config_name if self.config_name != "default" else "binary"
+        return self.config_name if self.config_name != "default" else DEFAULT_LAYOUT
 
     def _compute(
         self,
