@@ -13,25 +13,30 @@ they take a fraction of that:
   ``image_offset`` (one float per channel) are stored beside it; decoding gives
   ``q * scale + offset``, within half a quantisation step (``(max - min) / 510`` for uint8) of the
   value before storage. ``float16`` and ``float32`` store the values themselves;
-* **compressed** (``compression: zlib``, the default, level 1): background (zeros) and masks compress
-  well, and one ``zlib.decompress`` per slice costs a fraction of a millisecond in a loader worker.
+* **compressed**: background (zeros) and masks compress well. ``compression: lz4`` (the default; LZ4
+  blocks) decompresses about three times as fast as ``zlib`` (level 1; files a few percent smaller),
+  which matters in a loader worker that has a few milliseconds per image for everything; ``none``
+  stores the bytes as they are.
 
 Every stored image and mask carries the CRC-32 of its stored bytes (``image_crc32``, ``mask_crc32``),
 checked at every decode (besides zlib's own Adler-32), so a cache damaged on disk is reported, never
-trained on.
+trained on. An LZ4 block is decompressed to exactly the size its row's shape and dtype give, never to
+a size read from the stored bytes.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import lz4.block
 import numpy as np
 
 StorageDtype = Literal["uint8", "uint16", "float16", "float32"]
-Compression = Literal["zlib", "none"]
+Compression = Literal["lz4", "zlib", "none"]
 
 QUANTISED: dict[str, int] = {"uint8": 255, "uint16": 65535}
 
@@ -41,7 +46,7 @@ class SliceStorage:
     """How slices are stored: ``dtype``, ``compression`` and the side to resize to (``None``: as read)."""
 
     dtype: StorageDtype = "uint8"
-    compression: Compression = "zlib"
+    compression: Compression = "lz4"
     size: int | None = None
 
 
@@ -118,10 +123,20 @@ def _encode_chunk(
 
 
 def _pack(data: bytes, compression: str) -> bytes:
+    if compression == "lz4":
+        return lz4.block.compress(data, store_size=False)
     return zlib.compress(data, 1) if compression == "zlib" else data
 
 
-def _unpack(data: bytes | bytearray | memoryview, compression: str | None) -> bytes | bytearray | memoryview:
+def _unpack(
+    data: bytes | bytearray | memoryview, compression: str | None, size: int
+) -> bytes | bytearray | memoryview:
+    """The stored bytes of ``size`` bytes (an image's or mask's, from its shape and dtype) decompressed."""
+    if compression == "lz4":
+        try:
+            return lz4.block.decompress(data, uncompressed_size=size)
+        except lz4.block.LZ4BlockError as exc:
+            raise ValueError(f"lz4: {exc}") from exc
     if compression != "zlib":
         return data
     try:
@@ -158,8 +173,9 @@ def stored_slice(example: Mapping[str, Any]) -> np.ndarray:
     and decompression."""
     data = example["image"]
     check_crc32(data, example.get("image_crc32"))
-    raw = _unpack(data, example.get("image_encoding"))
-    return np.frombuffer(raw, dtype=np.dtype(example["image_dtype"])).reshape(tuple(example["image_shape"]))
+    dtype, shape = np.dtype(example["image_dtype"]), tuple(example["image_shape"])
+    raw = _unpack(data, example.get("image_encoding"), dtype.itemsize * math.prod(shape))
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def is_quantised(example: Mapping[str, Any]) -> bool:
@@ -170,8 +186,7 @@ def is_quantised(example: Mapping[str, Any]) -> bool:
 def dequantise(stored: np.ndarray, scales: Any, offsets: Any) -> np.ndarray:
     """``stored * scale + offset`` as float32, per channel: ``stored`` ``(..., C, H, W)``, ``scales`` and
     ``offsets`` ``(..., C)``. The same float32 operations whether one slice or a batch is decoded."""
-    out = stored.astype(np.float32)
-    out *= np.asarray(scales, np.float32)[..., None, None]
+    out = np.multiply(stored, np.asarray(scales, np.float32)[..., None, None], dtype=np.float32)
     out += np.asarray(offsets, np.float32)[..., None, None]
     return out
 
@@ -188,6 +203,6 @@ def decode_slice_mask(example: Mapping[str, Any]) -> np.ndarray:
     """A stored slice's ``(H, W)`` uint8 label mask."""
     data = example["mask"]
     check_crc32(data, example.get("mask_crc32"))
-    raw = _unpack(data, example.get("image_encoding"))
     shape = tuple(example["image_shape"])[1:]
+    raw = _unpack(data, example.get("image_encoding"), math.prod(shape))
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+import lz4.block
 import nibabel as nib
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_modality_aliases_and_single_channel(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode_image(row)[0], np.rot90(vols["t1"][:, :, 3]).astype(np.float32))
 
 
-@pytest.mark.parametrize("compression", ["zlib", "none"])
+@pytest.mark.parametrize("compression", ["lz4", "zlib", "none"])
 def test_compact_storage_is_within_half_a_step(tmp_path: Path, compression: str) -> None:
     rng = np.random.default_rng(8)
     write_case(tmp_path / "p", "P_001", make_volumes(rng))
@@ -172,10 +173,13 @@ def test_compact_storage_is_within_half_a_step(tmp_path: Path, compression: str)
                 assert np.abs(b[c] - a[c]).max() <= step / 2 + 1e-6
                 assert row["image_scale"][c] == pytest.approx(step) and row["image_offset"][c] == a[c].min()
             np.testing.assert_array_equal(decode_mask(row), decode_mask(exact[key]))
-            raw = np.frombuffer(
-                zlib.decompress(row["image"]) if compression == "zlib" else row["image"], dtype
-            )
+            if compression == "lz4":
+                data = lz4.block.decompress(row["image"], uncompressed_size=a.size * np.dtype(dtype).itemsize)
+            else:
+                data = zlib.decompress(row["image"]) if compression == "zlib" else row["image"]
+            raw = np.frombuffer(data, dtype)
             assert raw.size == a.size and row["image_crc32"] == zlib.crc32(row["image"])
+            assert row["image_encoding"] == compression
 
 
 def test_resized_at_build_time_as_the_transform_resizes(tmp_path: Path) -> None:
