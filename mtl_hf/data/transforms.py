@@ -13,7 +13,9 @@ cached: every epoch draws new augmentations. For a batch of rows it
    float input it only checks and stacks);
 3. in training, draws one affine warp per sample (flips, rotation, scale, translation, shear) and
    applies it to image (bilinear) and mask (nearest) alike, then intensity jitter (gamma, contrast,
-   brightness, noise) to the image only; the whole batch in a few in-place tensor operations;
+   brightness, noise) to the image only; in place, and where an image is zero outside a box (the
+   background of a skull-stripped slice) the warp and the gamma's power are computed in the box alone,
+   with the values of the whole image's computation (:func:`warp`);
 4. normalises with the processor's ``image_mean`` / ``image_std``.
 
 Random numbers are all drawn before any pixel is touched (:class:`AugmentationDraw`), from torch's
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -53,6 +56,9 @@ RAW_COLUMNS = frozenset(
     }
 )  # fmt: skip
 """Columns the transform consumes; every other column passes through unchanged."""
+
+Box = tuple[int, int, int, int]
+"""A rectangle of pixels: rows ``[r0, r1)``, columns ``[c0, c1)``."""
 
 
 def decode_image(example: Mapping[str, Any]) -> np.ndarray:
@@ -332,8 +338,8 @@ class MTLTransform:
     def _augment(
         self, images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = warp(images, labels, self.sample_affine(draw))
-        return self._jitter(images, draw), labels
+        images, labels, regions = warp(images, labels, self.sample_affine(draw))
+        return self._jitter(images, draw, regions), labels
 
     def sample_affine(self, draw: AugmentationDraw) -> torch.Tensor:
         """``(B, 2, 3)`` matrices for ``F.affine_grid`` (output coordinates -> input coordinates) from
@@ -358,7 +364,9 @@ class MTLTransform:
         offset = -(inverse @ shift.unsqueeze(-1))
         return torch.cat([inverse, offset], dim=-1)
 
-    def _jitter(self, images: torch.Tensor, draw: AugmentationDraw) -> torch.Tensor:
+    def _jitter(
+        self, images: torch.Tensor, draw: AugmentationDraw, regions: Sequence[Box | None]
+    ) -> torch.Tensor:
         """Gamma, contrast, brightness and noise on ``images`` (this call's own tensor, changed in place),
         relative to each image's range ``[lo, hi]``:
 
@@ -370,7 +378,11 @@ class MTLTransform:
         zero at float32 precision next to the range), and the three affine steps are folded into one
         multiply-add per pixel (``x = factor * t + offset``), a few in-place passes over the batch
         instead of a dozen temporaries; the result equals the step-by-step formulas up to float32
-        rounding (relative 1e-6)."""
+        rounding (relative 1e-6).
+
+        ``regions`` (from :func:`warp`): per image, the box outside of which it is exactly zero (``None``:
+        all of it). The power is taken inside the box only, and the rest set to the power of zero's
+        value, the same for every such pixel (for a zero background, zero: left as it is)."""
         aug = self.augmentation
         n = images.shape[0]
         flat = images.view(n, -1)
@@ -382,7 +394,8 @@ class MTLTransform:
         factor: torch.Tensor | None = None
         if draw.gamma is not None:
             gamma = torch.exp(_spread(draw.gamma, math.log(aug.gamma[0]), math.log(aug.gamma[1])))
-            x.sub_(lo).div_(span).clamp_(_TINY, 1).log_().mul_(gamma.view(n, 1, 1, 1)).exp_()
+            for i, region in enumerate(regions):
+                _gamma_outside_zeros(x[i], lo[i], span[i], gamma[i], region)
             offset, factor = lo, span
         if draw.contrast is not None:
             c = _spread(draw.contrast, 1 - aug.contrast, 1 + aug.contrast).view(n, 1, 1, 1)
@@ -407,6 +420,38 @@ _TINY = 1e-20
 """Smallest range-normalised intensity the gamma jitter takes a logarithm of."""
 
 
+def _gamma(x: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``clamp((x - lo) / span, 1e-20, 1) ** gamma``, in place, as ``exp(gamma * log t)``."""
+    return x.sub_(lo).div_(span).clamp_(_TINY, 1).log_().mul_(gamma).exp_()
+
+
+def _gamma_outside_zeros(
+    image: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: torch.Tensor, region: Box | None
+) -> None:
+    """:func:`_gamma` of ``image`` ``(C, H, W)``, which is zero outside ``region`` (``None``: everywhere):
+    computed inside the box, and outside it the value of a zero pixel, computed once. Where zero is the
+    image's minimum (``lo == 0``, a zero background) that value is ``0 ** gamma = 0`` (``1e-20 ** gamma``,
+    below 1e-16, where the power is taken), and those pixels are left as they are."""
+    if lo.item() != 0:
+        zero = _gamma(torch.zeros((1,), dtype=image.dtype), lo.view(1), span.view(1), gamma.view(1))
+        _fill_outside(image, region, zero.item())
+    if region is not None:
+        r0, r1, c0, c1 = region
+        _gamma(image[:, r0:r1, c0:c1], lo, span, gamma)
+
+
+def _fill_outside(image: torch.Tensor, region: Box | None, value: float) -> None:
+    """Set every pixel of ``image`` ``(..., H, W)`` outside the box ``region`` (``None``: all) to ``value``."""
+    if region is None:
+        image.fill_(value)
+        return
+    r0, r1, c0, c1 = region
+    image[..., :r0, :].fill_(value)
+    image[..., r1:, :].fill_(value)
+    image[..., r0:r1, :c0].fill_(value)
+    image[..., r0:r1, c1:].fill_(value)
+
+
 def _spread(uniform: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Uniforms in ``[0, 1)`` mapped to ``[low, high)``."""
     return low + (high - low) * uniform
@@ -423,36 +468,130 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 
 def warp(
     images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the affine ``theta`` ``(B, 2, 3)`` to images (bilinear) and label masks (nearest), zero padding.
+) -> tuple[torch.Tensor, torch.Tensor, list[Box | None]]:
+    """Apply the affine ``theta`` ``(B, 2, 3)`` to images (bilinear) and label masks (nearest), zero padding,
+    in place: ``images`` and ``labels`` (the caller's own tensors) are overwritten, image by image, with
+    their warped values, which saves allocating (and faulting in) a second batch.
 
-    The images are warped one at a time into one output: an image's channels then stay in the CPU's
-    cache while they are sampled (here a quarter faster than one call over the batch, with the same values)."""
-    grid = affine_grid(theta.to(images.dtype), images.shape[-2:])
-    warped_images = torch.empty_like(images)
-    for i in range(images.shape[0]):
-        warped_images[i] = F.grid_sample(
-            images[i : i + 1], grid[i : i + 1], mode="bilinear", padding_mode="zeros", align_corners=False
-        )[0]
-    images = warped_images
-    warped = F.grid_sample(
-        labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    Returns the warped images and masks, and per image the box of output pixels outside of which the
+    warped image is exactly zero (``None``: all of it is).
+
+    Only the output pixels that can see an image's non-zero content are sampled: a skull-stripped MR
+    slice is mostly zero background, and where every input pixel a bilinear sample reads is zero, zero
+    padding gives zero too. Each image's non-zero content is bounded by a box (:func:`content_boxes`),
+    the output pixels whose sample points fall within a pixel of it by another
+    (:func:`sampled_box`, with a pixel of margin), and ``grid_sample`` runs on that box alone, with the
+    grid values of the whole image's grid (:func:`affine_grid`): the result equals one call on the whole
+    image, value for value (``test_warp_samples_only_the_content_and_equals_grid_sample``). Images are
+    warped one at a time, so that an image's channels stay in the CPU's cache while they are sampled.
+    Masks (mostly empty: no lesion in the slice) are warped the same way, box by box.
+    """
+    theta = theta.to(images.dtype)
+    warped_images, regions = _warp_content(images, theta, "bilinear")
+    _warp_content(labels[:, None], theta, "nearest")
+    return warped_images, labels, regions
+
+
+def _warp_content(
+    source: torch.Tensor, theta: torch.Tensor, mode: str
+) -> tuple[torch.Tensor, list[Box | None]]:
+    """:func:`warp` of ``source`` ``(B, C, H, W)``, in place (integer labels: sampled as ``theta``'s float
+    dtype, rounded back), image by image, box by box."""
+    size = (int(source.shape[-2]), int(source.shape[-1]))
+    regions: list[Box | None] = []
+    for i, (matrix, content) in enumerate(zip(theta.tolist(), content_boxes(source), strict=True)):
+        region = sampled_box(matrix, content, size)
+        regions.append(region)
+        if region is None:
+            source[i].zero_()
+            continue
+        r0, r1, c0, c1 = region
+        sampled = F.grid_sample(
+            source[i : i + 1].to(theta.dtype), affine_grid(theta[i : i + 1], size, region), mode=mode,
+            padding_mode="zeros", align_corners=False,
+        )[0]  # fmt: skip
+        source[i].zero_()  # the image was read; its own memory takes the warped image (hot in the cache)
+        source[i, :, r0:r1, c0:c1] = sampled if source.is_floating_point() else sampled.round()
+    return source, regions
+
+
+def content_boxes(x: torch.Tensor) -> list[Box | None]:
+    """Per image of ``x`` (``(B, C, H, W)`` or ``(B, H, W)``), the smallest box holding every non-zero
+    pixel of any channel (NaN counts as non-zero); ``None`` for an image that is all zero."""
+    nonzero = x.detach().numpy() != 0  # NumPy's comparison and ``any``: several times torch's on a CPU
+    if nonzero.ndim == 4:
+        nonzero = nonzero.any(axis=1)
+    rows, cols = nonzero.any(axis=2), nonzero.any(axis=1)
+    boxes: list[Box | None] = []
+    for r, c in zip(rows, cols, strict=True):
+        rr, cc = np.flatnonzero(r), np.flatnonzero(c)
+        boxes.append(None if rr.size == 0 else (int(rr[0]), int(rr[-1]) + 1, int(cc[0]), int(cc[-1]) + 1))
+    return boxes
+
+
+def sampled_box(theta: Sequence[Sequence[float]], content: Box | None, size: Sequence[int]) -> Box | None:
+    """The output pixels (of a ``size`` output) whose bilinear or nearest sample, under ``theta``
+    (``F.affine_grid``'s ``(2, 3)`` matrix, ``align_corners=False``), can read a pixel of the input box
+    ``content``: the bounding box of the preimage of ``content`` grown by one input pixel, plus one output
+    pixel of margin for rounding; ``None`` when there is none. Outside it the warp of an image that is
+    zero outside ``content`` is exactly zero.
+
+    A bilinear sample at input column ``x`` reads columns ``floor(x)`` and ``floor(x) + 1``, so it reads
+    ``content``'s columns ``[c0, c1)`` only when ``c0 - 1 < x < c1`` (nearest: ``c0 - 0.5 <= x < c1 - 0.5``,
+    inside that); rows alike. A singular or non-finite ``theta`` gives the whole output."""
+    h, w = int(size[0]), int(size[1])
+    if content is None:
+        return None
+    (a, b, tx), (c, d, ty) = theta
+    det = a * d - b * c
+    if not math.isfinite(det) or abs(det) < 1e-12:
+        return (0, h, 0, w)
+    r0, r1, c0, c1 = content
+    # the input rectangle in normalised coordinates: pixel x sits at (2x + 1) / W - 1
+    xs = ((2 * (c0 - 1) + 1) / w - 1, (2 * c1 + 1) / w - 1)
+    ys = ((2 * (r0 - 1) + 1) / h - 1, (2 * r1 + 1) / h - 1)
+    cols, rows = [], []
+    for gx in xs:
+        for gy in ys:
+            u = (d * (gx - tx) - b * (gy - ty)) / det  # theta's linear part inverted
+            v = (a * (gy - ty) - c * (gx - tx)) / det
+            cols.append(((u + 1) * w - 1) / 2)  # normalised -> output pixel
+            rows.append(((v + 1) * h - 1) / 2)
+    if not all(math.isfinite(t) for t in cols + rows):
+        return (0, h, 0, w)
+    box = (
+        max(0, math.floor(min(rows)) - 1),
+        min(h, math.ceil(max(rows)) + 2),
+        max(0, math.floor(min(cols)) - 1),
+        min(w, math.ceil(max(cols)) + 2),
     )
-    return images, warped[:, 0].round().to(torch.uint8)
+    return box if box[0] < box[1] and box[2] < box[3] else None
 
 
-def affine_grid(theta: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def affine_grid(theta: torch.Tensor, size: Sequence[int], region: Box | None = None) -> torch.Tensor:
     """``F.affine_grid(theta, (B, C, H, W), align_corners=False)`` for ``size = (H, W)``, computed as two
     broadcast multiply-adds per coordinate instead of a ``(B, H * W, 3) x (3, 2)`` matrix product (a
-    fifth of the time on a CPU; the same grid up to float32 rounding)."""
+    fifth of the time on a CPU; the same grid up to float32 rounding). With ``region``, only that box of
+    the grid, with the same values as the whole grid's box.
+
+    The grid is a ``(B, H, W, 2)`` view of ``(B, 2, H, W)`` planes: each coordinate written in one
+    contiguous pass (interleaving them costs several times the arithmetic), which ``grid_sample``
+    reads as it is."""
     h, w = int(size[0]), int(size[1])
-    xs = (torch.arange(w, dtype=theta.dtype) * 2 + 1) / w - 1  # pixel centres in [-1, 1]
-    ys = (torch.arange(h, dtype=theta.dtype) * 2 + 1) / h - 1
-    grid = torch.empty(theta.shape[0], h, w, 2, dtype=theta.dtype)
-    for k in range(2):
-        row = theta[:, k]
-        grid[..., k] = row[:, 0, None, None] * xs + (row[:, 1, None] * ys + row[:, 2, None])[:, :, None]
-    return grid
+    r0, r1, c0, c1 = region if region is not None else (0, h, 0, w)
+    xs = _pixel_centres(w, theta.dtype)[c0:c1]
+    ys = _pixel_centres(h, theta.dtype)[r0:r1]
+    planes = torch.empty(theta.shape[0], 2, r1 - r0, c1 - c0, dtype=theta.dtype)
+    for i, matrix in enumerate(theta.tolist()):  # Python floats holding theta's values: the same products
+        for k, (a, b, t) in enumerate(matrix):
+            torch.add(xs * a, (ys * b + t)[:, None], out=planes[i, k])
+    return planes.permute(0, 2, 3, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_centres(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """The centres of ``n`` pixels in ``[-1, 1]`` (``align_corners=False``); shared, never written to."""
+    return (torch.arange(n, dtype=dtype) * 2 + 1) / n - 1
 
 
 def make_transforms(

@@ -27,8 +27,9 @@ from mtl_hf.data import (
     prepare_datasets,
     worker_init_fn,
 )
+from mtl_hf.data.collate import stack_rows
 from mtl_hf.data.slices import SliceStorage, encode_slices
-from mtl_hf.data.transforms import per_sample_seeds
+from mtl_hf.data.transforms import affine_grid, per_sample_seeds, warp
 from mtl_hf.options import from_dict
 
 from .files import brats_config, make_volumes, write_case, write_csv, write_png
@@ -195,11 +196,15 @@ def test_worker_init_fn_leaves_one_thread_per_pool() -> None:
 # -- the batch path against the per-image path it replaced ------------------------------------------
 
 
-def cached_rows(n: int, channels: int, size: int, storage: SliceStorage) -> dict[str, list]:
-    """Rows as the slice cache stores them (quantised or float, compressed or not), with masks."""
+def cached_rows(
+    n: int, channels: int, size: int, storage: SliceStorage, images: np.ndarray | None = None
+) -> dict[str, list]:
+    """Rows as the slice cache stores them (quantised or float, compressed or not), with masks; of
+    ``images`` when given, else of noise with a background."""
     rng = np.random.default_rng(1)
-    images = rng.normal(size=(n, channels, size, size)).astype(np.float32)
-    images[:, :, : size // 4] = 0.0  # background, as in MR slices
+    if images is None:
+        images = rng.normal(size=(n, channels, size, size)).astype(np.float32)
+        images[:, :, : size // 4] = 0.0  # background, as in MR slices
     masks = (rng.random((n, size, size)) > 0.8).astype(np.uint8) * 4
     encoded = list(encode_slices(images, masks, storage))
     rows = {k: [row[k] for row in encoded] for k in encoded[0]}
@@ -223,7 +228,8 @@ def processor_path(transform: MTLTransform, rows: dict[str, list]) -> torch.Tens
 @pytest.mark.parametrize(
     ("channels", "model_channels", "storage"),
     [
-        (4, 4, SliceStorage()),  # the default cache: uint8 + zlib, four modalities
+        (4, 4, SliceStorage()),  # the default cache: uint8 + lz4, four modalities
+        (4, 4, SliceStorage(compression="zlib")),
         (1, 3, SliceStorage()),  # grey slices into a 3-channel backbone
         (2, 2, SliceStorage(dtype="uint16", compression="none")),
         (1, 1, SliceStorage(dtype="float32", compression="none")),
@@ -250,6 +256,14 @@ def test_cached_batch_names_a_damaged_or_non_finite_sample() -> None:
     damaged["image_crc32"][1] ^= 1
     with pytest.raises(DataError, match="p1/1"):
         MTLTransform(MTLImageProcessor(size=16, num_channels=1))(damaged)
+    for compression in ("lz4", "zlib"):  # damaged bytes whose checksum was rewritten to match
+        broken = cached_rows(3, 1, 16, SliceStorage(compression=compression))
+        broken["image"][1] = broken["image"][1][:-3]
+        broken["image_crc32"][1] = zlib.crc32(broken["image"][1])
+        with pytest.raises(
+            DataError, match=rf"p1/1.*cannot decode the stored image \(ValueError: {compression}"
+        ):
+            MTLTransform(MTLImageProcessor(size=16, num_channels=1))(broken)
     floats = cached_rows(3, 1, 16, SliceStorage(dtype="float32", compression="none"))
     image = np.frombuffer(floats["image"][2], np.float32).copy()
     image[5] = np.nan
@@ -298,8 +312,17 @@ def reference_augmentation(
     return x[0], mask[0, 0].round().to(torch.uint8)
 
 
-def test_batched_augmentation_matches_the_per_image_reference() -> None:
-    rows = cached_rows(6, 2, 32, SliceStorage())
+@pytest.mark.parametrize("background", [None, 0.0, -0.3])
+def test_batched_augmentation_matches_the_per_image_reference(background: float | None) -> None:
+    """``background`` ``None``: quantised noise slices; else slices that are zero outside their content
+    (the warp and the gamma's power then computed in the content's box alone), the content shifted by
+    ``background`` (0: zero is each image's minimum, the power of the background left at 0; -0.3: not)."""
+    if background is None:
+        rows = cached_rows(6, 2, 32, SliceStorage())
+    else:
+        images = zero_background_images(6, 2, 32, np.random.default_rng(5))
+        images[images != 0] += background
+        rows = cached_rows(6, 2, 32, SliceStorage(dtype="float32"), images=images)
     processor = MTLImageProcessor(size=32, num_channels=2, do_normalize=False)
     jitter = AugmentationConfig(rotation_degrees=20, shear_degrees=8, translate=0.1, noise_std=0.05)
     transform = MTLTransform(processor, train=True, augmentation=jitter, lesion_labels=[4])
@@ -314,6 +337,71 @@ def test_batched_augmentation_matches_the_per_image_reference() -> None:
         assert torch.equal(out["lesion_mask"][i], mask == 4)
     with per_sample_seeds(seeds[:2]), pytest.raises(ValueError, match="2 seeds for a batch of 6"):
         transform(rows)
+
+
+def zero_background_images(n: int, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Images that are exactly zero outside a random box (a skull-stripped slice), one touching an edge,
+    one all zero, one without background."""
+    images = np.zeros((n, channels, size, size), np.float32)
+    for i in range(n):
+        y0, x0 = rng.integers(0, size // 2, size=2)
+        y1, x1 = rng.integers(size // 2 + 2, size + 1, size=2)
+        images[i, :, y0:y1, x0:x1] = rng.random((channels, y1 - y0, x1 - x0)) + 0.1
+    images[1, :, :, : size // 3] = 0.0
+    images[1, :, 2:9, : size // 3 + 1] = 0.5  # content at the left edge
+    images[2] = 0.0
+    images[3] = rng.random((channels, size, size))
+    return images
+
+
+def test_warp_samples_only_the_content_and_equals_grid_sample() -> None:
+    """The warp samples the box that can see non-zero content and nothing else; the images and masks
+    equal one ``F.grid_sample`` of the whole batch (bilinear / nearest, zero padding) on the same grid,
+    value for value, and on ``F.affine_grid``'s within its rounding."""
+    rng = np.random.default_rng(4)
+    size = 40
+    images = torch.from_numpy(zero_background_images(8, 3, size, rng))
+    labels = torch.zeros((8, size, size), dtype=torch.uint8)
+    labels[0, 10:14, 12:20] = 4
+    labels[3, 0:5, 30:40] = 2  # at a corner
+    labels[5, 20, 20] = 1  # one pixel
+    transform = MTLTransform(
+        MTLImageProcessor(size=size, num_channels=3), train=True, augmentation=GEOMETRY_ONLY
+    )
+    theta = transform.sample_affine(transform.draw_from(8, (3, size, size), torch.Generator().manual_seed(0)))
+    theta[6, :, :2] *= 3.0  # zoomed far out: the content shrinks to a few pixels
+    theta[7, :, 2] = 2.5  # shifted off the image: nothing left
+    grid = affine_grid(theta, (size, size))
+    expected = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    expected_labels = F.grid_sample(labels[:, None].float(), grid, mode="nearest", align_corners=False)
+    warped, warped_labels, regions = warp(images.clone(), labels.clone(), theta)
+    assert torch.equal(warped, expected)
+    assert torch.equal(warped_labels, expected_labels[:, 0].round().to(torch.uint8))
+    torch_grid = F.affine_grid(theta, [8, 3, size, size], align_corners=False)
+    torch.testing.assert_close(grid, torch_grid, atol=2e-6, rtol=0)
+    torch.testing.assert_close(
+        warped, F.grid_sample(images, torch_grid, align_corners=False), atol=2e-5, rtol=0
+    )
+    assert regions[2] is None and regions[7] is None and regions[3] is not None
+    for image, region in zip(warped, regions, strict=True):
+        r0, r1, c0, c1 = region if region is not None else (0, 0, 0, 0)
+        outside = image.clone()
+        outside[:, r0:r1, c0:c1] = 0
+        assert not outside.any()
+    sampled = sum((r[1] - r[0]) * (r[3] - r[2]) for r in regions if r is not None)
+    assert sampled < 0.75 * 8 * size * size  # the background was not sampled
+
+
+def test_collate_puts_a_batch_back_together_without_copying() -> None:
+    batch = torch.arange(5 * 2 * 3 * 3, dtype=torch.float32).view(5, 2, 3, 3)
+    rows = [batch[i] for i in range(5)]
+    stacked = stack_rows(rows)
+    assert torch.equal(stacked, batch) and stacked.data_ptr() == batch.data_ptr()
+    assert torch.equal(stack_rows(rows[1:4]), batch[1:4])
+    shuffled = [rows[i] for i in (2, 0, 4)]  # not consecutive: copied
+    assert torch.equal(stack_rows(shuffled), torch.stack(shuffled))
+    assert stack_rows(shuffled).data_ptr() != batch.data_ptr()
+    assert torch.equal(stack_rows([batch[0], batch[1].clone()]), batch[:2])
 
 
 def test_epoch_seeded_batch_equals_its_samples_one_by_one() -> None:
