@@ -14,10 +14,12 @@ transformed in one call) with the default ``training.num_workers`` and other cou
 Goals: loader images/s >= 5x the training images/s, and the loader-fed step <= 1.05x the preloaded one.
 
 With ``--brats DIR`` (full-size BraTS patients, e.g. those ``bench_data.py --work W`` writes under
-``W/brats``) the data are the four modalities cached at the model's size (uint8 + zlib, resized at
+``W/brats``) the data are the four modalities cached at the model's size (uint8 + lz4, resized at
 build time), the model takes 4 channels, and the loader figure that matters for a GPU is printed:
 images/s per loader worker core with the training augmentations (goal >= 300; the in-process loader,
-``0 workers``, runs on one core, and so does each worker). The load average is printed beside it.
+``0 workers``, runs on one core, and so does each worker): images per CPU second of the in-process
+loader, measured once per round between the training steps (median and range printed). The load
+average is printed at the start and at the end.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_input_pipeline --threads 1             # small ViT, ~1 min
     OMP_NUM_THREADS=1 python -m benchmarks.bench_input_pipeline --threads 1 --size vits16
@@ -104,6 +106,7 @@ def main() -> None:
     parser.add_argument("--brats", type=Path, help="a folder of full-size BraTS patients (four modalities)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    loads_start = [round(x, 2) for x in os.getloadavg()]
     torch.set_num_threads(args.threads)
     default_workers = TrainingSection().num_workers
     workers = args.workers if args.workers is not None else sorted({default_workers, 0, 1, 2})
@@ -119,10 +122,16 @@ def main() -> None:
         return make_loader(data.train, data, args.batch_size, shuffle=True, seed=0, num_workers=num_workers)
 
     throughput = {w: loader_images_per_s(loader(w), 12) for w in workers}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    per_cpu = images_per_cpu_second(loader(0), 12)
-    torch.set_num_threads(threads)
+
+    def loader_per_cpu_second() -> float:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return images_per_cpu_second(loader(0), 12)
+        finally:
+            torch.set_num_threads(threads)
+
+    per_cpu_rounds = [loader_per_cpu_second()]
 
     def step(batch: dict[str, Any]) -> None:
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
@@ -145,12 +154,14 @@ def main() -> None:
             for batch in itertools.islice(iterator, args.steps):
                 step(batch)
             times[f"loader, {w} workers"].append((time.perf_counter() - start) / args.steps)
+        per_cpu_rounds.append(loader_per_cpu_second())
+    per_cpu = statistics.median(per_cpu_rounds)
     base = statistics.median(times["preloaded"])
     train_ips = args.batch_size / base
     loads = [round(x, 2) for x in os.getloadavg()]
     print(
         f"\n{args.size}, batch {args.batch_size}, torch threads {args.threads}, default num_workers "
-        f"{default_workers}, load average {loads}\n"
+        f"{default_workers}, load average at the start {loads_start}, at the end {loads}\n"
     )
     print(
         "| loader | images/s | images/s per loader core (goal ≥ 300) | / training images/s (goal ≥ 5) |\n"
@@ -158,7 +169,8 @@ def main() -> None:
     )
     for w, ips in throughput.items():
         print(f"| {w} workers | {ips:.0f} | {ips / max(w, 1):.0f} | {ips / train_ips:.1f} |")
-    print(f"| 0 workers, per CPU second of the loading thread | | {per_cpu:.0f} | |")
+    spread = f"{min(per_cpu_rounds):.0f}-{max(per_cpu_rounds):.0f}"
+    print(f"| 0 workers, per CPU second of the loading thread (median, {spread}) | | {per_cpu:.0f} | |")
     print("\n| training step fed by | median s | / preloaded (goal ≤ 1.05) |\n|---|---:|---:|")
     for name, t in times.items():
         print(f"| {name} | {statistics.median(t):.3f} | {statistics.median(t) / base:.3f} |")
@@ -169,9 +181,11 @@ def main() -> None:
             "batch_size": args.batch_size,
             "threads": args.threads,
             "default_num_workers": default_workers,
+            "loadavg_start": loads_start,
             "loadavg_end": loads,
             "loader_images_per_s": throughput,
             "loader_images_per_cpu_second": per_cpu,
+            "loader_images_per_cpu_second_rounds": per_cpu_rounds,
             "training_images_per_s": train_ips,
             "step_seconds": times,
         }
