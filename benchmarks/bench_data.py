@@ -4,7 +4,7 @@ Synthetic full-size BraTS patients (240 x 240 x 155, four int16 modalities and a
 NIfTI in LPS orientation as BraTS ships them; intensities are a smooth ellipsoid "brain" with noise,
 which compresses worse than real scans, so decompression is not flattered) are cached with
 ``mtl_hf.data.build_cache`` the way a training config does it: four modalities, ``image_size: 224``
-(resized at build time), uint8 quantisation and zlib compression (the defaults), ``num_proc``
+(resized at build time), uint8 quantisation and LZ4 compression (the defaults), ``num_proc``
 processes. Measured in the same run:
 
 1. build time per patient per modality per core (goal <= 1): the CPU seconds of the build (its
@@ -211,7 +211,7 @@ def main() -> None:
     print("\n| cache | MB / patient / modality (goal <= 10) | met | rows / patient |")
     print("|---|---:|---|---:|")
     print(
-        f"| uint8 + zlib, 224 px (default) | {mb:.2f} | {'yes' if mb <= 10 else 'no'} | {best['rows'] / n:.0f} |"
+        f"| uint8 + lz4, 224 px (default) | {mb:.2f} | {'yes' if mb <= 10 else 'no'} | {best['rows'] / n:.0f} |"
     )
     print(f"| peer: float32, raw, 240 px (previous format) | {peer_mb:.2f} | {'yes' if peer_mb <= 10 else 'no'} "
           f"| {peer['rows'] / args.peer_patients:.0f} |")  # fmt: skip
