@@ -7,9 +7,10 @@ Launched by ``test_partial_labels_ddp.py`` with ``accelerate launch --multi_gpu 
 * ``init.safetensors`` (rank 0): the model both processes start from;
 * ``grads<rank>.pt``: after one forward and ``accelerator.backward`` of a global batch of 8 in which
   task ``a`` is labelled on process 0 only and task ``b`` on process 1 only, each process's gradients;
-* ``steps<rank>.pt``: for several weighters, the real training step (:class:`OptimizerStep`) over
-  batches where one process has no label for a task, or none at all: the step's task losses and a
-  checksum of every parameter afterwards.
+* ``steps<rank>.pt``: for every built-in weighter, the real training step (:class:`OptimizerStep`) over
+  batches where one process has no label for a task, or none at all, each step followed by the
+  weighter's end-of-epoch hook (a step is an epoch here, so that DWA's history fills): each step's task
+  losses and task weights, and a checksum of every parameter and buffer afterwards.
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ TASKS = {
 WEIGHTINGS = {
     "fixed": {"type": "fixed"},
     "uncertainty": {"type": "uncertainty"},
+    "dwa": {"type": "dwa"},
+    "rlw": {"type": "rlw", "seed": 5},
     "famo": {"type": "famo"},
     "pcgrad": {"type": "pcgrad"},
     "mgda_features": {"type": "mgda", "gradients": "features"},
+    "cagrad": {"type": "cagrad"},
+    "nash_mtl": {"type": "nash_mtl", "gradients": "features"},
+    "gradnorm": {"type": "gradnorm"},
 }
 
 
@@ -99,7 +105,7 @@ def main(out: str) -> None:
         f"{out}/grads{rank}.pt",
     )
 
-    # -- the real training step, for several weighters --------------------------------------------------
+    # -- the real training step, for every weighter -----------------------------------------------------
     nothing = {"a": torch.full((4,), NAN), "b": torch.full((4,), IGNORE_INDEX)}
     steps = [
         (mine, ["a", "b", "mim"]),  # each process lacks one task
@@ -114,13 +120,15 @@ def main(out: str) -> None:
         prepared.train()
         step = OptimizerStep(accelerator, prepared, optimizer, config)
         step.start_phase(len(steps), 0)
-        losses = []
-        for inputs, tasks in steps:
+        losses, weights = [], []
+        for epoch, (inputs, tasks) in enumerate(steps):
             result = step.micro_batch(inputs, tasks)
             assert result is not None
+            model.weighter.on_epoch_end(epoch, result.task_losses)  # the epoch's mean: its one step
             losses.append(result.task_losses)
-        sums = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
-        results[name] = {"losses": losses, "sums": sums}
+            weights.append(result.weights)
+        sums = {n: float(v.detach().double().sum()) for n, v in model.state_dict().items()}
+        results[name] = {"losses": losses, "weights": weights, "sums": sums}
     torch.save(results, f"{out}/steps{rank}.pt")
 
 

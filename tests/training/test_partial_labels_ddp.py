@@ -8,11 +8,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from mtl_hf import MTLConfig, MTLModel
+from mtl_hf.registry import BUILTIN_SOURCE
+from mtl_hf.weighting import WEIGHTERS
 from tests.launch import launch_two_processes
 from tests.training.partial_labels_ddp import TASKS, WEIGHTINGS, global_batch, half
 from tests.training.synthetic import TINY_BACKBONE
@@ -62,6 +65,11 @@ def test_gradients_average_the_labelled_processes(run: Path) -> None:
     assert expected["heads.b.classifier.weight"].abs().sum() > 0
 
 
+def test_every_built_in_weighter_is_run() -> None:
+    built_in = {e.name for e in WEIGHTERS.entries() if e.source == BUILTIN_SOURCE}
+    assert {w["type"] for w in WEIGHTINGS.values()} == built_in
+
+
 def test_weighters_step_alike_on_both_processes_when_tasks_are_absent(run: Path) -> None:
     ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
     assert set(ranks[0]) == set(WEIGHTINGS)
@@ -70,6 +78,43 @@ def test_weighters_step_alike_on_both_processes_when_tasks_are_absent(run: Path)
         # The step's task losses are means over the processes that had the task, the same on both.
         assert a["losses"] == b["losses"], name
         assert [set(step) for step in a["losses"]] == [{"a", "b", "mim"}, {"a", "b"}, {"a"}], name
+        for step, (losses, w0, w1) in enumerate(zip(a["losses"], a["weights"], b["weights"], strict=True)):
+            # A process weighs the tasks it has a term for (a gradient-based method: every task present
+            # on any process); no absent task is weighted, and a task both weigh has one weight.
+            assert set(w0) | set(w1) == set(losses), (name, step)
+            for task in set(w0) & set(w1):
+                assert math.isfinite(w0[task]), (name, step, task)
+                assert w0[task] == pytest.approx(w1[task], rel=1e-6), (name, step, task)
+        # Every parameter and buffer (the weighters' state included) ends the same on both processes.
+        assert set(a["sums"]) == set(b["sums"]), name
         for key, value in a["sums"].items():
             assert math.isfinite(value), (name, key)
             assert value == pytest.approx(b["sums"][key], rel=1e-6, abs=1e-6), (name, key)
+
+
+def _weights(rank_results: list[dict], name: str) -> list[dict[str, float]]:
+    """Each step's weights of weighter ``name``, from whichever process weighed each task."""
+    return [{**w1, **w0} for w0, w1 in zip(*(r[name]["weights"] for r in rank_results), strict=True)]
+
+
+def test_rlw_draws_the_same_weights_on_both_processes(run: Path) -> None:
+    ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
+    for step, weights in enumerate(_weights(ranks, "rlw")):
+        # Draw ``step`` from (seed, step): softmax of three standard normals over tasks a, b, mim; an
+        # absent task's share is dropped, not spread over the others.
+        raw = np.random.default_rng([WEIGHTINGS["rlw"]["seed"], step]).standard_normal(3)
+        drawn = dict(zip(["a", "b", "mim"], np.exp(raw) / np.exp(raw).sum(), strict=True))
+        assert weights == pytest.approx({task: drawn[task] for task in weights}, rel=1e-6), step
+
+
+def test_dwa_and_famo_weights_follow_the_losses_of_the_tasks_present(run: Path) -> None:
+    ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
+    losses = ranks[0]["dwa"]["losses"]
+    # DWA after two one-step epochs: r_i = L_i(2) / L_i(1); mim, absent from epoch 2, keeps its epoch-1
+    # mean, so r_mim = 1; lambda = K softmax(r / T), T = 2.
+    rates = np.array([losses[1]["a"] / losses[0]["a"], losses[1]["b"] / losses[0]["b"], 1.0])
+    expected = 3 * np.exp(rates / 2) / np.exp(rates / 2).sum()
+    assert _weights(ranks, "dwa")[2] == pytest.approx({"a": expected[0]}, rel=1e-5)
+    # FAMO normalises over the tasks present on any process: their weights sum to 1.
+    for step, weights in enumerate(_weights(ranks, "famo")):
+        assert sum(weights.values()) == pytest.approx(1.0, rel=1e-6), step
