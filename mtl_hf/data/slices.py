@@ -187,7 +187,9 @@ def dequantise(stored: np.ndarray, scales: Any, offsets: Any) -> np.ndarray:
     """``stored * scale + offset`` as float32, per channel: ``stored`` ``(..., C, H, W)``, ``scales`` and
     ``offsets`` ``(..., C)``. The same float32 operations whether one slice or a batch is decoded."""
     out = np.multiply(stored, np.asarray(scales, np.float32)[..., None, None], dtype=np.float32)
-    out += np.asarray(offsets, np.float32)[..., None, None]
+    offsets = np.asarray(offsets, np.float32)
+    if offsets.any():  # a zero minimum (a zero background) adds nothing
+        out += offsets[..., None, None]
     return out
 
 

@@ -257,17 +257,20 @@ class MTLTransform:
         for i, mask in enumerate(masks):
             if mask is not None:
                 labels[i] = resize_mask(mask, self.size)
+        normalize = None
+        if self.processor.do_normalize:
+            mean = torch.tensor(self.processor.image_mean, dtype=pixel_values.dtype).view(1, -1, 1, 1)
+            std = torch.tensor(self.processor.image_std, dtype=pixel_values.dtype).view(1, -1, 1, 1)
+            normalize = (mean, std)
         if self.train and self.augmentation.enabled:
             draw = self.draw(n, tuple(pixel_values.shape[1:]))
-            pixel_values, labels = self._augment(pixel_values, labels, draw)
+            pixel_values, labels = self._augment(pixel_values, labels, draw, normalize)
+        elif normalize is not None:  # in place: ``pixel_values`` is this call's own tensor
+            pixel_values.sub_(normalize[0]).div_(normalize[1])
         if self.lesion_labels is None:
             lesion = labels != 0
         else:
             lesion = torch.isin(labels, torch.tensor(self.lesion_labels, dtype=labels.dtype))
-        if self.processor.do_normalize:  # in place: ``pixel_values`` is this call's own tensor
-            mean = torch.tensor(self.processor.image_mean, dtype=pixel_values.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(self.processor.image_std, dtype=pixel_values.dtype).view(1, -1, 1, 1)
-            pixel_values.sub_(mean).div_(std)
         out: dict[str, Any] = {k: v for k, v in batch.items() if k not in RAW_COLUMNS}
         out["pixel_values"] = pixel_values.contiguous()
         out["lesion_mask"] = lesion
@@ -336,10 +339,16 @@ class MTLTransform:
         )
 
     def _augment(
-        self, images: torch.Tensor, labels: torch.Tensor, draw: AugmentationDraw
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        draw: AugmentationDraw,
+        normalize: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Warp and jitter ``images`` (and warp ``labels``), then normalise with ``normalize`` (the
+        processor's mean and std, ``(1, C, 1, 1)``; ``None``: not normalised)."""
         images, labels, regions = warp(images, labels, self.sample_affine(draw))
-        return self._jitter(images, draw, regions), labels
+        return self._jitter(images, draw, regions, normalize), labels
 
     def sample_affine(self, draw: AugmentationDraw) -> torch.Tensor:
         """``(B, 2, 3)`` matrices for ``F.affine_grid`` (output coordinates -> input coordinates) from
@@ -365,7 +374,11 @@ class MTLTransform:
         return torch.cat([inverse, offset], dim=-1)
 
     def _jitter(
-        self, images: torch.Tensor, draw: AugmentationDraw, regions: Sequence[Box | None]
+        self,
+        images: torch.Tensor,
+        draw: AugmentationDraw,
+        regions: Sequence[Box | None],
+        normalize: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Gamma, contrast, brightness and noise on ``images`` (this call's own tensor, changed in place),
         relative to each image's range ``[lo, hi]``:
@@ -377,17 +390,16 @@ class MTLTransform:
         take a slow path on CPUs, several times a normal value's time; ``1e-20 ** gamma`` is below 1e-16,
         zero at float32 precision next to the range), and the three affine steps are folded into one
         multiply-add per pixel (``x = factor * t + offset``), a few in-place passes over the batch
-        instead of a dozen temporaries; the result equals the step-by-step formulas up to float32
-        rounding (relative 1e-6).
+        instead of a dozen temporaries, and so is ``normalize``'s ``(x - mean) / std`` when given; the
+        result equals the step-by-step formulas up to float32 rounding (relative 1e-6).
 
         ``regions`` (from :func:`warp`): per image, the box outside of which it is exactly zero (``None``:
         all of it). The power is taken inside the box only, and the rest set to the power of zero's
         value, the same for every such pixel (for a zero background, zero: left as it is)."""
         aug = self.augmentation
         n = images.shape[0]
-        flat = images.view(n, -1)
-        lo = flat.amin(dim=1).view(n, 1, 1, 1)
-        hi = flat.amax(dim=1).view(n, 1, 1, 1)
+        lo, hi = torch.aminmax(images.view(n, -1), dim=1)  # one pass
+        lo, hi = lo.view(n, 1, 1, 1), hi.view(n, 1, 1, 1)
         span = (hi - lo).clamp_min(1e-6)
         x = images
         offset: torch.Tensor | None = None  # the image is ``offset + factor * x`` (None: 0 and 1)
@@ -407,12 +419,18 @@ class MTLTransform:
         if draw.brightness is not None:
             shift = span * _spread(draw.brightness, -aug.brightness, aug.brightness).view(n, 1, 1, 1)
             offset = offset + shift if offset is not None else shift
+        noise_scale = span * aug.noise_std
+        if normalize is not None:  # ((factor * t + offset) - mean) / std, noise included
+            mean, std = normalize
+            factor = (factor if factor is not None else torch.ones_like(span)) / std
+            offset = ((offset if offset is not None else torch.zeros_like(span)) - mean) / std
+            noise_scale = noise_scale / std
         if factor is not None:
             x.mul_(factor)
         if offset is not None:
             x.add_(offset)
         if draw.noise is not None:
-            x.addcmul_(draw.noise, span * aug.noise_std)
+            x.addcmul_(draw.noise, noise_scale)
         return x
 
 
@@ -421,8 +439,11 @@ _TINY = 1e-20
 
 
 def _gamma(x: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """``clamp((x - lo) / span, 1e-20, 1) ** gamma``, in place, as ``exp(gamma * log t)``."""
-    return x.sub_(lo).div_(span).clamp_(_TINY, 1).log_().mul_(gamma).exp_()
+    """``clamp((x - lo) / span, 1e-20, 1) ** gamma``, in place, as ``exp(gamma * log t)``; ``lo`` one
+    value."""
+    if lo.item() != 0:  # ``x - 0`` is ``x``: one pass fewer for a zero background
+        x.sub_(lo)
+    return x.div_(span).clamp_(_TINY, 1).log_().mul_(gamma).exp_()
 
 
 def _gamma_outside_zeros(
