@@ -398,8 +398,8 @@ class MTLTransform:
         value, the same for every such pixel (for a zero background, zero: left as it is)."""
         aug = self.augmentation
         n = images.shape[0]
-        lo, hi = torch.aminmax(images.view(n, -1), dim=1)  # one pass
-        lo, hi = lo.view(n, 1, 1, 1), hi.view(n, 1, 1, 1)
+        flat = images.view(n, -1)  # amin and amax: torch.aminmax(dim=1) takes several times as long here
+        lo, hi = flat.amin(dim=1).view(n, 1, 1, 1), flat.amax(dim=1).view(n, 1, 1, 1)
         span = (hi - lo).clamp_min(1e-6)
         x = images
         offset: torch.Tensor | None = None  # the image is ``offset + factor * x`` (None: 0 and 1)
