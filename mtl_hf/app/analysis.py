@@ -5,9 +5,10 @@
 commands agree:
 
 * the file is read by :func:`mtl_hf.inference.readers.read_file` (PNG, JPEG, BMP, TIFF, DICOM, NIfTI);
-* probabilities are those of :func:`mtl_hf.inference.predict` for the same file (it runs once per file
+* predictions are those of :func:`mtl_hf.inference.predict` for the same file (it runs once per file
   and is kept: moving through the slices of a volume costs no new prediction), in the nested form of
-  ``predictions.json`` (a binary task as a number, other tasks as ``{class: probability}``);
+  ``predictions.json``: grouped by what each head says they are (``"probabilities"``, ``"values"``), a
+  single-output task as a number, other tasks as ``{output: value}``;
 * the attention map is :func:`mtl_hf.explain.attention_maps`' last-layer CLS attention averaged over
   heads, upsampled bilinearly and overlaid by :func:`mtl_hf.explain.figures.overlay`;
 * the MIM panel (masked input | reconstruction | the model's reconstruction pasted into the masked
@@ -52,21 +53,33 @@ class Analysis:
         source: The file.
         index: Slice or frame index; ``None`` for a 2-D image.
         indices: Every slice or frame index of the file that has a prediction (empty for a 2-D image).
-        probabilities: ``{task: probability | {class: probability}}`` as in ``predictions.json``.
+        predictions: ``{key: {task: value | {output: value}}}`` as an image of ``predictions.json``
+            holds them (``key``: ``"probabilities"``, ``"values"``).
         attention: Attention overlay, or ``None`` when the backbone gives no attentions.
         reconstruction: The MIM panel, or ``None`` without a MIM task.
         masks: ``{task: overlay}`` of segmentation tasks.
-        volume: Volume-level probabilities (``predictions.json`` form) of a multi-slice file, else ``None``.
+        volume: Volume-level predictions (the same form) of a multi-slice file, else ``None``.
     """
 
     source: str
     index: int | None
     indices: list[int]
-    probabilities: dict[str, Any]
+    predictions: dict[str, dict[str, Any]]
     attention: np.ndarray | None = None
     reconstruction: np.ndarray | None = None
     masks: dict[str, np.ndarray] = field(default_factory=dict)
-    volume: dict[str, Any] | None = None
+    volume: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def probabilities(self) -> dict[str, Any]:
+        """``{task: probability | {class: probability}}`` of the tasks whose predictions are
+        probabilities."""
+        return self.predictions.get("probabilities", {})
+
+    @staticmethod
+    def by_task(grouped: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """``{task: value | {output: value}}`` over every key of ``grouped`` predictions."""
+        return {task: value for group in grouped.values() for task, value in group.items()}
 
 
 class Analyzer:
@@ -107,7 +120,7 @@ class Analyzer:
 
     def analyze(self, path: str | os.PathLike[str], index: int | None = None) -> Analysis:
         """The :class:`Analysis` of slice or frame ``index`` of ``path`` (a 2-D image ignores it; for a
-        volume, ``None`` picks the slice with the highest probability of the first task's first output).
+        volume, ``None`` picks the slice with the highest value of the first task's first output).
 
         Raises:
             ValueError: an unsupported or unreadable file, or an index the file has no prediction for.
@@ -126,13 +139,13 @@ class Analyzer:
                     f"{path}: no slice {index} with a prediction (slices {indices[0]}..{indices[-1]}, "
                     "empty ones left out)"
                 )
-            entry = next(e for e in result.to_dict()["images"] if e["index"] == chosen)
+            image = next(p for p in result.images if p.index == chosen)
             analysis = Analysis(
                 source=str(path),
                 index=chosen,
                 indices=indices,
-                probabilities=entry["probabilities"],
-                volume=result.to_dict()["volumes"][0]["probabilities"] if result.volumes else None,
+                predictions=result.grouped(image.predictions),
+                volume=result.grouped(result.volumes[0].predictions) if result.volumes else None,
             )
             self._draw(images[chosen], analysis)
             return analysis

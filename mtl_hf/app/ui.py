@@ -2,17 +2,18 @@
 
 One upload box (PNG, JPEG, BMP, TIFF, DICOM, NIfTI), a slice slider and index box for volumes and
 cine loops, and
-the analysis: each task's probabilities (a bar chart and the exact values as JSON), the attention
-overlay, the MIM panel and the segmentation masks. Two API endpoints, usable with ``gradio_client``:
+the analysis: each task's predictions (the exact values as JSON, and class probabilities as a bar
+chart), the attention overlay, the MIM panel and the segmentation masks. Two API endpoints, usable with ``gradio_client``:
 
 * ``/analyze`` ``(file, slice)``: the outputs for slice ``slice`` (``None``: the peak slice of a
   volume; ignored for a 2-D image);
 * ``/load`` ``(file)``: the same for the default slice, with the slider and index box set to the
   file's slices (what the page runs on upload).
 
-Outputs, in order: probabilities (JSON, as in ``predictions.json``), probabilities (bars, one per task
-output: ``task`` or ``task/<class>``), attention overlay, MIM panel, masks (a gallery), a Markdown
-line naming the file, slice and volume-level scores.
+Outputs, in order: predictions (JSON, ``{task: value | {output: value}}`` over every task, the values
+of ``predictions.json``), probabilities (bars, one per output of the tasks whose predictions are class
+probabilities: ``task`` or ``task/<class>``), attention overlay, MIM panel, masks (a gallery), a
+Markdown line naming the file, slice and volume-level predictions.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def build_app(analyzer: Analyzer, *, title: str = TITLE) -> Any:
                 info = gr.Markdown()
             with gr.Column():
                 bars = gr.Label(label="Probabilities", num_top_classes=20)
-                values = gr.JSON(label="Probabilities (exact)")
+                values = gr.JSON(label="Predictions (exact)")
         with gr.Row():
             attention = gr.Image(label="Attention (last layer, mean over heads)", type="numpy")
             reconstruction = gr.Image(label="MIM: masked input | reconstruction | composite", type="numpy")
@@ -110,10 +111,10 @@ def _outputs(result: Analysis) -> tuple[Any, ...]:
     where = Path(result.source).name + ("" if result.index is None else f", slice {result.index}")
     info = f"**{where}**"
     if result.volume is not None:
-        info += f"; volume-level scores: `{result.volume}`"
+        info += f"; volume-level predictions: `{Analysis.by_task(result.volume)}`"
     gallery = [(image, task) for task, image in result.masks.items()] or None
     return (
-        result.probabilities,
+        Analysis.by_task(result.predictions),
         bars,
         result.attention,
         result.reconstruction,

@@ -11,6 +11,7 @@ OUTPUTS_FILE = "onnx_outputs.json"
 INPUT_NAME = "pixel_values"
 ATTENTIONS_NAME = "attentions"
 DEFAULT_OPSET = 17
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: each task with per-sample predictions has a ``predictions.<task>`` output (1: logits only)."""
 
 __all__ = ["ATTENTIONS_NAME", "DEFAULT_OPSET", "FORMAT_VERSION", "INPUT_NAME", "MODEL_FILE", "OUTPUTS_FILE"]

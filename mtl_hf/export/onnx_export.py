@@ -4,15 +4,20 @@ An export folder holds:
 
 * ``model.onnx``: the :class:`~mtl_hf.export.graph.InferenceGraph`, input ``pixel_values``
   ``(batch, C, H, W)`` float32 with a dynamic batch and the processor's fixed ``H x W``; one output
-  ``logits.<task>`` per task and, with ``attentions=True``, ``attentions``
-  ``(batch, layers, heads, tokens, tokens)``;
+  ``logits.<task>`` per task, one output ``predictions.<task>`` ``(batch, K)`` per task whose head
+  gives per-sample predictions (:meth:`~mtl_hf.heads.TaskHead.predictions`: a classifier's
+  probabilities, a regression's values, a plugin head's own, computed inside the graph) and, with
+  ``attentions=True``, ``attentions`` ``(batch, layers, heads, tokens, tokens)``;
 * ``preprocessor_config.json``: the model's :class:`~mtl_hf.MTLImageProcessor`, which turns images into
   ``pixel_values`` (``AutoImageProcessor.from_pretrained(folder)`` after ``import mtl_hf``);
-* ``onnx_outputs.json`` (:data:`OUTPUTS_FILE`): what each output is: its task, shape, the head's
-  ``prediction_kind`` and the function that turns logits into probabilities (the head's
-  :meth:`~mtl_hf.heads.TaskHead.probability_activation`: ``sigmoid`` for binary
-  and multi-label tasks, ``softmax`` over the last axis for multi-class ones), and the output names
-  (classes or labels); for the attentions, the number of prefix tokens, the patch grid and patch size.
+* ``onnx_outputs.json`` (:data:`OUTPUTS_FILE`): what each task's outputs are: its task, shape, the
+  head's ``prediction_kind``, the name of its predictions output (``predictions``) and what they are
+  (``prediction_key``: ``probabilities`` or ``values``, the head's
+  :class:`~mtl_hf.heads.PredictionSpec`), the function that turns logits into probabilities for a
+  consumer reading the logits (the head's :meth:`~mtl_hf.heads.TaskHead.probability_activation`:
+  ``sigmoid`` for binary and multi-label tasks, ``softmax`` over the last axis for multi-class ones),
+  and the output names (classes, labels, a regression's outputs); for the attentions, the number of
+  prefix tokens, the patch grid and patch size.
 
 The exporter is torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it traces
 the graph once and needs the ``onnx`` package (``pip install 'mtl-hf[onnx]'``). The
@@ -40,7 +45,7 @@ from ..errors import UsageError
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor
 from ..inference.masks import mask_tasks
-from ..inference.probabilities import classification_tasks, output_names
+from ..inference.probabilities import prediction_spec, prediction_tasks
 from ..modeling_mtl import MTLModel
 from ..training.checkpointing import write_atomically
 from .graph import InferenceGraph
@@ -71,6 +76,11 @@ def logits_name(task: str) -> str:
     return f"logits.{task}"
 
 
+def predictions_name(task: str) -> str:
+    """The ONNX output name of task ``task``'s ``(batch, K)`` per-sample predictions."""
+    return f"predictions.{task}"
+
+
 def export_onnx(
     model: str | os.PathLike[str] | MTLModel,
     output_dir: str | os.PathLike[str],
@@ -88,7 +98,7 @@ def export_onnx(
         model: A loaded :class:`~mtl_hf.MTLModel`, a ``save_pretrained`` folder, a training run folder
             (its ``best_model/``) or a Hub id.
         output_dir: The export folder; created, or replaced when it holds an earlier export.
-        tasks: Clean-view tasks to export; default every task that gives class probabilities or
+        tasks: Clean-view tasks to export; default every task that gives per-sample predictions or
             segmentation masks.
         attentions: Also export every layer's attention maps.
         image_processor: Overrides the processor saved with the model.
@@ -111,15 +121,17 @@ def export_onnx(
         if any(out.iterdir()) and not (out / OUTPUTS_FILE).exists():
             raise ExportError(f"{out}: folder holds other files; choose an empty folder or pass overwrite")
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
-    chosen = list(tasks) if tasks is not None else classification_tasks(net) + mask_tasks(net)
+    chosen = list(tasks) if tasks is not None else prediction_tasks(net) + mask_tasks(net)
+    predicting = [t for t in chosen if t in prediction_tasks(net)]
     try:
-        graph = InferenceGraph(net, chosen, attentions=attentions)
+        graph = InferenceGraph(net, chosen, attentions=attentions, predicting=predicting)
     except ValueError as err:
         raise ExportError(str(err)) from None
     height, width = _processed_size(processor)
     channels = net.spec.num_channels
     description = describe_outputs(net, chosen, attentions, (channels, height, width), opset)
     names = [o["name"] for o in description["outputs"]]
+    names += [o["predictions"] for o in description["outputs"] if o.get("predictions")]
     if attentions:
         names.append(ATTENTIONS_NAME)
     example = torch.randn(2, channels, height, width, dtype=torch.float32)
@@ -177,10 +189,11 @@ def describe_outputs(
     """The contents of ``onnx_outputs.json`` for an export of ``tasks`` (and the attentions)."""
     channels, height, width = input_shape
     outputs = []
-    predicting = [t for t in tasks if t in classification_tasks(model)]
-    logits = _example_logits(model, predicting, input_shape)
+    specs = {t: prediction_spec(model, t) for t in tasks}
+    logits = _example_logits(model, [t for t, spec in specs.items() if spec is not None], input_shape)
     for task in tasks:
         head = model.head(task)
+        spec = specs[task]
         entry: dict[str, Any] = {
             "name": logits_name(task),
             "task": task,
@@ -189,9 +202,13 @@ def describe_outputs(
             "probabilities": head.probability_activation(),
             "segmentation": task in mask_tasks(model, [task]),
         }
-        if task in logits:
-            entry["output_names"] = output_names(model, task)
-            entry["shape"] = ["batch", *logits[task].shape[1:]]
+        if spec is not None:
+            entry |= {
+                "predictions": predictions_name(task),
+                "prediction_key": spec.key,
+                "output_names": list(spec.outputs),
+                "shape": ["batch", *logits[task].shape[1:]],
+            }
         elif entry["segmentation"]:
             entry["shape"] = ["batch", height, width]
         outputs.append(entry)

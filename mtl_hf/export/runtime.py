@@ -3,7 +3,7 @@
     >>> from mtl_hf.export import OnnxModel
     >>> onnx_model = OnnxModel("exported/")                          # doctest: +SKIP
     >>> outputs = onnx_model(onnx_model.processor(images, return_tensors="np")["pixel_values"])  # doctest: +SKIP
-    >>> outputs["logits.tumour"], onnx_model.probabilities(outputs)["tumour"]                     # doctest: +SKIP
+    >>> onnx_model.predictions(outputs)["tumour"], onnx_model.predictions(outputs)["tumour_area"]  # doctest: +SKIP
 
 Needs ``onnxruntime`` (``pip install 'mtl-hf[onnx]'``); PyTorch is used only by the image processor.
 """
@@ -75,19 +75,43 @@ class OnnxModel:
         values = self.session.run(None, {self.input_name: x})
         return dict(zip(self.output_names, values, strict=True))
 
-    def probabilities(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{task: (B, K) probabilities}`` of the classification outputs in ``outputs``, by the function
-        ``onnx_outputs.json`` names for each (``sigmoid`` or ``softmax``)."""
+    def prediction_keys(self) -> dict[str, str]:
+        """``{task: "probabilities" | "values"}`` of the tasks with per-sample predictions (an export of
+        format 1 records only its classifiers, by their probability function)."""
+        keys = {}
+        for entry in self.description["outputs"]:
+            key = entry.get("prediction_key") or ("probabilities" if entry.get("probabilities") else None)
+            if key is not None:
+                keys[entry["task"]] = str(key)
+        return keys
+
+    def predictions(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{task: (B, K) predictions}`` (a classifier's probabilities, a regression's values, what each
+        head's ``predictions`` gives) of the tasks whose outputs are in ``outputs``: the graph's
+        ``predictions.<task>`` outputs; for an export of format 1, a classifier's logits through the
+        function ``onnx_outputs.json`` names (``sigmoid`` or ``softmax``)."""
         result = {}
         for entry in self.description["outputs"]:
-            function = entry.get("probabilities")
-            if function is None or entry["name"] not in outputs:
-                continue
-            logits = outputs[entry["name"]].astype(np.float64)
-            if function == "softmax":
-                shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-                p = shifted / shifted.sum(axis=-1, keepdims=True)
-            else:
-                p = 1.0 / (1.0 + np.exp(-logits))
-            result[entry["task"]] = p[:, None] if p.ndim == 1 else p
+            if entry.get("predictions") in outputs:
+                p = outputs[entry["predictions"]].astype(np.float64)
+                result[entry["task"]] = p.reshape(p.shape[0], -1)
+            elif entry.get("probabilities") and entry["name"] in outputs:
+                result[entry["task"]] = _activate(outputs[entry["name"]], entry["probabilities"])
         return result
+
+    def probabilities(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{task: (B, K) probabilities}``: :meth:`predictions` of the tasks whose predictions are class
+        probabilities."""
+        keys = self.prediction_keys()
+        return {t: p for t, p in self.predictions(outputs).items() if keys.get(t) == "probabilities"}
+
+
+def _activate(logits: np.ndarray, function: str) -> np.ndarray:
+    """``(B, K)`` probabilities from logits by ``"softmax"`` over the last axis or ``"sigmoid"``."""
+    x = logits.astype(np.float64)
+    if function == "softmax":
+        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+        p = shifted / shifted.sum(axis=-1, keepdims=True)
+    else:
+        p = 1.0 / (1.0 + np.exp(-x))
+    return p[:, None] if p.ndim == 1 else p

@@ -8,6 +8,7 @@ from .base import (
     HeadOptions,
     HeadOutput,
     MetricSpec,
+    PredictionSpec,
     TaskHead,
 )
 from .binary_classification import BinaryClassificationHead, BinaryClassificationOptions
@@ -38,6 +39,7 @@ __all__ = [
     "MulticlassClassificationOptions",
     "MultilabelClassificationHead",
     "MultilabelClassificationOptions",
+    "PredictionSpec",
     "ReconstructionHead",
     "ReconstructionOptions",
     "RegressionHead",

@@ -18,6 +18,10 @@ What a head declares about itself (class attributes):
   ``target_layout``: the dtype and shape of the labels it receives in a batch (``docs/plugins.md``
   has the table);
 * ``prediction_kind``: how classification logits are scored (ROC AUC, probabilities), or ``None``;
+* :meth:`TaskHead.predictions` and :meth:`TaskHead.prediction_spec`: the per-sample values it predicts
+  (a classifier's probabilities, a regression's values), how ``mtl-hf predict``, the app and an ONNX
+  export name and group them (:class:`PredictionSpec`), and :meth:`TaskHead.aggregate_volume`: how the
+  slices of a volume combine into the volume's values;
 * :meth:`TaskHead.metric_specs`: the metrics it reports, each a :class:`MetricSpec` saying whether
   higher or lower is better, which one selects the best model by default, and which go into the model
   card's ``model-index``. Heads other than classifiers compute them from additive per-sample
@@ -37,14 +41,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..inference.aggregation import VOLUME_RULES, aggregate_slices
 from ..missing_labels import IGNORE_INDEX
 from ..options import from_dict
 from ..registry import Registry
 
 View = Literal["clean", "masked", "visible"]
+PredictionKey = Literal["probabilities", "values"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,32 @@ class MetricSpec:
     model_index: str | None = None
 
 
+@dataclass(frozen=True)
+class PredictionSpec:
+    """What a head's per-sample predictions are, and how they are written and combined over a volume.
+
+    Attributes:
+        key: ``"probabilities"`` (class probabilities, in [0, 1]) or ``"values"`` (real values in the
+            target's units: a regression's, a count's). ``predictions.json`` groups each image's and
+            volume's predictions under this key, the app draws probabilities as bars, and an ONNX
+            export's ``onnx_outputs.json`` records it.
+        outputs: The names of the ``K`` outputs (:meth:`TaskHead.output_names`), in column order.
+        columns: The ``predictions.csv`` / ``volume_predictions.csv`` column of each output: the task's
+            name for a single output named after the task, else ``<task>/<output>``.
+        volume_rule: How :meth:`TaskHead.aggregate_volume` combines a volume's slice predictions:
+            ``None`` applies the rule the user asks for (``predict``'s ``aggregation`` and ``top_k``,
+            made for "is it anywhere in the volume" probabilities); else the head's own rule, one of
+            ``"topk_mean"``, ``"max"``, ``"mean"``, ``"sum"`` (:mod:`mtl_hf.inference.aggregation`), or
+            the name of a rule the head implements by overriding :meth:`TaskHead.aggregate_volume`.
+            ``predictions.json`` records the rule applied to each task.
+    """
+
+    key: PredictionKey
+    outputs: tuple[str, ...]
+    columns: tuple[str, ...]
+    volume_rule: str | None = None
+
+
 @dataclass
 class HeadOptions:
     """Base of every head's options dataclass (no options)."""
@@ -257,6 +290,49 @@ class TaskHead(nn.Module, ABC):
             return None  # neither a classifier nor a head with its own probabilities
         p = self.probabilities(logits)
         return p[:, None] if p.dim() == 1 else p
+
+    def prediction_spec(self) -> PredictionSpec | None:
+        """What :meth:`predictions` gives and how it is written (:class:`PredictionSpec`); ``None`` for a
+        head without per-sample predictions.
+
+        Default: a classifier (``prediction_kind``) or a head with its own :meth:`probabilities` gives
+        ``"probabilities"`` combined over a volume by the user's rule; a head that overrides only
+        :meth:`predictions` gives ``"values"`` combined by their ``"mean"`` over the volume's slices.
+        Override it (e.g. with :func:`dataclasses.replace` of this default) to change the key or the
+        volume rule."""
+        own = {
+            n for n in ("predictions", "probabilities") if getattr(type(self), n) is not getattr(TaskHead, n)
+        }
+        if self.prediction_kind is None and not own:
+            return None
+        is_probability = self.prediction_kind is not None or "probabilities" in own
+        outputs = tuple(str(n) for n in self.output_names())
+        single = outputs == (self.task_name,)
+        return PredictionSpec(
+            key="probabilities" if is_probability else "values",
+            outputs=outputs,
+            columns=outputs if single else tuple(f"{self.task_name}/{n}" for n in outputs),
+            volume_rule=None if is_probability else "mean",
+        )
+
+    def aggregate_volume(
+        self, slice_predictions: np.ndarray, aggregation: str = "topk_mean", top_k: int = 3
+    ) -> np.ndarray:
+        """``(K,)`` predictions of a volume from the ``(S, K)`` :meth:`predictions` of its ``S`` scored
+        slices (or frames), each output on its own.
+
+        ``aggregation`` and ``top_k`` are the rule the user asked for; the default applies the
+        :class:`PredictionSpec`'s ``volume_rule`` when it names one, else the user's. A head with a rule
+        of its own (a count summed over slices, a quantity weighted by slice thickness) overrides this
+        method and names the rule in its spec's ``volume_rule``."""
+        spec = self.prediction_spec()
+        rule = (spec.volume_rule if spec is not None else None) or aggregation
+        if rule not in VOLUME_RULES:
+            raise NotImplementedError(
+                f"head {type(self).__name__} (task {self.task_name!r}) names the volume rule {rule!r}: "
+                f"override aggregate_volume to apply it, or name one of {', '.join(VOLUME_RULES)}"
+            )
+        return aggregate_slices(slice_predictions, rule, top_k)
 
     def probability_activation(self) -> str | None:
         """The function an exported graph's consumer applies to this head's logits to get

@@ -9,21 +9,26 @@ Its metrics come from additive per-sample statistics (:data:`STATISTICS`, per ou
 of determination R², the mean absolute error, the root mean squared error and Pearson's r. Sums of
 them over any set of samples give the exact metrics, so they are exact when each process evaluates a
 shard and get patient-bootstrap intervals on the test split by re-weighting per-patient sums.
+
+``mtl-hf predict`` writes its predictions as ``values`` (not probabilities), and a volume's value per
+output is the ``mean`` of its scored slices' by default (``volume_aggregation``: ``"sum"`` for a
+per-slice quantity that adds up over a volume, ``"max"`` for the largest slice's).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, MetricSpec
+from .base import HEADS, BackboneFeatures, BackboneSpec, HeadOutput, MetricSpec, PredictionSpec
 from .classification import ClassificationOptions, LinearClassificationHead
 
 RegressionLoss = Literal["mse", "l1", "smooth_l1"]
+VolumeAggregation = Literal["mean", "sum", "max"]
 
 STATISTICS = ("n", "sum_y", "sum_pred", "sum_y2", "sum_pred2", "sum_y_pred", "sum_abs_error", "sum_sq_error")
 """Per-sample statistics of one output: a count of 1 (0 where the target is missing), y, ŷ, y², ŷ², yŷ,
@@ -55,6 +60,9 @@ class RegressionOptions(ClassificationOptions):
             ``target_mean`` (a constant output gets 1.0).
         selection_metric: Metric that selects the best model when this task is monitored: ``"rmse"``
             (default, lower is better), ``"mae"``, ``"r2"`` or ``"pearson"``.
+        volume_aggregation: How ``mtl-hf predict`` forms a volume's value of each output from its scored
+            slices' (empty slices are left out): ``"mean"`` (default), ``"sum"`` (e.g. a per-slice area
+            summed over the volume) or ``"max"``.
         pooling: ``"cls"`` (default), ``"mean"`` or ``"cls+mean"``.
         dropout: Dropout before the linear layer (default 0.0).
     """
@@ -66,6 +74,7 @@ class RegressionOptions(ClassificationOptions):
     target_mean: list[float] | None = None
     target_std: list[float] | None = None
     selection_metric: Literal["rmse", "mae", "r2", "pearson"] = "rmse"
+    volume_aggregation: VolumeAggregation = "mean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +129,12 @@ class RegressionHead(LinearClassificationHead):
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
         """The predicted values in the target's units, ``(B, K)``."""
         return logits.float().reshape(logits.shape[0], -1)
+
+    def prediction_spec(self) -> PredictionSpec:
+        """``values``, combined over a volume's slices by ``volume_aggregation``."""
+        spec = super().prediction_spec()
+        assert spec is not None  # predictions() is overridden
+        return replace(spec, volume_rule=self.options.volume_aggregation)
 
     def fit_training_targets(self, targets: np.ndarray) -> dict[str, Any]:
         """Set ``target_mean`` / ``target_std`` from the training split's ``(N, K)`` targets (NaN

@@ -1,4 +1,4 @@
-"""Inference: class probabilities and segmentation masks for images and volumes (:func:`predict`),
+"""Inference: class probabilities, values and segmentation masks for images and volumes (:func:`predict`),
 and the ``"mtl-image-classification"`` transformers pipeline (registered when transformers loads its
 pipelines, see :mod:`mtl_hf.auto_registration`).
 
@@ -13,7 +13,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "..data.readers": ("canonical_geometry",),
-        ".aggregation": ("AGGREGATIONS", "aggregate_slices"),
+        ".aggregation": ("AGGREGATIONS", "VOLUME_RULES", "aggregate_slices"),
         ".loading": ("load_model_and_processor", "model_display_name", "resolve_model_path"),
         ".masks": ("MaskWriter", "mask_tasks"),
         ".outputs": ("UnsafeOutputError",),
@@ -30,8 +30,9 @@ __getattr__, __dir__ = lazy_exports(
             "classification_tasks",
             "column_names",
             "output_names",
-            "probability_function",
-            "task_probabilities",
+            "prediction_spec",
+            "prediction_tasks",
+            "task_predictions",
         ),
         ".readers": (
             "InputImage",
@@ -48,7 +49,7 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from ..data.readers import canonical_geometry
-    from .aggregation import AGGREGATIONS, aggregate_slices
+    from .aggregation import AGGREGATIONS, VOLUME_RULES, aggregate_slices
     from .loading import load_model_and_processor, model_display_name, resolve_model_path
     from .masks import MaskWriter, mask_tasks
     from .outputs import UnsafeOutputError
@@ -66,8 +67,9 @@ if TYPE_CHECKING:
         classification_tasks,
         column_names,
         output_names,
-        probability_function,
-        task_probabilities,
+        prediction_spec,
+        prediction_tasks,
+        task_predictions,
     )
     from .readers import (
         InputImage,
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGGREGATIONS",
     "PIPELINE_TASK",
+    "VOLUME_RULES",
     "ImagePrediction",
     "InputError",
     "InputImage",
@@ -102,7 +105,8 @@ __all__ = [
     "model_display_name",
     "output_names",
     "predict",
-    "probability_function",
+    "prediction_spec",
+    "prediction_tasks",
     "read_dicom",
     "read_file",
     "read_image",
@@ -110,6 +114,6 @@ __all__ = [
     "read_nifti_slices",
     "register_pipeline",
     "resolve_model_path",
-    "task_probabilities",
+    "task_predictions",
     "volume_predictions",
 ]

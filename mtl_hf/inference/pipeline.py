@@ -30,7 +30,7 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .probabilities import classification_tasks, output_names, task_probabilities
+from .probabilities import classification_tasks, output_names, task_predictions
 from .readers import kind_of, read_dicom, read_image
 
 TASK = "mtl-image-classification"
@@ -75,7 +75,7 @@ class MTLImageClassificationPipeline(Pipeline):
         task = forward_parameters.get("classification_task")
         tasks = [task] if task else classification_tasks(self.model)
         logits = self.model(input_tensors["pixel_values"], tasks=tasks).logits or {}
-        return task_probabilities(self.model, logits, tasks)
+        return task_predictions(self.model, logits, tasks)
 
     def postprocess(self, model_outputs: Any, **postprocess_parameters: Any) -> Any:
         """Per image: a list of ``{"label", "score"}`` (one task), or ``{task: list}`` (several)."""

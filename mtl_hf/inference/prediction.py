@@ -1,18 +1,22 @@
-"""``predict``: images and volumes in, class probabilities per task out (CSV and JSON), and masks of
-segmentation tasks (PNG, NIfTI; :mod:`mtl_hf.inference.masks`).
+"""``predict``: images and volumes in, each task's per-sample predictions out (CSV and JSON): class
+probabilities of classifiers, values of regression heads; and masks of segmentation tasks (PNG, NIfTI;
+:mod:`mtl_hf.inference.masks`).
 
 What a user does with a trained or downloaded model::
 
     >>> from mtl_hf.inference import predict
     >>> result = predict("runs/mtl/best_model", ["scans/", "us_frame.png"], output_dir="predictions/")
-    >>> result.volumes[0].probabilities["tumour"]          # doctest: +SKIP
+    >>> result.volumes[0].predictions["tumour"]          # doctest: +SKIP
     array([0.91])
 
 Files are read by :mod:`mtl_hf.inference.readers` (PNG, JPEG, BMP, TIFF, DICOM, NIfTI), processed by the
 model's own image processor, and run in batches on the device Accelerate picks (a GPU when there is one).
-Probabilities come from :mod:`mtl_hf.inference.probabilities` (sigmoid for binary and multi-label heads,
-softmax for multi-class). A source with several slices or frames also gets a volume-level score per
-output (:mod:`mtl_hf.inference.aggregation`, top-3 mean by default).
+Each head says what it predicts (:meth:`~mtl_hf.heads.TaskHead.predictions`, described by its
+:class:`~mtl_hf.heads.PredictionSpec`: ``probabilities`` or ``values``, output names, CSV columns). A
+source with several slices or frames also gets volume-level predictions per output, combined by the
+head (:meth:`~mtl_hf.heads.TaskHead.aggregate_volume`): class probabilities by the rule asked for
+(:mod:`mtl_hf.inference.aggregation`, top-3 mean by default), a regression's values by its own
+``volume_aggregation`` (the mean by default).
 
 A file that cannot be read (missing, unsupported, truncated, damaged, over the readers' size limits)
 does not stop the others: it is listed in ``PredictionResult.errors`` and in ``errors.csv`` with the
@@ -42,14 +46,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.errors import DataError
+from ..heads import PredictionSpec
 from ..image_processing_mtl import MTLImageProcessor, channel_mismatch, to_chw_tensor
 from ..modeling_mtl import MTLModel
-from .aggregation import AGGREGATIONS, Aggregation, aggregate_slices
+from .choices import AGGREGATIONS, Aggregation
 from .loading import load_model_and_processor
 from .masks import MaskWriter, mask_tasks, masks_at_size
 from .outputs import output_subfolder, write_text_replacing
 from .patients import Source, pixel_values, plan_sources, read_source
-from .probabilities import classification_tasks, column_names, output_names, task_probabilities
+from .probabilities import prediction_spec, prediction_tasks, task_predictions
 from .readers import InputImage, Intensity
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -73,33 +78,35 @@ class InputError:
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """Probabilities for one image, slice or frame.
+    """Predictions for one image, slice or frame.
 
     Attributes:
         source: The input file.
         index: Slice or frame index within ``source``; ``None`` for a single 2-D image.
-        probabilities: ``{task: (K,) array}``, one value per output of the task (``K = 1`` for binary).
+        predictions: ``{task: (K,) array}``, one value per output of the task (``K = 1`` for binary): a
+            classifier's probabilities, a regression's values (``PredictionResult.tasks`` says which).
     """
 
     source: str
     index: int | None
-    probabilities: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class VolumePrediction:
-    """Volume-level scores of a multi-slice source (NIfTI volume, multi-frame DICOM).
+    """Volume-level predictions of a multi-slice source (NIfTI volume, multi-frame DICOM).
 
     Attributes:
         source: The input file.
         num_slices: Slices that were scored (empty slices skipped).
-        probabilities: ``{task: (K,) array}`` aggregated over the slices (see ``PredictionResult.aggregation``).
-        peak_slice: ``{task: index}`` of the slice with the highest probability of the task's first output.
+        predictions: ``{task: (K,) array}`` combined over the slices by each task's head
+            (:meth:`~mtl_hf.heads.TaskHead.aggregate_volume`; :meth:`PredictionResult.volume_rule`).
+        peak_slice: ``{task: index}`` of the slice with the highest value of the task's first output.
     """
 
     source: str
     num_slices: int
-    probabilities: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
     peak_slice: dict[str, int]
 
 
@@ -109,11 +116,11 @@ class PredictionResult:
 
     Attributes:
         model: The model's path or Hub id (``"<in memory>"`` for a model object).
-        columns: ``{task: column names}``: ``task`` for a binary task, ``task/<class>`` otherwise.
-        outputs: ``{task: output names}`` (class or label names, or indices).
+        tasks: ``{task: PredictionSpec}``: what each predicted task's values are (``probabilities`` or
+            ``values``), its output names and CSV columns, and its own volume rule if it has one.
         images: One entry per image, slice or frame, in input order.
         volumes: One entry per multi-slice source.
-        aggregation, top_k: How volume-level scores were formed.
+        aggregation, top_k: The volume rule asked for; tasks whose head has its own rule use that one.
         masks: ``{source: {task: path}}`` of the segmentation masks written (``task/<frame>`` keys for
             the frames of a multi-frame DICOM); empty without segmentation tasks or ``output_dir``.
         errors: The inputs that could not be read, in input order (none predicted from).
@@ -122,8 +129,7 @@ class PredictionResult:
     """
 
     model: str
-    columns: dict[str, list[str]]
-    outputs: dict[str, list[str]]
+    tasks: dict[str, PredictionSpec]
     images: list[ImagePrediction] = field(default_factory=list)
     volumes: list[VolumePrediction] = field(default_factory=list)
     aggregation: str = "topk_mean"
@@ -132,38 +138,62 @@ class PredictionResult:
     errors: list[InputError] = field(default_factory=list)
     intensity: str = ""
 
+    @property
+    def columns(self) -> dict[str, list[str]]:
+        """``{task: CSV column names}``: ``task`` for a single output, ``task/<output>`` otherwise."""
+        return {t: list(spec.columns) for t, spec in self.tasks.items()}
+
+    @property
+    def outputs(self) -> dict[str, list[str]]:
+        """``{task: output names}`` (class or label names, a regression's output names, or indices)."""
+        return {t: list(spec.outputs) for t, spec in self.tasks.items()}
+
+    def volume_rule(self, task: str) -> dict[str, Any]:
+        """The rule that formed task ``task``'s volume-level predictions: ``{"method": ...}`` (with
+        ``"top_k"`` for ``topk_mean``), the head's own or else the one asked for."""
+        method = self.tasks[task].volume_rule or self.aggregation
+        return {"method": method, "top_k": self.top_k} if method == "topk_mean" else {"method": method}
+
     def image_rows(self) -> list[dict[str, Any]]:
         """Flat rows for ``predictions.csv``: ``source``, ``index`` (empty for 2-D images), then one
         column per task output."""
         return [
-            {"source": p.source, "index": "" if p.index is None else p.index, **self._flat(p.probabilities)}
+            {"source": p.source, "index": "" if p.index is None else p.index, **self._flat(p.predictions)}
             for p in self.images
         ]
 
     def volume_rows(self) -> list[dict[str, Any]]:
         """Flat rows for ``volume_predictions.csv``: ``source``, ``num_slices``, then the task outputs."""
         return [
-            {"source": v.source, "num_slices": v.num_slices, **self._flat(v.probabilities)}
+            {"source": v.source, "num_slices": v.num_slices, **self._flat(v.predictions)}
             for v in self.volumes
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description: the tasks, the aggregation rule, and every prediction, with the
-        probabilities of a binary task as a number and those of other tasks as ``{output: value}``."""
+        """A JSON-ready description: the tasks (each with its ``key``, outputs, columns and volume rule),
+        the rule asked for, and every prediction, grouped by key (``"probabilities"``, ``"values"``),
+        with a single-output task's value as a number and other tasks' as ``{output: value}``."""
         return {
             "model": self.model,
-            "tasks": {t: {"outputs": self.outputs[t], "columns": self.columns[t]} for t in self.columns},
+            "tasks": {
+                t: {
+                    "key": spec.key,
+                    "outputs": list(spec.outputs),
+                    "columns": list(spec.columns),
+                    "volume_aggregation": self.volume_rule(t),
+                }
+                for t, spec in self.tasks.items()
+            },
             "aggregation": {"method": self.aggregation, "top_k": self.top_k},
             "intensity": self.intensity,
             "images": [
-                {"source": p.source, "index": p.index, "probabilities": self._nested(p.probabilities)}
-                for p in self.images
+                {"source": p.source, "index": p.index, **self.grouped(p.predictions)} for p in self.images
             ],
             "volumes": [
                 {
                     "source": v.source,
                     "num_slices": v.num_slices,
-                    "probabilities": self._nested(v.probabilities),
+                    **self.grouped(v.predictions),
                     "peak_slice": v.peak_slice,
                 }
                 for v in self.volumes
@@ -181,7 +211,7 @@ class PredictionResult:
             UnsafeOutputError: one of these names in ``output_dir`` is a symbolic link.
         """
         out = output_subfolder(Path(output_dir))
-        columns = [c for cols in self.columns.values() for c in cols]
+        columns = [c for spec in self.tasks.values() for c in spec.columns]
         paths = {
             "predictions_csv": out / PREDICTIONS_CSV,
             "predictions_json": out / PREDICTIONS_JSON,
@@ -198,17 +228,21 @@ class PredictionResult:
         write_text_replacing(paths["predictions_json"], json.dumps(self.to_dict(), indent=2) + "\n")
         return paths
 
-    def _flat(self, probabilities: dict[str, np.ndarray]) -> dict[str, float]:
-        return {
-            c: float(v) for t, p in probabilities.items() for c, v in zip(self.columns[t], p, strict=True)
-        }
-
-    def _nested(self, probabilities: dict[str, np.ndarray]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for t, p in probabilities.items():
-            names = self.outputs[t]
-            out[t] = float(p[0]) if names == [t] else {n: float(v) for n, v in zip(names, p, strict=True)}
+    def grouped(self, predictions: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        """``{key: {task: value | {output: value}}}``: predictions as ``predictions.json`` nests them,
+        under each task's spec key (a task with a single output named after it as a number)."""
+        out: dict[str, dict[str, Any]] = {}
+        for t, p in predictions.items():
+            spec = self.tasks[t]
+            names = spec.outputs
+            value = float(p[0]) if names == (t,) else {n: float(v) for n, v in zip(names, p, strict=True)}
+            out.setdefault(spec.key, {})[t] = value
         return out
+
+    def _flat(self, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        return {
+            c: float(v) for t, p in predictions.items() for c, v in zip(self.tasks[t].columns, p, strict=True)
+        }
 
 
 def predict(
@@ -228,7 +262,8 @@ def predict(
     grayscale: bool = False,
     **hub_kwargs: Any,
 ) -> PredictionResult:
-    """Class probabilities per task for every image, slice and frame of ``inputs``.
+    """Each task's predictions (class probabilities, values) for every image, slice and frame of
+    ``inputs``, and for every volume.
 
     Args:
         model: A ``save_pretrained`` folder, a training run folder (its ``best_model/``), a Hub id, or a
@@ -238,9 +273,10 @@ def predict(
             ``volume_predictions.csv`` there (see :meth:`PredictionResult.save`), and the masks of
             segmentation tasks under ``masks/`` (see :mod:`mtl_hf.inference.masks`).
         image_processor: Overrides the processor saved with the model.
-        tasks: Tasks to predict; default every task that gives probabilities or masks.
+        tasks: Tasks to predict; default every task that gives predictions or masks.
         batch_size: Images per forward pass.
-        aggregation: Volume-level rule, ``"topk_mean"`` (default), ``"max"`` or ``"mean"``.
+        aggregation: Volume-level rule for class probabilities, ``"topk_mean"`` (default), ``"max"``
+            or ``"mean"``; a head with a rule of its own (a regression's ``volume_aggregation``) keeps it.
         top_k: Slices averaged by ``"topk_mean"``.
         slice_axis: Axis of a NIfTI volume (RAS+ after reorientation) to cut slices along; 2 = axial.
         intensity: NIfTI intensity scaling: ``"brain"`` (default, as the training data), ``"volume"``
@@ -260,9 +296,9 @@ def predict(
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
     files, listing_errors = plan_sources(inputs, processor)
     segmenting = mask_tasks(net, tasks)
-    chosen = classification_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
+    chosen = prediction_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
     if not chosen and not segmenting:
-        raise ValueError("the model has no task that gives class probabilities or segmentation masks")
+        raise ValueError("the model has no task that gives per-sample predictions or segmentation masks")
     # As Accelerator does: ACCELERATE_USE_CPU=1 makes `accelerate launch` processes on a CPU one gloo group.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     writer = MaskWriter(output_dir, slice_axis) if output_dir is not None and segmenting else None
@@ -288,12 +324,12 @@ def predict(
         images = gather_object(images)
         errors = gather_object(errors)
         written = {k: v for part in gather_object([written]) for k, v in part.items()}
+    specs = {t: prediction_spec(net, t) for t in chosen}
     result = PredictionResult(
         model="<in memory>" if isinstance(model, MTLModel) else os.fspath(model),
-        columns={t: column_names(net, t) for t in chosen},
-        outputs={t: output_names(net, t) for t in chosen},
+        tasks={t: spec for t, spec in specs.items() if spec is not None},
         images=images,
-        volumes=volume_predictions(images, aggregation, top_k),
+        volumes=volume_predictions(net, images, aggregation, top_k),
         aggregation=aggregation,
         top_k=top_k,
         masks=written,
@@ -306,23 +342,26 @@ def predict(
 
 
 def volume_predictions(
-    images: Sequence[ImagePrediction], aggregation: Aggregation = "topk_mean", top_k: int = 3
+    model: MTLModel, images: Sequence[ImagePrediction], aggregation: str = "topk_mean", top_k: int = 3
 ) -> list[VolumePrediction]:
-    """Aggregate the slice predictions of each multi-slice source (those whose predictions carry a
-    slice index), in order of first appearance."""
+    """Combine the slice predictions of each multi-slice source (those whose predictions carry a slice
+    index), in order of first appearance, each task by its head's
+    :meth:`~mtl_hf.heads.TaskHead.aggregate_volume` (``aggregation`` and ``top_k``: the rule asked for)."""
     groups: dict[str, list[ImagePrediction]] = {}
     for p in images:
         if p.index is not None:
             groups.setdefault(p.source, []).append(p)
     volumes = []
     for source, slices in groups.items():
-        tasks = list(slices[0].probabilities)
-        stacked = {t: np.stack([s.probabilities[t] for s in slices]) for t in tasks}
+        tasks = list(slices[0].predictions)
+        stacked = {t: np.stack([s.predictions[t] for s in slices]) for t in tasks}
         volumes.append(
             VolumePrediction(
                 source=source,
                 num_slices=len(slices),
-                probabilities={t: aggregate_slices(stacked[t], aggregation, top_k) for t in tasks},
+                predictions={
+                    t: model.head(t).aggregate_volume(stacked[t], aggregation, top_k) for t in tasks
+                },
                 peak_slice={t: int(slices[int(np.argmax(stacked[t][:, 0]))].index or 0) for t in tasks},
             )
         )
@@ -355,8 +394,8 @@ def _predict_files(
             inputs = pixel_values(processor, batch).to(device=device, dtype=model.dtype)
             with torch.inference_mode():
                 logits = model(inputs, tasks=[*tasks, *segmenting]).logits or {}
-            probs = task_probabilities(model, logits, tasks)
-            arrays = {t: p.cpu().numpy().astype(np.float64) for t, p in probs.items()}
+            predicted = task_predictions(model, logits, tasks)
+            arrays = {t: p.cpu().numpy().astype(np.float64) for t, p in predicted.items()}
             for i, item in enumerate(batch):
                 results.append(ImagePrediction(item.source, item.index, {t: a[i] for t, a in arrays.items()}))
                 if writer is not None:

@@ -1,65 +1,63 @@
-"""From a head's logits to its per-sample predictions, and the names of the resulting output columns.
+"""From a head's logits to its per-sample predictions, and what the head says they are.
 
 The head decides (:class:`~mtl_hf.heads.TaskHead`): :meth:`~mtl_hf.heads.TaskHead.predictions` gives a
 classifier's probabilities (sigmoid for binary and multi-label heads, softmax over classes for
 multi-class ones) or a regression's values in the target's units, and
-:meth:`~mtl_hf.heads.TaskHead.output_names` names their columns. A head of another kind (from a plugin,
-say) gives predictions by overriding those methods; heads that give none (masked image modeling; a
-segmentation head gives masks, :mod:`mtl_hf.inference.masks`) are left out. The functions keep the
-names they had when every prediction was a probability.
+:meth:`~mtl_hf.heads.TaskHead.prediction_spec` says which of the two they are (its ``key``), names
+their outputs and CSV columns, and how a volume's slices combine. A head of another kind (from a
+plugin, say) gives predictions by overriding those methods; heads that give none (masked image
+modeling; a segmentation head gives masks, :mod:`mtl_hf.inference.masks`) are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from ..heads import TaskHead
-
-ProbabilityFunction = Callable[[torch.Tensor], torch.Tensor]
+from ..heads import PredictionSpec
 
 
-def probability_function(model: Any, task: str) -> ProbabilityFunction | None:
-    """The function turning task ``task``'s logits into its ``(B, K)`` predictions (probabilities of a
-    classifier), or ``None`` if its head gives none."""
+def prediction_spec(model: Any, task: str) -> PredictionSpec | None:
+    """Task ``task``'s :class:`~mtl_hf.heads.PredictionSpec`, or ``None`` if its head gives no
+    per-sample predictions; a ``ValueError`` for an unknown task names the model's tasks."""
     tasks = model.config.tasks or {}
     if task not in tasks:
         raise ValueError(f"no task named {task!r}; the model's tasks are {', '.join(tasks)}")
-    head = model.heads[task]
-    overridden = any(
-        getattr(type(head), name, None) is not getattr(TaskHead, name)
-        for name in ("predictions", "probabilities")
-    )
-    if getattr(head, "prediction_kind", None) is not None or overridden:
-        return cast(ProbabilityFunction, head.predictions)
-    return None
+    spec: PredictionSpec | None = model.heads[task].prediction_spec()
+    return spec
+
+
+def prediction_tasks(model: Any, tasks: Sequence[str] | None = None, key: str | None = None) -> list[str]:
+    """The tasks of ``model`` (all of them, or those named in ``tasks``) that give per-sample
+    predictions, of the spec key ``key`` (``"probabilities"``, ``"values"``) when it is given.
+
+    Raises ``ValueError`` for a named task that is unknown or gives no such predictions (e.g. ``mim``).
+    """
+    what = "per-sample predictions" if key is None else key.replace("probabilities", "class probabilities")
+
+    def gives(task: str) -> bool:
+        spec = prediction_spec(model, task)
+        return spec is not None and (key is None or spec.key == key)
+
+    if tasks is None:
+        return [t for t in (model.config.tasks or {}) if gives(t)]
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    for t in tasks:
+        if not gives(t):
+            kind = (model.config.tasks or {})[t]["type"]
+            raise ValueError(f"task {t!r} ({kind}) gives no {what}")
+    return list(tasks)
 
 
 def classification_tasks(model: Any, tasks: Sequence[str] | None = None) -> list[str]:
-    """The tasks of ``model`` that give per-sample predictions, probabilities or values (all of them, or
-    those named in ``tasks``).
-
-    Raises ``ValueError`` for a named task that is unknown or has no predictions (e.g. ``mim``).
-    """
-    names = list(model.config.tasks or {})
-    if tasks is None:
-        return [t for t in names if probability_function(model, t) is not None]
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    chosen = []
-    for t in tasks:
-        if probability_function(model, t) is None:
-            kind = (model.config.tasks or {})[t]["type"]
-            raise ValueError(
-                f"task {t!r} ({kind}) gives no class probabilities (nor other per-sample values)"
-            )
-        chosen.append(t)
-    return chosen
+    """The tasks of ``model`` (all, or those named) whose predictions are class probabilities."""
+    return prediction_tasks(model, tasks, key="probabilities")
 
 
-def task_probabilities(
+def task_predictions(
     model: Any, logits: Mapping[str, torch.Tensor], tasks: Sequence[str]
 ) -> dict[str, torch.Tensor]:
     """``{task: (B, K) float32 predictions}`` (probabilities of a classifier, values of a regression) from
@@ -68,9 +66,9 @@ def task_probabilities(
     for task in tasks:
         if task not in logits:
             raise ValueError(f"the model output has no logits for task {task!r}")
-        fn = probability_function(model, task)
-        assert fn is not None
-        p = fn(logits[task].float()).float()
+        if prediction_spec(model, task) is None:
+            raise ValueError(f"task {task!r} gives no per-sample predictions")
+        p = model.heads[task].predictions(logits[task].float()).float()
         out[task] = p[:, None] if p.dim() == 1 else p
     return out
 
@@ -82,8 +80,9 @@ def output_names(model: Any, task: str) -> list[str]:
 
 
 def column_names(model: Any, task: str) -> list[str]:
-    """CSV column names of task ``task``: ``task`` for a single output, else ``task/<output name>``."""
-    names = output_names(model, task)
-    if len(names) == 1 and names[0] == task:
-        return [task]
-    return [f"{task}/{n}" for n in names]
+    """CSV column names of task ``task`` (its spec's ``columns``): ``task`` for a single output, else
+    ``task/<output name>``."""
+    spec = prediction_spec(model, task)
+    if spec is None:
+        raise ValueError(f"task {task!r} gives no per-sample predictions")
+    return list(spec.columns)

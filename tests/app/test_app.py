@@ -105,3 +105,22 @@ def test_analyzer_images_come_from_explain(files: dict[str, Path]) -> None:
     assert torch.isclose(maps.mean.sum(), torch.tensor(1.0))
     with pytest.raises(ValueError, match="no slice 999"):
         analyzer.analyze(files["nifti"], 999)
+
+
+def test_a_regression_task_shows_its_values_and_no_probability_bars(files: dict[str, Path]) -> None:
+    from mtl_hf.app.ui import _outputs
+
+    tasks = {
+        "tumour": {"type": "binary_classification"},
+        "area": {"type": "regression", "num_outputs": 2, "output_names": ["whole", "core"], "target_mean": [5.0, 1.0], "target_std": [2.0, 0.5]},
+    }  # fmt: skip
+    model = save_model(files["root"] / "regression_model", tasks)
+    out = files["root"] / "predict-regression"
+    assert cli_main(["predict", str(model), str(files["png"]), "-o", str(out), "--no-progress"]) == 0
+    (expected,) = json.loads((out / "predictions.json").read_text())["images"]
+    result = Analyzer(model).analyze(files["png"])
+    assert result.predictions == {"probabilities": expected["probabilities"], "values": expected["values"]}
+    assert set(expected["values"]["area"]) == {"whole", "core"}
+    values, bars, *_ = _outputs(result)
+    assert values == {**expected["probabilities"], **expected["values"]}
+    assert bars == {"tumour": expected["probabilities"]["tumour"]}  # values are not drawn as probabilities

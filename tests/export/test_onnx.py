@@ -14,7 +14,7 @@ from transformers import AutoModel
 from mtl_hf import MTLImageProcessor
 from mtl_hf.cli import main as cli_main
 from mtl_hf.export import ExportError, OnnxModel, export_onnx
-from mtl_hf.inference.probabilities import task_probabilities
+from mtl_hf.inference.probabilities import task_predictions
 from tests.inference.conftest import THREE_TASKS, save_model
 
 pytest.importorskip("onnxruntime")
@@ -39,7 +39,9 @@ def test_onnxruntime_matches_pytorch(exported: tuple[Path, Path], batch_size: in
     with torch.no_grad():
         reference = model(pixel_values, tasks=CLASSIFIERS, output_attentions=True)
     got = onnx_model(pixel_values.numpy())
-    assert list(got) == [f"logits.{t}" for t in CLASSIFIERS] + ["attentions"]
+    assert list(got) == [f"logits.{t}" for t in CLASSIFIERS] + [f"predictions.{t}" for t in CLASSIFIERS] + [
+        "attentions"
+    ]
     for task in CLASSIFIERS:
         expected = reference.logits[task].numpy()
         assert got[f"logits.{task}"].shape == expected.shape
@@ -47,10 +49,16 @@ def test_onnxruntime_matches_pytorch(exported: tuple[Path, Path], batch_size: in
     stacked = torch.stack(reference.attentions, dim=1).numpy()
     assert got["attentions"].shape == (batch_size, 2, 2, 17, 17)
     assert np.abs(got["attentions"] - stacked).max() <= 1e-4
-    # Probabilities by the description's functions equal predict's (sigmoid / softmax of the heads).
-    expected_p = task_probabilities(model, reference.logits, CLASSIFIERS)
-    for task, p in onnx_model.probabilities(got).items():
-        np.testing.assert_allclose(p, expected_p[task].numpy(), atol=1e-5)
+    # The graph's predictions equal predict's (sigmoid / softmax of the heads), and so do the
+    # probabilities a consumer of the logits gets through the description's functions (format 1).
+    expected_p = task_predictions(model, reference.logits, CLASSIFIERS)
+    assert set(onnx_model.probabilities(got)) == set(CLASSIFIERS) == set(onnx_model.predictions(got))
+    logits_only = {k: v for k, v in got.items() if not k.startswith("predictions.")}
+    for task in CLASSIFIERS:
+        np.testing.assert_allclose(onnx_model.predictions(got)[task], expected_p[task].numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            onnx_model.predictions(logits_only)[task], expected_p[task].numpy(), atol=1e-5
+        )
 
 
 def test_export_folder_describes_outputs(exported: tuple[Path, Path]) -> None:
@@ -60,6 +68,8 @@ def test_export_folder_describes_outputs(exported: tuple[Path, Path]) -> None:
     by_task = {o["task"]: o for o in description["outputs"]}
     assert list(by_task) == CLASSIFIERS
     assert by_task["tumour"]["shape"] == ["batch"] and by_task["tumour"]["probabilities"] == "sigmoid"
+    assert by_task["tumour"]["predictions"] == "predictions.tumour"
+    assert {o["prediction_key"] for o in description["outputs"]} == {"probabilities"}
     assert by_task["grade"]["output_names"] == ["low", "mid", "high"]
     assert by_task["grade"]["probabilities"] == "softmax"
     assert by_task["findings"]["output_names"] == ["oedema", "necrosis"]
@@ -111,9 +121,13 @@ def test_a_regression_task_exports_its_values(tmp_path: Path) -> None:
     entry = json.loads((out / "onnx_outputs.json").read_text())["outputs"][0]
     assert (entry["task"], entry["shape"], entry["output_names"]) == ("area", ["batch", 2], ["whole", "core"])
     assert entry["probabilities"] is None and entry["prediction_kind"] is None  # the logits are the values
+    assert (entry["predictions"], entry["prediction_key"]) == ("predictions.area", "values")
     model = AutoModel.from_pretrained(model_dir).eval()
     pixel_values = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = task_probabilities(model, model(pixel_values, tasks=["area"]).logits, ["area"])["area"]
-    got = OnnxModel(out, threads=1)(pixel_values.numpy())["logits.area"]
-    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+        expected = task_predictions(model, model(pixel_values, tasks=["area"]).logits, ["area"])["area"]
+    onnx_model = OnnxModel(out, threads=1)
+    got = onnx_model(pixel_values.numpy())
+    np.testing.assert_allclose(got["logits.area"], expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(onnx_model.predictions(got)["area"], expected.numpy(), atol=1e-4)
+    assert onnx_model.probabilities(got) == {} and onnx_model.prediction_keys() == {"area": "values"}

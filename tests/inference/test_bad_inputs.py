@@ -75,7 +75,7 @@ def test_bad_files_are_named_and_the_good_ones_predicted(
         rows = {(r["source"], r["index"]): float(r["tumour"]) for r in csv.DictReader(f)}
     for p in alone.images:
         index = "" if p.index is None else str(p.index)
-        assert rows[(p.source, index)] == pytest.approx(float(p.probabilities["tumour"][0]), abs=1e-6)
+        assert rows[(p.source, index)] == pytest.approx(float(p.predictions["tumour"][0]), abs=1e-6)
 
 
 def test_every_error_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
@@ -243,6 +243,6 @@ def test_colour_into_a_grey_model_is_named_unless_asked_to_convert(
     luma = np.asarray(Image.fromarray(colour).convert("L"))  # ITU-R 601, as training's grayscale reading
     Image.fromarray(luma).save(tmp_path / "luma.png")
     expected = predict(model, [tmp_path / "luma.png"], tasks=["tumour"], progress=False)
-    assert converted.images[0].probabilities["tumour"] == pytest.approx(
-        expected.images[0].probabilities["tumour"]
+    assert converted.images[0].predictions["tumour"] == pytest.approx(
+        expected.images[0].predictions["tumour"]
     )

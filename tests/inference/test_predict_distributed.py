@@ -76,4 +76,4 @@ def test_two_processes_split_and_gather(tmp_path: Path) -> None:
     rows = (tmp_path / "out" / "predictions.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == [p.source for p in single.images]
     for row, p in zip(rows, single.images, strict=True):
-        assert float(row.split(",")[2]) == pytest.approx(float(p.probabilities["tumour"][0]), rel=1e-5)
+        assert float(row.split(",")[2]) == pytest.approx(float(p.predictions["tumour"][0]), rel=1e-5)

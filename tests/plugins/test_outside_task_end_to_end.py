@@ -239,10 +239,12 @@ def test_a_count_head_from_an_installed_distribution_goes_through_train_predict_
         assert float(r["lesions"]) == pytest.approx(evaluated[name], rel=1e-4)
     as_json = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert as_json["tasks"]["lesions"]["columns"] == ["lesions"]
+    assert as_json["tasks"]["lesions"]["key"] == "values"  # expected counts, not probabilities
     for image in as_json["images"]:
-        assert image["probabilities"]["lesions"] == pytest.approx(
+        assert image["values"]["lesions"] == pytest.approx(
             float(predicted[Path(image["source"]).name]["lesions"])
         )
+        assert 0.0 <= image["probabilities"]["tumour"] <= 1.0
 
     # mtl-hf compare: stl and mtl, one seed; the count task's metrics in metrics.csv and results.md
     compare_path = tmp_path / "compare.yaml"

@@ -100,7 +100,7 @@ def test_masks_of_images_and_volumes_match_the_model_at_the_inputs_own_size(
 
     saved = json.loads((out / "predictions.json").read_text())
     assert saved["masks"] == result.masks
-    assert {"tumour"} == set(result.images[0].probabilities)  # classification still scored
+    assert {"tumour"} == set(result.images[0].predictions)  # classification still scored
 
 
 def test_a_segmentation_only_model_predicts_masks_from_the_command_line(tmp_path: Path, capsys) -> None:
