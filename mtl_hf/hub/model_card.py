@@ -314,7 +314,8 @@ def _adapter_summary(adapter: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
-    """Steps, last epoch, final training loss and best validation ROC AUC per task, from ``metrics.jsonl``."""
+    """Steps, last epoch, final training loss, each task's best validation value of its selection metric
+    and what selected the shared weights, from ``metrics.jsonl`` and the best model's ``selection.json``."""
     path = folder.run_file(RunFolder.METRICS)
     if path is None:
         return None
@@ -326,27 +327,69 @@ def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not a JSON object ({exc})") from exc
     train = [r for r in records if r.get("split") == "train"]
-    best_val: dict[str, str] = {}
-    for record in records:
-        if record.get("split") != "val":
-            continue
-        for key, value in record.items():
-            if key.startswith("roc_auc/") and _is_number(value):
-                task = key.split("/", 1)[1]
-                if task not in best_val or float(value) > float(best_val[task]):
-                    best_val[task] = f"{float(value):.3f}"
+    val = [r for r in records if r.get("split") == "val"]
+    selection = _selection_record(folder)
     return {
         "steps": max((int(r["step"]) for r in records if _is_number(r.get("step"))), default=None),
         "last_epoch": max((int(r["epoch"]) for r in records if _is_number(r.get("epoch"))), default=None),
         "final_train_loss": _fmt(train[-1].get("loss")) if train else None,
-        "best_val_roc_auc": best_val,
-        "selection": _selection(folder),
+        "best_validation": _best_validation(val, _selection_metrics(folder, selection, val)),
+        "selection": _selection(selection),
     }
 
 
-def _selection(folder: ShareableFolder) -> dict[str, Any] | None:
-    """What selected the shared weights (``selection.json`` of the best model, written by training): the
-    monitored task, its metric, which way is better, the best value and its step; ``None`` if absent."""
+def _selection_metrics(
+    folder: ShareableFolder, selection: dict[str, Any] | None, val: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``{task: {"metric", "higher_is_better", "display"}}``: each task's selection metric as training
+    recorded it in ``selection.json``; for a run that recorded only the monitored task's, that one and
+    ROC AUC for the tasks that logged it (display names from the test rows' ``model-index`` names)."""
+    if selection is not None and isinstance(selection.get("tasks"), dict):
+        return {
+            str(t): dict(m) for t, m in selection["tasks"].items() if isinstance(m, dict) and "metric" in m
+        }
+    names = {(r.task, r.metric): r.model_index for r in results_of(_test_metrics(folder))}
+    metrics: dict[str, dict[str, Any]] = {}
+    if selection is not None:
+        task, metric = str(selection["monitor"]), str(selection["metric"])
+        display = names.get((task, metric)) or metric
+        metrics[task] = {
+            "metric": metric,
+            "higher_is_better": selection.get("higher_is_better", True),
+            "display": display,
+        }
+    logged = dict.fromkeys(k.split("/", 1)[1] for r in val for k in r if k.startswith("roc_auc/"))
+    return metrics | {
+        t: {"metric": "roc_auc", "higher_is_better": True, "display": HEADLINE_METRICS["roc_auc"][0]}
+        for t in logged
+        if t not in metrics
+    }
+
+
+def _best_validation(
+    records: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One entry per task with validation values: its selection metric's display name, which way is
+    better, and its best value over the validation records (the highest, or the lowest for an error)."""
+    best = []
+    for task, spec in metrics.items():
+        key = f"{spec['metric']}/{task}"
+        values = [float(r[key]) for r in records if _is_number(r.get(key))]
+        if values:
+            higher = bool(spec.get("higher_is_better", True))
+            best.append(
+                {
+                    "task": task,
+                    "metric": spec.get("display") or spec["metric"],
+                    "lower_is_better": not higher,
+                    "value": _fmt(max(values) if higher else min(values)),
+                }
+            )
+    return best
+
+
+def _selection_record(folder: ShareableFolder) -> dict[str, Any] | None:
+    """The best model's ``selection.json`` (written by training), or ``None`` if absent or incomplete."""
     path = RunFolder.selection_file(folder.model_dir)
     if folder.run_dir is None or not path.is_file():
         return None
@@ -355,6 +398,14 @@ def _selection(folder: ShareableFolder) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(record, dict) or not {"monitor", "metric", "value"} <= set(record):
+        return None
+    return record
+
+
+def _selection(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What selected the shared weights: the monitored task, its metric, which way is better, the best
+    value and its step; ``None`` without a ``selection.json``."""
+    if record is None:
         return None
     return {
         "task": record["monitor"],

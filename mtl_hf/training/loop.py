@@ -179,7 +179,8 @@ def train(
             unwrapped.load_state_dict(MTLModel.from_pretrained(run.best_model).state_dict())
             test_loader = accelerator.prepare(make_loader(data.test, data, _eval_batch(config), shuffle=False, seed=cfg.seed, num_workers=cfg.num_workers))  # fmt: skip
             results = write_test_outputs(model, test_loader, val_loader, accelerator, run.path, selection.monitor, cfg)  # fmt: skip
-            for line in [*test_metrics_lines(results), *(f"warning: {w}" for w in splits.warnings())]:
+            names = {t: unwrapped.head(t).output_names() for t in results}
+            for line in [*test_metrics_lines(results, names), *(f"warning: {w}" for w in splits.warnings())]:
                 accelerator.print(f"test: {line}")
         state.finished = True
         if accelerator.is_main_process:

@@ -9,7 +9,7 @@ After training: the test metrics of each task with their intervals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +86,16 @@ class SplitReport:
             )
 
 
-def test_metrics_lines(results: Mapping[str, Any]) -> list[str]:
-    """A line per task of ``test_metrics.json``: each metric with its interval where it has one."""
+PER_OUTPUT = "_per_label"
+"""Suffix of a ``test_metrics.json`` key holding one value per output (label or class)."""
+
+
+def test_metrics_lines(
+    results: Mapping[str, Any], output_names: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """A line per task of ``test_metrics.json``: each metric with its interval where it has one; then,
+    for a metric given per output (``<metric>_per_label``: per label or class of a classifier), a line
+    naming each output (``output_names[task]``, else its index) with its value and interval."""
     out = []
     for task, values in results.items():
         if task.startswith("_") or not isinstance(values, Mapping):
@@ -96,14 +104,31 @@ def test_metrics_lines(results: Mapping[str, Any]) -> list[str]:
             out.append(f"{task}: {values['error']}")
             continue
         shown = [
-            f"{k} {_number(v)} [{_number(values[f'{k}_low'])}, {_number(values[f'{k}_high'])}]"
+            f"{k} {_number(v)} {_interval(values, k)}"
             for k, v in values.items()
-            if f"{k}_low" in values and f"{k}_high" in values
+            if f"{k}_low" in values and f"{k}_high" in values and not isinstance(v, list)
         ]
         n = values.get("n_samples")
         out.append(f"{task} (n={n}): {', '.join(shown) or 'no interval computed'}")
+        names = list((output_names or {}).get(task) or [])
+        for key, per_output in values.items():
+            if key.endswith(PER_OUTPUT) and isinstance(per_output, list):
+                labels = names if len(names) == len(per_output) else [str(i) for i in range(len(per_output))]
+                entries = [
+                    f"{label} {_number(v)}"
+                    + (f" {_interval(values, key, i)}" if f"{key}_low" in values else "")
+                    for i, (label, v) in enumerate(zip(labels, per_output, strict=True))
+                ]
+                out.append(f"{task} {key[: -len(PER_OUTPUT)]} per label: {', '.join(entries)}")
     return out
 
 
+def _interval(values: Mapping[str, Any], key: str, index: int | None = None) -> str:
+    low, high = values[f"{key}_low"], values[f"{key}_high"]
+    if index is not None:
+        low, high = low[index], high[index]
+    return f"[{_number(low)}, {_number(high)}]"
+
+
 def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else str(value)
+    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..options import OptionsError
@@ -28,6 +28,9 @@ class ModelSelection:
         higher_is_better: From the metric's :class:`~mtl_hf.heads.MetricSpec`.
         patience: Evaluations without improvement before stopping early; ``None`` never stops.
         seed: Seeds the validation pass's masks, so every evaluation of a run hides the same patches.
+        scored: Every task's own selection metric, ``{task: {"metric", "higher_is_better", "display"}}``
+            (``display``: the spec's ``model_index`` name, else its name), recorded in ``selection.json``
+            so that the model card can say each task's best validation value by its head's metric.
     """
 
     monitor: str
@@ -35,6 +38,7 @@ class ModelSelection:
     patience: int | None = None
     seed: int = 0
     higher_is_better: bool = True
+    scored: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def for_model(
@@ -46,14 +50,19 @@ class ModelSelection:
             raise OptionsError(
                 f"training.monitor: no task named {task!r}; tasks are {', '.join(model.config.task_names)}"
             )
-        spec = model.head(task).selection_metric()
+        specs = {t: model.head(t).selection_metric() for t in model.config.task_names}
+        scored = {
+            t: {"metric": s.name, "higher_is_better": s.higher_is_better, "display": s.model_index or s.name}
+            for t, s in specs.items()
+            if s is not None
+        }
+        spec = specs[task]
         if spec is None:
-            scored = [t for t in model.config.task_names if model.head(t).selection_metric() is not None]
             raise OptionsError(
                 f"training.monitor: task {task!r} has no validation metric to select the best model by; "
                 f"tasks with one: {', '.join(scored) or 'none'}"
             )
-        return cls(task, spec.name, patience, seed, spec.higher_is_better)
+        return cls(task, spec.name, patience, seed, spec.higher_is_better, scored)
 
     def improved(self, metrics: Mapping[str, float], phase: Phase, state: TrainerState) -> float | None:
         """The score of a validation pass if it beats the best so far (``None`` otherwise, and when the
@@ -79,4 +88,5 @@ class ModelSelection:
             "higher_is_better": self.higher_is_better,
             "value": score,
             "step": step,
+            "tasks": {t: dict(m) for t, m in self.scored.items()},
         }

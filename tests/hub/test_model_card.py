@@ -98,7 +98,7 @@ def test_the_body_describes_model_training_results_use_and_limits(tmp_path: Path
     assert "**Loss weighting:** `fixed`" in text
     assert "hidden size 32, 2 layers, 2 attention heads, patch size 8, 32 px input" in text
     assert "Trained for 4 optimizer steps (last logged epoch: 1); final training loss 0.875." in text
-    assert "Best validation ROC AUC: `tumour` 0.830." in text
+    assert "Best validation ROC AUC (`tumour`) 0.830." in text
     assert "| `tumour` | ROC AUC | 0.812 | CI 0.703–0.906 | accuracy 0.750 |" in text
     assert (
         "![plots/roc_tumour.png](plots/roc_tumour.png)" in text
@@ -266,9 +266,36 @@ def test_the_card_says_which_validation_metric_selected_the_weights(tmp_path: Pa
         "The shared weights are those of the validation at step 4, where `area`'s rmse was lowest (0.041)."
         in text
     )
-    assert "Best validation ROC AUC: `tumour` 0.830." in text
+    assert "Best validation ROC AUC (`tumour`) 0.830." in text  # no `rmse/area` logged in this run
     assert "best validation epoch" not in text  # the selection sentence replaces the generic one
 
     (run / "best_model" / "selection.json").write_text("{not json")
     with pytest.raises(ValueError, match="selection.json"):
         render_model_card(run, "lab/brats-mtl", OPTIONS)
+
+
+def test_the_best_validation_values_are_each_tasks_selection_metric(tmp_path: Path) -> None:
+    """Training records every task's selection metric in ``selection.json``: the card gives each task's
+    best validation value of it (the lowest for an error), named as the head names it."""
+    run = write_run(tmp_path / "run")
+    records = [
+        {"step": 2, "epoch": 0, "split": "val", "roc_auc/tumour": 0.71, "r2/area": 0.40, "mae/area": 0.2, "mae/count": 1.5},
+        {"step": 4, "epoch": 1, "split": "val", "roc_auc/tumour": 0.83, "r2/area": 0.512, "mae/area": 0.1, "mae/count": 1.25},
+        {"step": 6, "epoch": 2, "split": "val", "roc_auc/tumour": 0.80, "r2/area": 0.45, "mae/area": 0.3, "mae/count": 1.75},
+    ]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    selection = {
+        "monitor": "area", "metric": "r2", "higher_is_better": True, "value": 0.512, "step": 4,
+        "tasks": {
+            "tumour": {"metric": "roc_auc", "higher_is_better": True, "display": "ROC AUC"},
+            "area": {"metric": "r2", "higher_is_better": True, "display": "R²"},
+            "count": {"metric": "mae", "higher_is_better": False, "display": "mae"},
+        },
+    }  # fmt: skip
+    (run / "best_model" / "selection.json").write_text(json.dumps(selection))
+    text = render_model_card(run, "lab/brats-mtl", OPTIONS).text
+    assert (
+        "Best validation ROC AUC (`tumour`) 0.830, R² (`area`) 0.512, mae (`count`, lower is better) 1.250."
+        in text
+    )
+    assert "where `area`'s r2 was highest (0.512)" in text

@@ -110,3 +110,24 @@ def test_a_missing_data_folder_is_named_before_the_model_or_the_output_folder_is
     err = capsys.readouterr().err
     assert f"DataError: {tmp_path / 'rows.csv'}: manifest not found (data.images.manifest)" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_per_label_test_metrics_are_printed_one_named_label_at_a_time() -> None:
+    from mtl_hf.training.report import test_metrics_lines
+
+    results = {
+        "findings": {
+            "n_samples": 30, "roc_auc": 0.75, "roc_auc_low": 0.6, "roc_auc_high": 0.9,
+            "roc_auc_per_label": [0.8125, 0.6875], "roc_auc_per_label_low": [0.7, 0.5],
+            "roc_auc_per_label_high": [0.9, 0.875], "pr_auc_per_label": [0.5, 0.25],
+        },
+        "grade": {"n_samples": 30, "roc_auc_per_label": [0.5, 0.625, 0.75]},  # no names given: indices
+    }  # fmt: skip
+    lines = test_metrics_lines(results, {"findings": ["oedema", "necrosis"], "grade": ["low"]})
+    assert lines == [
+        "findings (n=30): roc_auc 0.750 [0.600, 0.900]",
+        "findings roc_auc per label: oedema 0.812 [0.700, 0.900], necrosis 0.688 [0.500, 0.875]",
+        "findings pr_auc per label: oedema 0.500, necrosis 0.250",
+        "grade (n=30): no interval computed",
+        "grade roc_auc per label: 0 0.500, 1 0.625, 2 0.750",
+    ]
