@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from sklearn.metrics import roc_auc_score
 
 from mtl_hf.evaluation import evaluate_scores, group_codes, to_binary_columns
