@@ -1,46 +1,16 @@
-"""Fixtures for plugin tests: plugin distributions installed with pip, as users install them."""
+"""Helpers for plugin tests: plugin distributions written and installed with pip, as users install
+them, and fresh processes that see them (the ``segmentation_plugin`` fixture is in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
-from importlib import metadata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SEGMENTATION_PLUGIN = REPO_ROOT / "plugins" / "mtl-hf-segmentation"
-
-
-def pip_install_target(source: Path, target: Path) -> None:
-    """``pip install --no-deps --target target source``, building from a copy so the source tree stays clean."""
-    build_copy = target.parent / f"{source.name}-build"
-    shutil.copytree(source, build_copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            str(build_copy),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+from tests.plugin_sites import REPO_ROOT, SEGMENTATION_PLUGIN, pip_install_target
 
 
 def install_distribution(
@@ -96,23 +66,3 @@ def run_python(
     done = run_process(["-c", code, *args], sites=[*([site] if site else []), *sites], env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def segmentation_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[metadata.Distribution]:
-    """The ``mtl-hf-segmentation`` distribution, importable with its entry point: the installed one if
-    the environment has it (``pip install -e plugins/mtl-hf-segmentation``), else a pip install of
-    ``plugins/mtl-hf-segmentation`` into a temporary site directory put on ``sys.path``."""
-    try:
-        yield metadata.distribution("mtl-hf-segmentation")
-        return
-    except metadata.PackageNotFoundError:
-        pass
-    target = tmp_path_factory.mktemp("plugin_site") / "site"
-    pip_install_target(SEGMENTATION_PLUGIN, target)
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    try:
-        yield metadata.distribution("mtl-hf-segmentation")
-    finally:
-        sys.path.remove(str(target))

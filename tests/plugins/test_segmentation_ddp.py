@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +13,13 @@ from safetensors.torch import load_file
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.training.checkpointing import list_checkpoints
 from mtl_hf.training.metrics_log import read_metrics
-from tests.launch import ROOT, launch_two_processes
 from tests.training.ddp_check import LESION
 from tests.training.synthetic import TINY_BACKBONE, SquaresDataset
 
 
-def test_two_processes_report_the_dice_of_each_validation_image_once(
-    segmentation_plugin: metadata.Distribution, tmp_path: Path
-) -> None:
-    out = tmp_path / "ddp"
-    site = str(segmentation_plugin.locate_file(""))  # the plugin's install folder, for the subprocesses
-    launch_two_processes(
-        ROOT / "tests" / "training" / "ddp_check.py", str(out), "--segmentation", extra_paths=[site]
-    )
+@pytest.mark.two_processes("segmentation")  # tests/training/ddp_check.py with the plugin's head
+def test_two_processes_report_the_dice_of_each_validation_image_once(two_process_run: Path) -> None:
+    out = two_process_run
 
     ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
     assert ranks[0]["world"] == 2 and ranks[0]["sums"] == ranks[1]["sums"]

@@ -1,7 +1,8 @@
 """Run under two processes: some training samples cannot be read (a damaged file on shared storage).
 
-Launched by ``test_data_faults.py``: ``ddp_data_fault.py OUT POLICY BAD[,BAD...]``. Each rank writes
-``rank<i>.json`` with the skip count it ended with; under ``stop`` the run raises.
+Run in two processes by ``tests/two_process_runs.py`` for ``test_data_faults.py`` (scenarios
+``data_fault_skip`` and ``data_fault_stop``); alone: ``ddp_data_fault.py OUT POLICY BAD[,BAD...]``.
+Each rank writes ``rank<i>.json`` with the skip count it ended with; under ``stop`` the run raises.
 """
 
 from __future__ import annotations

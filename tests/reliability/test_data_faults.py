@@ -27,7 +27,7 @@ from mtl_hf.training.checkpointing import latest_checkpoint, list_checkpoints
 from mtl_hf.training.config import RunConfig
 from mtl_hf.training.faults import DATA_ERRORS_FILE, DataFaultError
 from mtl_hf.training.metrics_log import read_metrics
-from tests.launch import launch_two_processes
+from tests.conftest import TwoProcessRuns
 from tests.training.synthetic import base_config, image_manifest_run, make_data
 
 
@@ -187,20 +187,22 @@ def test_fault_settings_default_to_stopping() -> None:
     assert section.max_nonfinite_steps == 5
 
 
-def test_two_processes_count_log_and_stop_on_each_others_bad_samples(tmp_path: Path) -> None:
+@pytest.mark.two_processes("data_fault_skip")
+@pytest.mark.two_processes("data_fault_stop")  # tests/reliability/ddp_data_fault.py, two policies
+def test_two_processes_count_log_and_stop_on_each_others_bad_samples(
+    two_process_runs: TwoProcessRuns,
+) -> None:
     """Bad samples land on either process; the skips of both are counted and logged alike, and under
     ``stop`` both processes stop naming the sample, whichever one read it."""
-    script = Path(__file__).with_name("ddp_data_fault.py")
-    skip = tmp_path / "skip"
-    launch_two_processes(script, str(skip), "skip", "3,10,17", timeout=300)
+    skip = two_process_runs.folder("data_fault_skip")  # samples 3, 10 and 17 unreadable
     assert [json.loads((skip / f"rank{i}.json").read_text())["skipped"] for i in range(2)] == [3, 3]
     logged = [json.loads(line) for line in (skip / "data_errors.jsonl").read_text().splitlines()]
     assert sorted(row["index"] for row in logged) == [3, 10, 17]
     assert json.loads((skip / "trainer_state.json").read_text())["skipped_samples"] == 3
 
-    stop = tmp_path / "stop"
-    proc = launch_two_processes(script, str(stop), "stop", "17", timeout=300, check=False)
-    assert proc.returncode != 0
+    stop = two_process_runs.out / "data_fault_stop"  # sample 17 unreadable; the launch's last scenario
+    assert two_process_runs.proc.returncode != 0
     named = "training sample 17 cannot be used: slices/sample17.png: cannot decode image"
-    assert proc.stderr.count(named) >= 2  # in both processes' errors
+    assert all(named in log for log in two_process_runs.logs("data_fault_stop"))  # in both processes' errors
+    assert not list(stop.glob("rank*.done"))
     assert list_checkpoints(stop)  # the last completed step, to resume from

@@ -1,6 +1,7 @@
 """Run under two processes: train on generated data, then record what each rank ended with.
 
-Launched by ``test_two_processes.py`` with ``accelerate launch --multi_gpu --num_processes 2 ...``.
+Run in two processes by ``tests/two_process_runs.py`` (scenarios ``training`` and ``segmentation``);
+alone: ``accelerate launch --multi_gpu --num_processes 2 ... ddp_check.py OUT [--segmentation]``.
 Writes ``rank<i>.json`` with a checksum of every parameter, for the test to compare across ranks.
 ``--segmentation`` adds the plugin's ``segmentation`` head (``tests/plugins/test_segmentation_ddp.py``).
 """

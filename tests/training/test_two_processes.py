@@ -14,15 +14,12 @@ from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.training.checkpointing import list_checkpoints
 from mtl_hf.training.evaluation_loop import roc_auc
 from mtl_hf.training.metrics_log import read_metrics
-from tests.launch import launch_two_processes
 from tests.training.synthetic import TINY_BACKBONE, SquaresDataset, collate
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
-    launch_two_processes(REPO / "tests" / "training" / "ddp_check.py", str(out))
+@pytest.mark.two_processes("training")  # tests/training/ddp_check.py under two processes
+def test_two_processes_agree_and_validate_every_sample_once(two_process_run: Path) -> None:
+    out = two_process_run
 
     ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
@@ -45,7 +42,7 @@ def test_two_processes_agree_and_validate_every_sample_once(tmp_path: Path) -> N
     test = json.loads((out / "test_metrics.json").read_text())
     assert test["tumour"]["n_samples"] == 9
     # Only the main process logs to the trackers: one TensorBoard event file, its losses metrics.jsonl's.
-    (events,) = (out / "logs" / "ddp").glob("events.out.tfevents.*")
+    (events,) = (out / "logs" / out.name).glob("events.out.tfevents.*")
     logged = EventAccumulator(str(events), size_guidance={"scalars": 0}).Reload().Scalars("loss")
     train_rows = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
     assert [e.step for e in logged] == [r["step"] for r in train_rows]

@@ -1,4 +1,5 @@
-"""Training steps on two processes under Accelerate (DDP over gloo), launched by test_distributed.py.
+"""Training steps on two processes under Accelerate (DDP over gloo), run by ``tests/two_process_runs.py``
+(scenario ``weighting``) for test_distributed.py.
 
 Each process trains a tiny model with every weighter of ``DISTRIBUTED_WEIGHTINGS`` for a few optimizer
 steps with gradient accumulation, on its half of every micro-batch, following the weighter calling

@@ -3,12 +3,10 @@ make the same update as one process on the same global batch."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from tests.launch import launch_two_processes
+from tests.conftest import TwoProcessRuns
 from tests.weighting.helpers import (
     ACCUMULATION_STEPS,
     DISTRIBUTED_WEIGHTINGS,
@@ -23,13 +21,11 @@ from tests.weighting.helpers import (
     tiny_model,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def two_process_results(tmp_path_factory) -> list[dict]:
-    out = tmp_path_factory.mktemp("ddp")
-    launch_two_processes(ROOT / "tests" / "weighting" / "distributed_steps.py", str(out), timeout=300)
+def two_process_results(two_process_runs: TwoProcessRuns) -> list[dict]:
+    """What each process of tests/weighting/distributed_steps.py ended with."""
+    out = two_process_runs.folder("weighting")
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 
@@ -69,6 +65,7 @@ def assert_same(result: dict, reference: dict) -> None:
         torch.testing.assert_close(result["state"][key], value, atol=1e-5, rtol=1e-4, msg=key)
 
 
+@pytest.mark.two_processes("weighting")
 @pytest.mark.parametrize("label", list(DISTRIBUTED_WEIGHTINGS))
 def test_two_processes_match_one_process_on_the_global_batch(label: str, two_process_results) -> None:
     rank0, rank1 = (r[label] for r in two_process_results)
