@@ -127,7 +127,7 @@ def main() -> None:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return images_per_cpu_second(loader(0), 12)
+            return images_per_cpu_second(loader(0), 24)
         finally:
             torch.set_num_threads(threads)
 
