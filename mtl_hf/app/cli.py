@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mtl-hf app",
         description=(
             "A web page on the model: upload a PNG, JPEG, DICOM or NIfTI file (pick a slice of a volume) "
-            "and see each task's probabilities (those of `mtl-hf predict`), the attention map, the MIM "
+            "and see each task's predictions (those of `mtl-hf predict`), the attention map, the MIM "
             "reconstruction and segmentation masks. Needs pip install 'mtl-hf[app]'."
         ),
     )

@@ -1,5 +1,5 @@
-"""``mtl-hf predict MODEL INPUT...``: class probabilities per task for images, DICOM and NIfTI volumes,
-and masks of segmentation tasks."""
+"""``mtl-hf predict MODEL INPUT...``: each task's predictions (class probabilities, a regression's
+values) for images, DICOM and NIfTI volumes, and masks of segmentation tasks."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtl-hf predict",
         description=(
-            "Probabilities per task for every image, slice and frame of the inputs, written as "
-            "predictions.csv and predictions.json (and volume_predictions.csv for NIfTI volumes and "
-            "multi-frame DICOM, one volume-level score per task output). Segmentation tasks (a plugin "
+            "Each task's predictions (class probabilities of a classifier, values of a regression) for "
+            "every image, slice and frame of the inputs, written as predictions.csv and predictions.json "
+            "(and volume_predictions.csv for NIfTI volumes and multi-frame DICOM, one volume-level value "
+            "per task output, combined as the task's head says). Segmentation tasks (a plugin "
             "head such as mtl-hf-segmentation's) write masks under masks/<task>/: a PNG per image, a "
             "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
             f"Accelerate picks. Supported files: {', '.join(READABLE_SUFFIXES)}. A file that cannot be "
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregation",
         choices=AGGREGATIONS,
         default="topk_mean",
-        help="volume-level score from slice probabilities (default topk_mean: mean of the top-k slices)",
+        help="volume-level score from slice probabilities (default topk_mean: mean of the top-k slices); "
+        "a head with its own rule keeps it (a regression's volume_aggregation, mean by default)",
     )
     parser.add_argument("--top-k", type=int, default=3, help="slices averaged by topk_mean (default 3)")
     parser.add_argument(
