@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .extras import import_extra
+
 LORA_MARK = "lora_"
 """Every adapter parameter's name holds it (``lora_A``, ``lora_B``)."""
 TRAINABLE_BACKBONE = ("mask_token",)
@@ -75,11 +77,7 @@ def parse_lora(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _peft() -> Any:
-    try:
-        import peft
-    except ImportError as err:
-        raise ImportError("LoRA needs peft: pip install 'mtl-hf[lora]'") from err
-    return peft
+    return import_extra("peft", feature="LoRA", extra="lora")
 
 
 def apply_lora(backbone: nn.Module, lora: Mapping[str, Any]) -> nn.Module:

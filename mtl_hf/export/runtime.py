@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import import_extra
 from ..image_processing_mtl import MTLImageProcessor
 from .layout import MODEL_FILE, OUTPUTS_FILE
 from .onnx_export import ExportError
@@ -43,10 +44,7 @@ class OnnxModel:
         threads: int | None = None,
         providers: list[str] | None = None,
     ) -> None:
-        try:
-            import onnxruntime
-        except ImportError as err:
-            raise ImportError("running an ONNX export needs onnxruntime: pip install 'mtl-hf[onnx]'") from err
+        onnxruntime = import_extra("onnxruntime", feature="running an ONNX export", extra="onnx")
         self.folder = Path(folder)
         description_file = self.folder / OUTPUTS_FILE
         if not description_file.is_file():

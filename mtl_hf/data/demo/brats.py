@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ...extras import MissingExtraError
+
 MNI_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -75,11 +77,12 @@ def mni_template_dir() -> Path:
     """Folder of the MNI152 files inside the installed nilearn (not imported: only located)."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the demo data needs nilearn's MNI152 template: pip install 'mtl-hf[demo]'")
+        raise MissingExtraError("the demo data (the MNI152 brain template)", "nilearn", "demo")
     folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
     missing = [f for f in MNI_FILES.values() if not (folder / f).is_file()]
     if missing:
-        raise ImportError(f"nilearn at {folder} lacks {missing}; reinstall nilearn")
+        reason = f"{folder} lacks {', '.join(missing)}"
+        raise MissingExtraError("the demo data (the MNI152 brain template)", "nilearn", "demo", reason)
     return folder
 
 

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ...extras import MissingExtraError
+
 PATHOLOGIES = ("myopathy", "myelopathy", "polyneuropathy")
 ECHO_FRAMES = tuple(range(0, 120, 5))
 
@@ -64,13 +66,16 @@ def load_sources() -> list[tuple[str, np.ndarray]]:
         from pydicom.data import get_testdata_file
         from pydicom.pixels import apply_color_lut, pixel_array
     except ImportError as exc:
-        raise ImportError("the demo data needs pydicom and pydicom-data: pip install 'mtl-hf[demo]'") from exc
+        raise MissingExtraError(
+            "the demo data (real ultrasound frames)", "pydicom", "demo", str(exc)
+        ) from exc
     from scipy.ndimage import distance_transform_edt
 
     def path_of(name: str) -> str:
         path = get_testdata_file(name)
         if path is None:
-            raise ImportError(f"pydicom-data lacks {name}: pip install 'mtl-hf[demo]'")
+            reason = f"its test files lack {name}"
+            raise MissingExtraError("the demo data (real ultrasound frames)", "pydicom-data", "demo", reason)
         return str(path)
 
     sources: list[tuple[str, np.ndarray]] = []
