@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MtlHfError
+from ..options import OptionsError
 
 if TYPE_CHECKING:
     from ..training.config import RunConfig
@@ -68,7 +69,7 @@ def run_jobs(jobs: Sequence[GridJob], *, workers: int = 1, threads: int | None =
     from tqdm.auto import tqdm
 
     if workers < 1:
-        raise ValueError(f"workers: must be at least 1, got {workers}")
+        raise OptionsError(f"workers: must be at least 1, got {workers}")
     total = tqdm(total=len(jobs), desc="runs", unit="run", position=0, dynamic_ncols=True)
     try:
         if workers == 1 or len(jobs) <= 1:

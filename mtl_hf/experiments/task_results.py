@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..data.errors import DataError
 from ..run_folder import RunFolder
 
 
@@ -160,12 +161,12 @@ def read_statistics(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if len(rows) < 2 or rows[0][:2] != ["sample_id", "patient_id"]:
-        raise ValueError(f"{path}: expected a header 'sample_id,patient_id,...' and at least one row")
+        raise DataError(str(path), "expected a header 'sample_id,patient_id,...' and at least one row")
     body = rows[1:]
     try:
         values = np.array([[float(v) for v in r[2:]] for r in body], dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise DataError(str(path), str(exc)) from exc
     return [r[0] for r in body], [r[1] for r in body], values
 
 

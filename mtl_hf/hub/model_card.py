@@ -28,6 +28,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .. import __version__
 from ..configuration_mtl import resolve_saved_options
+from ..data.errors import DataError
 from ..evaluation.task_metrics import MetricResult, results_of
 from ..run_folder import RunFolder
 from ..safe_yaml import load_yaml
@@ -325,7 +326,7 @@ def _training_summary(folder: ShareableFolder) -> dict[str, Any] | None:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON object ({exc})") from exc
+                raise DataError(f"{path}:{number}", f"not a JSON object ({exc})") from exc
     train = [r for r in records if r.get("split") == "train"]
     val = [r for r in records if r.get("split") == "val"]
     selection = _selection_record(folder)
@@ -396,7 +397,7 @@ def _selection_record(folder: ShareableFolder) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise DataError(str(path), f"not valid JSON ({exc})") from exc
     if not isinstance(record, dict) or not {"monitor", "metric", "value"} <= set(record):
         return None
     return record
@@ -462,9 +463,12 @@ def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
     path = folder.run_file(RunFolder.TEST_METRICS)
     if path is None:
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), f"not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path}: expected {{task: {{metric: value}}}}")
+        raise DataError(str(path), "expected {task: {metric: value}}")
     return data
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from ...options import OptionsError
 from .brats import write_brats_demo
 from .card import write_data_card
 from .summary import DemoSummary, demo_data_configs
@@ -67,16 +68,19 @@ def build_demo_data(
         A :class:`DemoSummary` (also written as ``demo_summary.json``).
     """
     if brats_patients < 1 or ultrasound_patients < 1:
-        raise ValueError("brats_patients and ultrasound_patients must be at least 1")
+        raise OptionsError(
+            f"brats_patients and ultrasound_patients must be at least 1, got {brats_patients} and "
+            f"{ultrasound_patients}"
+        )
     lo, hi = images_per_patient
     if not 1 <= lo <= hi:
-        raise ValueError(
+        raise OptionsError(
             f"images_per_patient must be (low, high) with 1 <= low <= high, got {images_per_patient}"
         )
     for name, value in (("tumour_free_fraction", tumour_free_fraction), ("healthy_fraction", healthy_fraction),
                         ("comorbid_fraction", comorbid_fraction)):  # fmt: skip
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+            raise OptionsError(f"{name} must be in [0, 1], got {value}")
     start = time.perf_counter()
     out = Path(out_dir)
     brats_dir, ultrasound_dir = out / "brats", out / "ultrasound"
