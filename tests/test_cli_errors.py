@@ -12,8 +12,12 @@ import yaml
 from mtl_hf.cli import main, one_line, run_command
 from mtl_hf.data.errors import CacheWriteError, DataError
 from mtl_hf.errors import MtlHfError, UsageError
+from mtl_hf.explain.errors import ExplainError
+from mtl_hf.export.onnx_export import ExportError
+from mtl_hf.extras import MissingExtraError, import_extra
 from mtl_hf.hub.folders import HubFolderError
 from mtl_hf.hub.push import HubPushError
+from mtl_hf.inference.errors import ModelNotFoundError, NotAnMtlModelError, PredictionError
 from mtl_hf.options import OptionsError
 from mtl_hf.registry import UnknownNameError
 from mtl_hf.security import UnsafeCheckpointError
@@ -36,6 +40,12 @@ from mtl_hf.training.faults import CheckpointWriteError, DataFaultError
         (CheckpointWriteError, RuntimeError),
         (DataFaultError, RuntimeError),
         (TrainingError, RuntimeError),
+        (PredictionError, ValueError),
+        (NotAnMtlModelError, TypeError),
+        (ModelNotFoundError, OSError),
+        (ExportError, ValueError),
+        (ExplainError, ValueError),
+        (MissingExtraError, ImportError),
     ],
 )
 def test_every_error_derives_from_the_base_and_keeps_its_builtin(error: type, builtin: type) -> None:
@@ -96,10 +106,10 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
         (["compare", "{tmp}/compare.yaml"], 1, "DataError: {tmp}/no_such_data: data folder not found"),
         (
             ["predict", "{pickle_model}", "{file}", "-o", "{tmp}/p"],
-            2,
-            "{pickle_model}: no safetensors weights",
+            1,
+            "UnsafeCheckpointError: {pickle_model}: no safetensors weights",
         ),
-        (["explain", "{pickle_model}", "--images", "{file}", "-o", "{tmp}/e"], 2, "only pickle files"),
+        (["explain", "{pickle_model}", "--images", "{file}", "-o", "{tmp}/e"], 1, "only pickle files"),
         (["push", "{file}", "me/model"], 2, "{file}: not a folder"),
         (["make-demo-data", "{file}/out"], 1, "NotADirectoryError"),
         (["demo", "--data", "{file}", "--out", "{tmp}/demo"], 1, "Not a directory: '{file}'"),
@@ -136,3 +146,136 @@ def test_compare_in_a_fresh_process_prints_no_traceback(bad_inputs: dict[str, Pa
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"mtl-hf compare: error: DataError: {bad_inputs['tmp']}/no_such_data" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny mtl-hf model (a binary task and MIM), one with only a MIM task, a plain transformers ViT
+    and a PNG, saved once for the module."""
+    import numpy as np
+    from PIL import Image
+    from transformers import ViTConfig, ViTModel
+
+    from tests.conftest import tiny_backbone
+    from tests.inference.conftest import save_model
+
+    root = tmp_path_factory.mktemp("cli_models")
+    png = root / "slice.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(png)
+    backbone = {k: v for k, v in tiny_backbone().items() if k != "model_type"}
+    ViTModel(ViTConfig(**backbone)).save_pretrained(root / "plain_vit")
+    return {
+        "model": save_model(
+            root / "model", {"tumour": {"type": "binary_classification"}, "mim": {"type": "mim"}}
+        ),
+        "mim_only": save_model(root / "mim_only", {"mim": {"type": "mim"}}),
+        "vit": root / "plain_vit",
+        "png": png,
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (
+            ["predict", "{model}", "{png}", "--task", "nosuch", "-o", "{out}"],
+            2,
+            "mtl-hf predict: error: PredictionError: no task named 'nosuch'; the model's tasks are tumour, mim",
+        ),
+        (
+            ["predict", "{model}", "{png}", "--batch-size", "0", "-o", "{out}"],
+            2,
+            "PredictionError: batch size must be at least 1, got 0",
+        ),
+        (
+            ["predict", "{tmp}/no_such_model", "{png}", "-o", "{out}"],
+            1,
+            "ModelNotFoundError: {tmp}/no_such_model: not a folder here, and the Hub did not give it",
+        ),
+        (
+            ["export", "{model}", "-o", "{out}", "--task", "mim"],
+            2,
+            "mtl-hf export: error: ExportError: task 'mim' reads the masked view",
+        ),
+        (
+            ["export", "{model}", "-o", "{out}", "--opset", "3"],
+            2,
+            "ExportError: opset 3: torch's ONNX exporter writes opsets",
+        ),
+        (
+            ["explain", "{model}", "--images", "{png}", "-o", "{out}", "--mass", "2"],
+            2,
+            "mtl-hf explain: error: ExplainError: mass must be in (0, 1], got 2.0",
+        ),
+        (
+            ["explain", "{model}", "--images", "{png}", "-o", "{out}", "--mim-task", "nosuch"],
+            2,
+            "ExplainError: no model has a masked-image-modeling task named 'nosuch' (their tasks: model: tumour, mim)",
+        ),
+        (
+            ["explain", "{vit}", "--images", "{png}", "-o", "{out}"],
+            1,
+            "NotAnMtlModelError: {vit}: expected an mtl-hf model (model_type 'mtl_vit'), got ViTModel",
+        ),
+        (  # refused before any server starts
+            ["app", "{mim_only}"],
+            2,
+            "mtl-hf app: error: PredictionError: the model has no task that gives per-sample predictions or "
+            "segmentation masks; its tasks are mim",
+        ),
+        (["app", "{tmp}/no_such_model"], 1, "ModelNotFoundError: {tmp}/no_such_model: not a folder here"),
+    ],
+)
+def test_model_commands_name_the_bad_value_in_one_line(
+    argv: list[str],
+    code: int,
+    message: str,
+    models: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    names = {k: str(v) for k, v in models.items()} | {"tmp": str(tmp_path), "out": str(tmp_path / "out")}
+    assert main([a.format(**names) for a in argv]) == code
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and "Traceback" not in err
+    # one line of ours; transformers' "Loading weights" bar is redrawn with '\r' before it, not a line of ours
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert len([line for line in lines if not line.startswith("Loading weights")]) == 1, err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "extra"),
+    [(["app", "{model}"], "gradio", "app"), (["export", "{model}", "-o", "{out}"], "onnx", "onnx")],
+)
+def test_a_missing_optional_package_names_its_install_line(
+    argv: list[str],
+    module: str,
+    extra: str,
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import gradio` now fails as where it is not installed
+    names = {"model": str(models["model"]), "out": str(tmp_path / "out")}
+    assert main([a.format(**names) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert "error: MissingExtraError: " in err and f"needs {module} (" in err
+    assert err.rstrip().endswith(f'pip install "mtl-hf[{extra}]"') and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_extra_error_is_an_import_error_that_crosses_processes() -> None:
+    import pickle
+
+    with pytest.raises(ImportError) as info:
+        import_extra("mtl_hf_no_such_package.sub", feature="the test feature", extra="dev")
+    error = info.value
+    assert isinstance(error, MissingExtraError) and error.name == "mtl_hf_no_such_package"
+    assert str(error) == (
+        "the test feature needs mtl_hf_no_such_package (No module named 'mtl_hf_no_such_package'): "
+        'pip install "mtl-hf[dev]"'
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is MissingExtraError and str(copy) == str(error) and copy.extra == "dev"

@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.errors import DataError
 from ..explain.attention import attention_maps, upsample_map
 from ..explain.figures import overlay, to_rgb
 from ..explain.reconstruction import mim_task_of, reconstruct, shared_mask
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor
-from ..inference.masks import mask_tasks, masks_at_size
-from ..inference.prediction import PredictionResult, predict
+from ..inference.masks import masks_at_size
+from ..inference.prediction import PredictionResult, predict, tasks_to_predict
 from ..inference.readers import InputImage, read_file
 from ..modeling_mtl import MTLModel
 
@@ -91,6 +92,11 @@ class Analyzer:
         image_processor: Overrides the processor saved with the model.
         cache_size: Files whose predictions and images are kept.
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+
+    Raises:
+        mtl_hf.inference.errors.PredictionError: the model has no task giving probabilities or masks.
+        mtl_hf.inference.errors.NotAnMtlModelError, mtl_hf.security.UnsafeCheckpointError: as
+            :func:`~mtl_hf.inference.loading.load_model_and_processor`.
     """
 
     def __init__(
@@ -103,7 +109,7 @@ class Analyzer:
     ) -> None:
         self.model, self.processor = load_model_and_processor(model, image_processor, **hub_kwargs)
         self.model.eval()
-        self.mask_tasks = mask_tasks(self.model)
+        self.mask_tasks = tasks_to_predict(self.model)[1]  # refuses a model without any of either
         names = self.model.config.task_names
         self.mim_task = (
             mim_task_of(self.model)
@@ -123,7 +129,8 @@ class Analyzer:
         volume, ``None`` picks the slice with the highest value of the first task's first output).
 
         Raises:
-            ValueError: an unsupported or unreadable file, or an index the file has no prediction for.
+            mtl_hf.data.errors.DataError: an unsupported or unreadable file, or an index the file has no
+                prediction for.
         """
         with self._lock:
             result, images = self._predicted(str(path))
@@ -135,9 +142,10 @@ class Analyzer:
             elif int(index) in images:
                 chosen = int(index)
             else:
-                raise ValueError(
-                    f"{path}: no slice {index} with a prediction (slices {indices[0]}..{indices[-1]}, "
-                    "empty ones left out)"
+                raise DataError(
+                    str(path),
+                    f"no slice {index} with a prediction (slices {indices[0]}..{indices[-1]}, "
+                    "empty ones left out)",
                 )
             image = next(p for p in result.images if p.index == chosen)
             analysis = Analysis(
@@ -157,7 +165,7 @@ class Analyzer:
             return self._cache[path]
         result = predict(self.model, [path], image_processor=self.processor, progress=False)
         if result.errors:  # predict lists a file it cannot read instead of raising
-            raise ValueError(f"{result.errors[0].source}: {result.errors[0].reason}")
+            raise DataError(result.errors[0].source, result.errors[0].reason)
         kept = {(p.source, p.index) for p in result.images}
         images = {item.index: item for item in read_file(path) if (item.source, item.index) in kept}
         self._cache[path] = (result, images)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from ..inference.hub_arguments import add_hub_arguments, hub_arguments
@@ -31,9 +30,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .ui import launch
 
     hub = hub_arguments(args)
-    try:
-        launch(args.model, host=args.host, port=args.port, share=args.share, **hub)
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    launch(args.model, host=args.host, port=args.port, share=args.share, **hub)
     return 0

@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import MtlHfError
+from ..extras import import_extra
 from ..inference.readers import SUPPORTED_SUFFIXES
 from .analysis import Analysis, Analyzer
 
@@ -30,12 +32,8 @@ DISCLAIMER = "A research model, not a medical device: do not use it for diagnosi
 
 
 def import_gradio() -> Any:
-    """``gradio``, or an ``ImportError`` that says how to install it."""
-    try:
-        import gradio
-    except ImportError as err:
-        raise ImportError("the web app needs gradio: pip install 'mtl-hf[app]'") from err
-    return gradio
+    """``gradio``, or a :class:`~mtl_hf.extras.MissingExtraError` that says how to install it."""
+    return import_extra("gradio", feature="the web app", extra="app")
 
 
 def build_app(analyzer: Analyzer, *, title: str = TITLE) -> Any:
@@ -74,7 +72,7 @@ def build_app(analyzer: Analyzer, *, title: str = TITLE) -> Any:
                 raise gr.Error("upload a file first")
             try:
                 result = analyzer.analyze(path, None if index is None else int(index))
-            except (ValueError, OSError, ImportError) as err:
+            except (MtlHfError, OSError) as err:  # ours (an unreadable file, no such slice) or a path's
                 raise gr.Error(str(err)) from None
             return _outputs(result)
 

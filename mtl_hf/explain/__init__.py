@@ -17,6 +17,7 @@ __getattr__, __dir__ = lazy_exports(
             "upsample_map",
         ),
         ".bootstrap": ("MeanWithCI", "bootstrap_mean"),
+        ".errors": ("ExplainError",),
         ".explanation": ("ExplainResult", "explain", "named_models"),
         ".figures": ("overlay", "save_attention_figure", "save_comparison_grid", "save_mim_figure", "to_rgb"),
         ".localization": (
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         upsample_map,
     )
     from .bootstrap import MeanWithCI, bootstrap_mean
+    from .errors import ExplainError
     from .explanation import ExplainResult, explain, named_models
     from .figures import overlay, save_attention_figure, save_comparison_grid, save_mim_figure, to_rgb
     from .localization import (
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS",
     "AttentionMaps",
+    "ExplainError",
     "ExplainResult",
     "LocalizationRow",
     "LocalizationScores",

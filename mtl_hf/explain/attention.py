@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from .errors import ExplainError
 from .rollout import HeadFusion, attention_rollout
 
 MapKind = Literal["mean", "rollout", "heads"]
@@ -95,14 +96,19 @@ def normalize_map(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return maps / maps.sum(dim=(-2, -1), keepdim=True).clamp_min(eps)
 
 
+def check_mass(mass: float) -> None:
+    """Raise :class:`~mtl_hf.explain.errors.ExplainError` unless ``mass`` is in (0, 1]."""
+    if not 0.0 < mass <= 1.0:
+        raise ExplainError(f"mass must be in (0, 1], got {mass}")
+
+
 def mass_threshold(maps: torch.Tensor, mass: float = 0.6) -> torch.Tensor:
     """Bool mask of the smallest set of cells holding at least ``mass`` of each map (last two dims).
 
     Cells are taken from the largest value down until their total reaches ``mass`` of the map's sum
     (DINO's ``--threshold``); ties are broken by position. ``mass`` is in (0, 1].
     """
-    if not 0.0 < mass <= 1.0:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
+    check_mass(mass)
     shape = maps.shape
     flat = normalize_map(maps.float()).flatten(-2)
     values, order = flat.sort(dim=-1, descending=True, stable=True)
@@ -146,7 +152,7 @@ def attention_maps(
     """
     step = pixel_values.shape[0] if batch_size is None else batch_size
     if step < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ExplainError(f"batch size must be at least 1, got {batch_size}")
     parts = [
         _attention_maps(model, pixel_values[i : i + step], rollout, head_fusion, residual)
         for i in range(0, pixel_values.shape[0], step)

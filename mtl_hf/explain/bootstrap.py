@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.additive import bootstrap_additive_metrics
+from .errors import ExplainError
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,15 @@ class MeanWithCI:
     n_groups: int
 
 
+def check_bootstrap_options(n_resamples: int, confidence: float) -> None:
+    """Raise :class:`~mtl_hf.explain.errors.ExplainError` unless ``n_resamples >= 1`` and ``confidence``
+    is in (0, 1)."""
+    if not 0.0 < confidence < 1.0:
+        raise ExplainError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ExplainError(f"n_resamples must be at least 1, got {n_resamples}")
+
+
 def bootstrap_mean(
     values: Sequence[float] | np.ndarray,
     groups: Sequence[Any] | np.ndarray | None = None,
@@ -47,10 +57,7 @@ def bootstrap_mean(
     seed: int = 0,
 ) -> MeanWithCI:
     """The mean of ``values`` with a cluster percentile bootstrap interval over ``groups``."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    check_bootstrap_options(n_resamples, confidence)
     v = np.asarray(values, dtype=np.float64)
     g = np.arange(len(v)) if groups is None else np.asarray(groups, dtype=object)
     if g.shape != v.shape:

@@ -4,7 +4,6 @@ attention-in-lesion table."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from ..data.config import AXIS_INDEX
@@ -49,40 +48,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .explanation import explain, named_models
 
-    try:
-        models = named_models(args.models)
-        dataset = None
-        if args.dataset is not None:
-            from ..inference.loading import load_model_and_processor
-            from .run_data import split_loader
+    models = named_models(args.models)
+    dataset = None
+    if args.dataset is not None:
+        from ..inference.loading import load_model_and_processor
+        from .run_data import split_loader
 
-            loaded = {name: load_model_and_processor(m)[0] for name, m in models.items()}
-            models = loaded
-            first = next(iter(loaded.values()))
-            dataset = split_loader(
-                args.dataset, first, split=args.split, batch_size=args.batch_size, cache_dir=args.cache_dir
-            )
-        result = explain(
-            models,
-            output_dir=args.output_dir,
-            images=args.images,
-            dataset=dataset,
-            max_images=args.max_images,
-            mass=args.mass,
-            rollout=not args.no_rollout,
-            mim=not args.no_mim,
-            mim_task=args.mim_task,
-            localization=not args.no_localization,
-            batch_size=args.batch_size,
-            n_resamples=args.n_resamples,
-            confidence=args.confidence,
-            seed=args.seed,
-            slice_axis=AXIS_INDEX[args.axis],
-            progress=not args.no_progress,
+        loaded = {name: load_model_and_processor(m)[0] for name, m in models.items()}
+        models = loaded
+        first = next(iter(loaded.values()))
+        dataset = split_loader(
+            args.dataset, first, split=args.split, batch_size=args.batch_size, cache_dir=args.cache_dir
         )
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = explain(
+        models,
+        output_dir=args.output_dir,
+        images=args.images,
+        dataset=dataset,
+        max_images=args.max_images,
+        mass=args.mass,
+        rollout=not args.no_rollout,
+        mim=not args.no_mim,
+        mim_task=args.mim_task,
+        localization=not args.no_localization,
+        batch_size=args.batch_size,
+        n_resamples=args.n_resamples,
+        confidence=args.confidence,
+        seed=args.seed,
+        slice_axis=AXIS_INDEX[args.axis],
+        progress=not args.no_progress,
+    )
     print(f"{len(result.figures)} figures -> {args.output_dir}/")
     if result.localization is not None:
         from .localization import localization_markdown

@@ -31,13 +31,16 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from ..data.errors import DataError
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor, model_display_name
 from ..inference.patients import pixel_values, plan_sources, read_source
 from ..inference.readers import InputImage
 from ..modeling_mtl import MTLModel
-from .attention import AttentionMaps, MapKind, attention_maps, upsample_map
+from .attention import AttentionMaps, MapKind, attention_maps, check_mass, upsample_map
 from .batches import iter_batches, lesion_masks
+from .bootstrap import check_bootstrap_options
+from .errors import ExplainError
 from .figures import save_attention_figure, save_comparison_grid, save_mim_figure
 from .localization import LocalizationRow, attention_localization, write_localization_table
 from .reconstruction import Reconstruction, mim_task_of, reconstruct, shared_mask
@@ -116,11 +119,22 @@ def explain(
             shared MIM mask.
         slice_axis: NIfTI slicing axis for ``images``.
         progress: Show progress bars.
+
+    Raises:
+        ExplainError: an option out of range, a ``mim_task`` none of the models has, or a ``dataset``
+            without an image to explain; raised before any figure is written.
+        mtl_hf.data.errors.DataError: an image file that cannot be read, or files without an image.
     """
     if (images is None) == (dataset is None):
         raise ValueError("give either images or dataset")
     if max_images < 1:
-        raise ValueError(f"max_images must be at least 1, got {max_images}")
+        raise ExplainError(f"max_images must be at least 1, got {max_images}")
+    if batch_size < 1:
+        raise ExplainError(f"batch size must be at least 1, got {batch_size}")
+    if mass is not None:
+        check_mass(mass)
+    if dataset is not None and localization:
+        check_bootstrap_options(n_resamples, confidence)
     out = Path(output_dir)
     device = PartialState().device
     loaded: dict[str, tuple[MTLModel, MTLImageProcessor]] = {}
@@ -129,6 +143,16 @@ def explain(
         loaded[name] = (net.to(device), processor)
     if not loaded:
         raise ValueError("no models to explain")
+    if (
+        mim
+        and mim_task is not None
+        and not any(_has_reconstruction(net, mim_task) for net, _ in loaded.values())
+    ):
+        raise ExplainError(
+            f"no model has a masked-image-modeling task named {mim_task!r} (their tasks: "
+            + "; ".join(f"{name}: {', '.join(net.config.task_names)}" for name, (net, _) in loaded.items())
+            + ")"
+        )
 
     if images is not None:
         pixel_values, lesions = _from_files(loaded, images, max_images, slice_axis)
@@ -261,7 +285,7 @@ def _from_files(
         if len(items) == max_images:
             break
     if not items:
-        raise ValueError("no images found in the given files")
+        raise DataError(", ".join(map(str, paths)), "no image found in these files")
     return {name: pixel_values(proc, items) for name, (_, proc) in loaded.items()}, None
 
 
@@ -284,7 +308,7 @@ def _from_dataset(
         if len(chosen) >= max_images:
             break
     if not chosen:
-        raise ValueError("the data set gave no image to explain (with lesion masks: none with a lesion)")
+        raise ExplainError("the data set gave no image to explain (with lesion masks: none with a lesion)")
     pixel_values = torch.stack(chosen[:max_images])
     lesions = torch.stack(masks[:max_images]) if has_masks else None
     return {name: pixel_values for name in loaded}, lesions

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from ..data.errors import DataError
 from ..run_folder import RunFolder
 
 SPLIT_NAMES = ("validation", "test")
@@ -59,5 +60,5 @@ def split_loader(
     data = build_training_data(config, model)
     dataset: Any = data.validation if split == "validation" else data.test
     if dataset is None or len(dataset) == 0:
-        raise ValueError(f"the {split!r} split of {config_or_run} is empty")
+        raise DataError(os.fspath(config_or_run), f"the {split!r} split is empty")
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=data.collate_fn)

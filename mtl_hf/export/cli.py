@@ -4,7 +4,6 @@ description of the outputs (see :mod:`mtl_hf.export.onnx_export`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from ..inference.hub_arguments import add_hub_arguments, hub_arguments
@@ -43,19 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .onnx_export import export_onnx
 
     hub = hub_arguments(args)
-    try:
-        result = export_onnx(
-            args.model,
-            args.output_dir,
-            tasks=args.tasks,
-            attentions=args.attentions,
-            opset=args.opset,
-            overwrite=args.overwrite,
-            **hub,
-        )
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = export_onnx(
+        args.model,
+        args.output_dir,
+        tasks=args.tasks,
+        attentions=args.attentions,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        **hub,
+    )
     outputs = [o["name"] for o in result.outputs["outputs"]]
     if result.outputs["attentions"]:
         outputs.append(result.outputs["attentions"]["name"])

@@ -34,14 +34,18 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.onnx import _constants as onnx_constants  # the opsets the exporter writes
 
 from ..errors import UsageError
+from ..extras import import_extra
 from ..image_processing_mtl import MTLImageProcessor
 from ..inference.loading import load_model_and_processor
 from ..inference.masks import mask_tasks
@@ -107,13 +111,17 @@ def export_onnx(
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for loading.
 
     Raises:
-        ExportError: an unknown or masked-view task, nothing to export, or an ``output_dir`` holding
-            other files; nothing is written then.
+        ExportError: an unknown or masked-view task, nothing to export, an ``output_dir`` holding other
+            files, an opset the exporter does not write or one the graph's operators need a later
+            version of; nothing is written then.
+        mtl_hf.extras.MissingExtraError: the ``onnx`` package is not installed.
     """
-    try:
-        import onnx  # noqa: F401  (torch's exporter serialises through it)
-    except ImportError as err:
-        raise ImportError("exporting to ONNX needs the onnx package: pip install 'mtl-hf[onnx]'") from err
+    import_extra("onnx", feature="exporting to ONNX", extra="onnx")  # torch's exporter writes through it
+    if not onnx_constants.ONNX_MIN_OPSET <= opset <= onnx_constants.ONNX_MAX_OPSET:
+        raise ExportError(
+            f"opset {opset}: torch's ONNX exporter writes opsets {onnx_constants.ONNX_MIN_OPSET} to "
+            f"{onnx_constants.ONNX_MAX_OPSET} (default {DEFAULT_OPSET})"
+        )
     out = Path(output_dir)
     if out.exists() and not overwrite:
         if not out.is_dir():
@@ -141,7 +149,7 @@ def export_onnx(
         was_training, device, dtype = net.training, net.device, net.dtype
         nn.Module.to(net, device="cpu", dtype=torch.float32)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _opset_errors(opset):
                 # The tracer warns that the input checks become constants: they are meant to (module doc).
                 warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
                 warnings.simplefilter("ignore", category=DeprecationWarning)
@@ -163,6 +171,15 @@ def export_onnx(
 
     write_atomically(out, write)
     return OnnxExport(folder=out, model_file=out / MODEL_FILE, outputs=description)
+
+
+@contextmanager
+def _opset_errors(opset: int) -> Iterator[None]:
+    """An operator of the graph that ``opset`` cannot express becomes an :class:`ExportError` naming both."""
+    try:
+        yield
+    except torch.onnx.errors.OnnxExporterError as err:
+        raise ExportError(f"opset {opset}: {str(err).splitlines()[0]}") from None
 
 
 def _example_logits(model: MTLModel, tasks: list[str], input_shape: tuple[int, int, int]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "..data.readers": ("canonical_geometry",),
         ".aggregation": ("AGGREGATIONS", "VOLUME_RULES", "aggregate_slices"),
+        ".errors": ("ModelNotFoundError", "NotAnMtlModelError", "PredictionError"),
         ".loading": ("load_model_and_processor", "model_display_name", "resolve_model_path"),
         ".masks": ("MaskWriter", "mask_tasks"),
         ".outputs": ("UnsafeOutputError",),
@@ -24,6 +25,7 @@ __getattr__, __dir__ = lazy_exports(
             "PredictionResult",
             "VolumePrediction",
             "predict",
+            "tasks_to_predict",
             "volume_predictions",
         ),
         ".probabilities": (
@@ -50,6 +52,7 @@ __getattr__, __dir__ = lazy_exports(
 if TYPE_CHECKING:
     from ..data.readers import canonical_geometry
     from .aggregation import AGGREGATIONS, VOLUME_RULES, aggregate_slices
+    from .errors import ModelNotFoundError, NotAnMtlModelError, PredictionError
     from .loading import load_model_and_processor, model_display_name, resolve_model_path
     from .masks import MaskWriter, mask_tasks
     from .outputs import UnsafeOutputError
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
         PredictionResult,
         VolumePrediction,
         predict,
+        tasks_to_predict,
         volume_predictions,
     )
     from .probabilities import (
@@ -91,6 +95,9 @@ __all__ = [
     "InputImage",
     "MTLImageClassificationPipeline",
     "MaskWriter",
+    "ModelNotFoundError",
+    "NotAnMtlModelError",
+    "PredictionError",
     "PredictionResult",
     "UnsafeOutputError",
     "VolumePrediction",
@@ -115,5 +122,6 @@ __all__ = [
     "register_pipeline",
     "resolve_model_path",
     "task_predictions",
+    "tasks_to_predict",
     "volume_predictions",
 ]

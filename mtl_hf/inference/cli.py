@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
             "NIfTI volume (RAS+, the input's world coordinates) per NIfTI input. Runs on the device "
             f"Accelerate picks. Supported files: {', '.join(READABLE_SUFFIXES)}. A file that cannot be "
             "read is named on stderr and in errors.csv, the others are still predicted, and the exit "
-            "status is 1; it is 2 when nothing could be run (a bad model or option, or a symbolic link "
-            "where an output file goes)."
+            "status is 1. When nothing can be run the command stops with one line on stderr: exit status 2 "
+            "for a bad option or task, 1 for a model that cannot be loaded or an output that cannot be "
+            "written (such as a symbolic link where an output file goes)."
         ),
     )
     parser.add_argument("model", help="model folder, training run folder (its best_model/) or Hub id")
@@ -73,25 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = {"revision": args.revision} if args.revision else {}
     if args.local_files_only:
         hub["local_files_only"] = True
-    try:
-        result = predict(
-            args.model,
-            args.inputs,
-            output_dir=args.output_dir,
-            tasks=args.tasks,
-            batch_size=args.batch_size,
-            aggregation=args.aggregation,
-            top_k=args.top_k,
-            slice_axis=AXIS_INDEX[args.axis],
-            intensity=args.intensity,
-            skip_empty=not args.keep_empty,
-            progress=not args.no_progress,
-            grayscale=args.grayscale,
-            **hub,
-        )
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = predict(
+        args.model,
+        args.inputs,
+        output_dir=args.output_dir,
+        tasks=args.tasks,
+        batch_size=args.batch_size,
+        aggregation=args.aggregation,
+        top_k=args.top_k,
+        slice_axis=AXIS_INDEX[args.axis],
+        intensity=args.intensity,
+        skip_empty=not args.keep_empty,
+        progress=not args.no_progress,
+        grayscale=args.grayscale,
+        **hub,
+    )
     print(f"{len(result.images)} images/slices, {len(result.volumes)} volumes -> {args.output_dir}/")
     if result.masks:
         print(f"  segmentation masks of {len(result.masks)} inputs in {args.output_dir}/masks/")
@@ -111,4 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # accelerate launch -m mtl_hf.inference.cli ...
-    sys.exit(main())
+    from ..cli import run_command
+
+    sys.exit(run_command("predict", main, sys.argv[1:]))

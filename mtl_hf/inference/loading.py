@@ -8,11 +8,13 @@ from typing import Any
 
 from transformers import AutoImageProcessor, AutoModel
 
+from ..errors import MtlHfError
 from ..hub_tokens import hub_errors_redacted, known_tokens, redact
 from ..image_processing_mtl import MTLImageProcessor
 from ..modeling_mtl import MTLModel
 from ..run_folder import RunFolder
 from ..security import check_weights_source
+from .errors import ModelNotFoundError, NotAnMtlModelError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ def load_model_and_processor(
 
     Raises:
         mtl_hf.security.UnsafeCheckpointError: the folder holds only pickle weights.
+        mtl_hf.inference.errors.NotAnMtlModelError: the folder or Hub id holds a model of another kind.
+        mtl_hf.inference.errors.ModelNotFoundError: ``model`` is neither a folder nor found on the Hub.
     """
     unknown = set(hub_kwargs) - set(HUB_KWARGS)
     if unknown:
@@ -63,12 +67,19 @@ def load_model_and_processor(
             source = None
         else:
             source = resolve_model_path(model)
-            # checked before transformers picks a class: a plain ViT folder or repository too
-            check_weights_source(source, allow_pickle=allow_pickle, **hub_kwargs)
             safety = {"allow_pickle": True} if allow_pickle else {"use_safetensors": True}
-            loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
+            try:
+                # checked before transformers picks a class: a plain ViT folder or repository too
+                check_weights_source(source, allow_pickle=allow_pickle, **hub_kwargs)
+                loaded_any = AutoModel.from_pretrained(source, **safety, **hub_kwargs)
+            except OSError as err:
+                if isinstance(err, MtlHfError) or os.path.exists(source):
+                    raise  # names the file it could not use
+                raise ModelNotFoundError(
+                    f"{source}: not a folder here, and the Hub did not give it: {err}"
+                ) from err
             if not isinstance(loaded_any, MTLModel):
-                raise TypeError(
+                raise NotAnMtlModelError(
                     f"{source}: expected an mtl-hf model (model_type 'mtl_vit'), got {type(loaded_any).__name__}"
                 )
             loaded = loaded_any

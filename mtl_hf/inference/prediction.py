@@ -50,6 +50,7 @@ from ..heads import PredictionSpec
 from ..image_processing_mtl import MTLImageProcessor, channel_mismatch, to_chw_tensor
 from ..modeling_mtl import MTLModel
 from .choices import AGGREGATIONS, Aggregation
+from .errors import PredictionError
 from .loading import load_model_and_processor
 from .masks import MaskWriter, mask_tasks, masks_at_size
 from .outputs import output_subfolder, write_text_replacing
@@ -245,6 +246,23 @@ class PredictionResult:
         }
 
 
+def tasks_to_predict(model: Any, tasks: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """``(tasks giving per-sample predictions, tasks giving segmentation masks)`` of ``model``: all of
+    them, or those named in ``tasks``.
+
+    Raises:
+        PredictionError: a named task is unknown or gives neither, or no task gives either.
+    """
+    segmenting = mask_tasks(model, tasks)
+    chosen = prediction_tasks(model, None if tasks is None else [t for t in tasks if t not in segmenting])
+    if not chosen and not segmenting:
+        raise PredictionError(
+            "the model has no task that gives per-sample predictions or segmentation masks; its tasks are "
+            + ", ".join(model.config.tasks or {})
+        )
+    return chosen, segmenting
+
+
 def predict(
     model: str | os.PathLike[str] | MTLModel,
     inputs: Sequence[str | os.PathLike[str]],
@@ -286,19 +304,22 @@ def predict(
         grayscale: Convert colour pictures and DICOM to grey when reading (as ``data.images.grayscale``
             does in training), for a model with a 1-channel backbone.
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for loading.
+
+    Raises:
+        PredictionError: an unknown task, a task without predictions or masks (or a model with none), a
+            batch size or ``top_k`` under 1; raised before any input is read or output written.
+        NotAnMtlModelError, mtl_hf.security.UnsafeCheckpointError: the model cannot be loaded (see
+            :func:`~mtl_hf.inference.loading.load_model_and_processor`).
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise PredictionError(f"batch size must be at least 1, got {batch_size}")
     if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+        raise PredictionError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise PredictionError(f"top_k must be at least 1, got {top_k}")
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
     files, listing_errors = plan_sources(inputs, processor)
-    segmenting = mask_tasks(net, tasks)
-    chosen = prediction_tasks(net, None if tasks is None else [t for t in tasks if t not in segmenting])
-    if not chosen and not segmenting:
-        raise ValueError("the model has no task that gives per-sample predictions or segmentation masks")
+    chosen, segmenting = tasks_to_predict(net, tasks)
     # As Accelerator does: ACCELERATE_USE_CPU=1 makes `accelerate launch` processes on a CPU one gloo group.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     writer = MaskWriter(output_dir, slice_axis) if output_dir is not None and segmenting else None

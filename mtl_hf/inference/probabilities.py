@@ -17,14 +17,16 @@ from typing import Any
 import torch
 
 from ..heads import PredictionSpec
+from .errors import PredictionError
 
 
 def prediction_spec(model: Any, task: str) -> PredictionSpec | None:
     """Task ``task``'s :class:`~mtl_hf.heads.PredictionSpec`, or ``None`` if its head gives no
-    per-sample predictions; a ``ValueError`` for an unknown task names the model's tasks."""
+    per-sample predictions; a :class:`~mtl_hf.inference.errors.PredictionError` (a ``ValueError``) for
+    an unknown task names the model's tasks."""
     tasks = model.config.tasks or {}
     if task not in tasks:
-        raise ValueError(f"no task named {task!r}; the model's tasks are {', '.join(tasks)}")
+        raise PredictionError(f"no task named {task!r}; the model's tasks are {', '.join(tasks)}")
     spec: PredictionSpec | None = model.heads[task].prediction_spec()
     return spec
 
@@ -33,7 +35,8 @@ def prediction_tasks(model: Any, tasks: Sequence[str] | None = None, key: str | 
     """The tasks of ``model`` (all of them, or those named in ``tasks``) that give per-sample
     predictions, of the spec key ``key`` (``"probabilities"``, ``"values"``) when it is given.
 
-    Raises ``ValueError`` for a named task that is unknown or gives no such predictions (e.g. ``mim``).
+    Raises :class:`~mtl_hf.inference.errors.PredictionError` (a ``ValueError``) for a named task that is
+    unknown or gives no such predictions (e.g. ``mim``).
     """
     what = "per-sample predictions" if key is None else key.replace("probabilities", "class probabilities")
 
@@ -48,7 +51,7 @@ def prediction_tasks(model: Any, tasks: Sequence[str] | None = None, key: str | 
     for t in tasks:
         if not gives(t):
             kind = (model.config.tasks or {})[t]["type"]
-            raise ValueError(f"task {t!r} ({kind}) gives no {what}")
+            raise PredictionError(f"task {t!r} ({kind}) gives no {what}")
     return list(tasks)
 
 

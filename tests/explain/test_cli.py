@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from mtl_hf import MTLImageProcessor, MTLModel
+from mtl_hf.cli import main as cli_main
 from mtl_hf.explain.cli import main
 from tests.conftest import tiny_backbone, tiny_config
 
@@ -35,7 +36,10 @@ def test_explain_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (out / "attention" / "mtl" / "image_0.png").exists() and (out / "mim" / "image_0.png").exists()
     assert not (out / "attention_grid_rollout.png").exists()
     assert "3 figures" in capsys.readouterr().out  # the attention figure, the grid (mean), the MIM panel
-    assert main([str(model), "--images", str(tmp_path / "nope.png"), "-o", str(out)]) == 2
+    assert cli_main(["explain", str(model), "--images", str(tmp_path / "nope.png"), "-o", str(out)]) == 1
+    assert (
+        f"mtl-hf explain: error: DataError: {tmp_path / 'nope.png'}: no such file" in capsys.readouterr().err
+    )
 
 
 def write_brats(root: Path, patients: int = 8) -> None:

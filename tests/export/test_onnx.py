@@ -93,7 +93,14 @@ def test_export_refusals(exported: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="holds other files"):
         export_onnx(model_dir, busy)
     assert (busy / "notes.txt").read_text() == "keep me"
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ExportError, match="opset 3: torch's ONNX exporter writes opsets 7 to"):
+        export_onnx(model_dir, tmp_path / "c", opset=3)
+    # opset 9 has no attention operator: refused while tracing, naming the opset and the operator
+    with pytest.raises(
+        ExportError, match="opset 9: Exporting the operator 'aten::scaled_dot_product_attention'"
+    ):
+        export_onnx(model_dir, tmp_path / "d", opset=9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # nothing else written, no temporary folder
 
 
 def test_segmentation_task_exports(tmp_path: Path) -> None:

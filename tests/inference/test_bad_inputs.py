@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mtl_hf.cli import main as cli_main
 from mtl_hf.data import DataError
 from mtl_hf.inference import UnsafeOutputError, predict, read_file
 from mtl_hf.inference.cli import main
@@ -158,8 +159,11 @@ def test_a_planted_link_is_refused_and_its_target_untouched(
     with pytest.raises(UnsafeOutputError, match=f"{planted}: is a symbolic link"):
         predict(three_task_model, good, output_dir=out, tasks=["tumour"], progress=False)
     assert victim.read_text() == "precious\n"
-    assert main([str(three_task_model), *map(str, good), "-o", str(out), "--no-progress"]) == 2
-    assert f"{planted}: is a symbolic link" in capsys.readouterr().err
+    assert cli_main(["predict", str(three_task_model), *map(str, good), "-o", str(out), "--no-progress"]) == 1
+    assert (
+        f"mtl-hf predict: error: UnsafeOutputError: {out / planted}: is a symbolic link"
+        in capsys.readouterr().err
+    )
     assert victim.read_text() == "precious\n" and (out / planted).is_symlink()
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mtl_hf.cli import main as cli_main
 from mtl_hf.inference.cli import main
 
 
@@ -41,4 +42,10 @@ def test_predict_command_reports_errors(
     assert main(argv) == 1
     assert "missing.png: no such file" in capsys.readouterr().err
     assert "missing.png,no such file or folder" in (out / "errors.csv").read_text()
-    assert main([str(tmp_path / "no_model"), str(tmp_path), "-o", str(out), "--no-progress"]) == 2
+    # nothing could be run: one line through mtl-hf's error handling, no traceback
+    assert (
+        cli_main(["predict", str(tmp_path / "no_model"), str(tmp_path), "-o", str(out), "--no-progress"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert f"mtl-hf predict: error: ModelNotFoundError: {tmp_path / 'no_model'}: not a folder here" in err
+    assert "Traceback" not in err
