@@ -394,10 +394,7 @@ def _selection_record(folder: ShareableFolder) -> dict[str, Any] | None:
     path = RunFolder.selection_file(folder.model_dir)
     if folder.run_dir is None or not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(str(path), f"not valid JSON ({exc})") from exc
+    record = _read_json(path)
     if not isinstance(record, dict) or not {"monitor", "metric", "value"} <= set(record):
         return None
     return record
@@ -417,12 +414,22 @@ def _selection(record: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or a :class:`~mtl_hf.data.errors.DataError` naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), f"not valid JSON ({exc})") from exc
+
+
 def _run_info(folder: ShareableFolder) -> list[tuple[str, str]]:
     """``run_info.json`` flattened one level into (key, value) pairs for a table."""
     path = folder.run_file(RunFolder.RUN_INFO)
     if path is None:
         return []
-    info = json.loads(path.read_text(encoding="utf-8"))
+    info = _read_json(path)
+    if not isinstance(info, dict):
+        raise DataError(str(path), "expected a JSON object")
     rows = []
     for key, value in info.items():
         if isinstance(value, dict):
@@ -463,10 +470,7 @@ def _test_metrics(folder: ShareableFolder) -> dict[str, dict[str, Any]]:
     path = folder.run_file(RunFolder.TEST_METRICS)
     if path is None:
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(str(path), f"not valid JSON ({exc})") from exc
+    data = _read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise DataError(str(path), "expected {task: {metric: value}}")
     return data
