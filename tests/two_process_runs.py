@@ -25,6 +25,8 @@ from typing import Any
 SCENARIOS: dict[str, tuple[str, tuple[Any, ...]]] = {
     # name: (module with ``main(out, *args)``, args); the runs that must fail come last
     "weighting": ("tests.weighting.distributed_steps", ()),
+    "view_schedule": ("tests.training.view_schedule_steps", ()),
+    "partial_labels": ("tests.training.partial_labels_ddp", ()),
     "training": ("tests.training.ddp_check", ()),
     "segmentation": ("tests.training.ddp_check", (True,)),
     "data_fault_skip": ("tests.reliability.ddp_data_fault", ("skip", {3, 10, 17})),

@@ -1,7 +1,7 @@
 """Run under two processes: partially labelled batches, where each process lacks some task's labels.
 
-Launched by ``test_partial_labels_ddp.py`` with ``accelerate launch --multi_gpu --num_processes 2 ...``
-(the run's own Accelerator, :func:`mtl_hf.training.setup.make_accelerator`: DDP over gloo with
+Run in two processes by ``tests/two_process_runs.py`` (scenario ``partial_labels``) for
+``test_partial_labels_ddp.py`` (the run's own Accelerator, :func:`mtl_hf.training.setup.make_accelerator`: DDP over gloo with
 ``find_unused_parameters``). Writes into the output folder:
 
 * ``init.safetensors`` (rank 0): the model both processes start from;

@@ -16,20 +16,18 @@ from safetensors.torch import load_file
 from mtl_hf import MTLConfig, MTLModel
 from mtl_hf.registry import BUILTIN_SOURCE
 from mtl_hf.weighting import WEIGHTERS
-from tests.launch import launch_two_processes
+from tests.conftest import TwoProcessRuns
 from tests.training.partial_labels_ddp import TASKS, WEIGHTINGS, global_batch, half
 from tests.training.synthetic import TINY_BACKBONE
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("partial_ddp")
-    launch_two_processes(ROOT / "tests" / "training" / "partial_labels_ddp.py", str(out), timeout=400)
-    return out
+def run(two_process_runs: TwoProcessRuns) -> Path:
+    """The folder of tests/training/partial_labels_ddp.py's two processes."""
+    return two_process_runs.folder("partial_labels")
 
 
+@pytest.mark.two_processes("partial_labels")
 def test_gradients_average_the_labelled_processes(run: Path) -> None:
     ranks = [torch.load(run / f"grads{r}.pt") for r in range(2)]
     # Process 0 has labels for a only, process 1 for b only: each reports that task's loss alone.
@@ -70,6 +68,7 @@ def test_every_built_in_weighter_is_run() -> None:
     assert {w["type"] for w in WEIGHTINGS.values()} == built_in
 
 
+@pytest.mark.two_processes("partial_labels")
 def test_weighters_step_alike_on_both_processes_when_tasks_are_absent(run: Path) -> None:
     ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
     assert set(ranks[0]) == set(WEIGHTINGS)
@@ -97,6 +96,7 @@ def _weights(rank_results: list[dict], name: str) -> list[dict[str, float]]:
     return [{**w1, **w0} for w0, w1 in zip(*(r[name]["weights"] for r in rank_results), strict=True)]
 
 
+@pytest.mark.two_processes("partial_labels")
 def test_rlw_draws_the_same_weights_on_both_processes(run: Path) -> None:
     ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
     for step, weights in enumerate(_weights(ranks, "rlw")):
@@ -107,6 +107,7 @@ def test_rlw_draws_the_same_weights_on_both_processes(run: Path) -> None:
         assert weights == pytest.approx({task: drawn[task] for task in weights}, rel=1e-6), step
 
 
+@pytest.mark.two_processes("partial_labels")
 def test_dwa_and_famo_weights_follow_the_losses_of_the_tasks_present(run: Path) -> None:
     ranks = [torch.load(run / f"steps{r}.pt") for r in range(2)]
     losses = ranks[0]["dwa"]["losses"]

@@ -4,22 +4,19 @@ and in two real processes (DDP over gloo) with gradient accumulation and one all
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from mtl_hf.weighting import WEIGHTERS
-from tests.launch import launch_two_processes
+from tests.conftest import TwoProcessRuns
 from tests.training.view_schedule_steps import (
     LOSS_WEIGHTINGS,
     OPTIMIZER_STEPS,
     compare_schedules,
     make_accelerator,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def assert_same_steps(
@@ -70,12 +67,13 @@ def test_only_loss_based_weighters_are_separable():
 
 
 @pytest.fixture(scope="module")
-def two_processes(tmp_path_factory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("views_ddp")
-    launch_two_processes(ROOT / "tests" / "training" / "view_schedule_steps.py", str(out), timeout=600)
+def two_processes(two_process_runs: TwoProcessRuns) -> list[dict[str, Any]]:
+    """What each process of tests/training/view_schedule_steps.py recorded."""
+    out = two_process_runs.folder("view_schedule")
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 
+@pytest.mark.two_processes("view_schedule")
 def test_two_processes_with_accumulation_make_the_joint_gradients(two_processes):
     for label in LOSS_WEIGHTINGS:
         for rank in two_processes:

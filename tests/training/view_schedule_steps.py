@@ -7,8 +7,9 @@ on each optimizer keeps every parameter's gradient just before each optimizer st
 (losses, weights) and the weighter's state afterwards are kept too. Under DDP a communication hook
 counts the gradient buckets all-reduced per optimizer step.
 
-Run by ``test_view_schedule.py`` in its own process, and as a script under two processes (DDP over gloo)
-with ``python view_schedule_steps.py OUT_DIR``, which writes ``rank<i>.pt``.
+Run by ``test_view_schedule.py`` in its own process, and under two processes (DDP over gloo) by
+``tests/two_process_runs.py`` (scenario ``view_schedule``) or as a script, ``python view_schedule_steps.py
+OUT_DIR``, which writes ``rank<i>.pt``.
 """
 
 from __future__ import annotations
@@ -120,8 +121,13 @@ def compare_schedules(accelerator: Accelerator) -> dict[str, dict[str, dict[str,
     }
 
 
-if __name__ == "__main__":
+def main(out_dir: str) -> None:
+    """In each of two processes: both schedules of every loss-based weighting, saved as ``rank<i>.pt``."""
     torch.set_num_threads(1)
     accelerator = make_accelerator()
     assert accelerator.num_processes == 2, f"expected two processes, got {accelerator.num_processes}"
-    torch.save(compare_schedules(accelerator), f"{sys.argv[1]}/rank{accelerator.process_index}.pt")
+    torch.save(compare_schedules(accelerator), f"{out_dir}/rank{accelerator.process_index}.pt")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
