@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inference.aggregation import VOLUME_RULES, aggregate_slices
 from ..missing_labels import IGNORE_INDEX
 from ..options import from_dict
 from ..registry import Registry
+from .volume_rules import VOLUME_RULES, aggregate_slices
 
 View = Literal["clean", "masked", "visible"]
 PredictionKey = Literal["probabilities", "values"]
@@ -174,7 +174,7 @@ class PredictionSpec:
         volume_rule: How :meth:`TaskHead.aggregate_volume` combines a volume's slice predictions:
             ``None`` applies the rule the user asks for (``predict``'s ``aggregation`` and ``top_k``,
             made for "is it anywhere in the volume" probabilities); else the head's own rule, one of
-            ``"topk_mean"``, ``"max"``, ``"mean"``, ``"sum"`` (:mod:`mtl_hf.inference.aggregation`), or
+            ``"topk_mean"``, ``"max"``, ``"mean"``, ``"sum"`` (:mod:`mtl_hf.heads.volume_rules`), or
             the name of a rule the head implements by overriding :meth:`TaskHead.aggregate_volume`.
             ``predictions.json`` records the rule applied to each task.
     """

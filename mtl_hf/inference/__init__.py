@@ -13,7 +13,8 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "..data.readers": ("canonical_geometry",),
-        ".aggregation": ("AGGREGATIONS", "VOLUME_RULES", "aggregate_slices"),
+        "..heads.volume_rules": ("VOLUME_RULES", "aggregate_slices"),
+        ".choices": ("AGGREGATIONS",),
         ".errors": ("ModelNotFoundError", "NotAnMtlModelError", "PredictionError"),
         ".loading": ("load_model_and_processor", "model_display_name", "resolve_model_path"),
         ".masks": ("MaskWriter", "mask_tasks"),
@@ -51,7 +52,8 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from ..data.readers import canonical_geometry
-    from .aggregation import AGGREGATIONS, VOLUME_RULES, aggregate_slices
+    from ..heads.volume_rules import VOLUME_RULES, aggregate_slices
+    from .choices import AGGREGATIONS
     from .errors import ModelNotFoundError, NotAnMtlModelError, PredictionError
     from .loading import load_model_and_processor, model_display_name, resolve_model_path
     from .masks import MaskWriter, mask_tasks

@@ -7,7 +7,7 @@ from typing import Literal
 
 Aggregation = Literal["topk_mean", "max", "mean"]
 AGGREGATIONS: tuple[str, ...] = ("topk_mean", "max", "mean")
-"""Volume-level scores from slice probabilities (:mod:`.aggregation`)."""
+"""Volume-level scores from slice probabilities (:mod:`mtl_hf.heads.volume_rules`)."""
 
 Intensity = Literal["brain", "volume", "slice"]
 INTENSITIES: tuple[str, ...] = ("brain", "volume", "slice")

@@ -15,7 +15,7 @@ Each head says what it predicts (:meth:`~mtl_hf.heads.TaskHead.predictions`, des
 :class:`~mtl_hf.heads.PredictionSpec`: ``probabilities`` or ``values``, output names, CSV columns). A
 source with several slices or frames also gets volume-level predictions per output, combined by the
 head (:meth:`~mtl_hf.heads.TaskHead.aggregate_volume`): class probabilities by the rule asked for
-(:mod:`mtl_hf.inference.aggregation`, top-3 mean by default), a regression's values by its own
+(:mod:`mtl_hf.heads.volume_rules`, top-3 mean by default), a regression's values by its own
 ``volume_aggregation`` (the mean by default).
 
 A file that cannot be read (missing, unsupported, truncated, damaged, over the readers' size limits)

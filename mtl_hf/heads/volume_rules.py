@@ -5,7 +5,7 @@ Class probabilities: a volume (or cine loop) is positive when some slices are: t
 few slices of a brain volume, so the mean over all slices would dilute it. The default for them,
 ``topk_mean``, averages the ``k`` highest slice probabilities per output: as sensitive as ``max`` to a
 lesion spanning a few slices but less driven by one noisy slice. ``max`` and ``mean`` are available too
-(``predict``'s ``aggregation``). Real values (a regression's) follow their head's own rule instead:
+(``predict``'s ``--aggregation``, :data:`~mtl_hf.inference.choices.AGGREGATIONS`). Real values (a regression's) follow their head's own rule instead:
 ``mean`` over the slices by default, or ``sum`` (a per-slice area summed into a volume) or ``max``.
 
 Every rule applies to each output column on its own; for a multi-class task the volume-level values are
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .choices import AGGREGATIONS
-
-VOLUME_RULES: tuple[str, ...] = (*AGGREGATIONS, "sum")
+VOLUME_RULES: tuple[str, ...] = ("topk_mean", "max", "mean", "sum")
 """Every rule :func:`aggregate_slices` applies: the user's choices for probabilities
-(:data:`~mtl_hf.inference.choices.AGGREGATIONS`) and ``sum``, which only a head picks."""
+(:data:`~mtl_hf.inference.choices.AGGREGATIONS`, kept free of numpy for ``--help``) and ``sum``, which
+only a head picks."""
 
 
 def aggregate_slices(probabilities: np.ndarray, method: str = "topk_mean", top_k: int = 3) -> np.ndarray:
