@@ -49,7 +49,7 @@ from ..training.config import RunConfig, apply_overrides
 from ..training.run_info import git_revision, package_versions
 from ..training.strategies import get_strategy
 from .folds import fold_fractions, fold_manifest_path, pool_folds, write_fold_manifests
-from .grid_runner import GridJob, JobTiming, run_jobs
+from .grid_runner import GridJob, GridRunError, JobTiming, run_jobs
 from .low_data import low_data_section
 from .task_results import task_results_section
 
@@ -405,7 +405,7 @@ def compare(config: CompareConfig, base: dict[str, Any], *, workers: int = 1) ->
         runs = pooled_runs(runs, out, config)
     rows, comparisons = collect_results(config, runs)
     if not rows:
-        raise RuntimeError(f"{out}: no run produced test metrics; see the runs' logs")
+        raise GridRunError(f"{out}: no run produced test metrics; see the runs' logs")
     write_results(out, rows, comparisons, title=f"Results: {out.name}")
     plots = write_plots(out, rows, runs, config.grid)
     study = low_data_section(config, runs, strategy_pairs(config, runs))
