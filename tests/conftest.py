@@ -102,6 +102,10 @@ class TwoProcessRuns:
             for path in (self.out / name / f"rank{r}.log" for r in range(2))
         ]
 
+    def failed(self, name: str) -> list[bool]:
+        """Whether each process's part of scenario ``name`` raised."""
+        return [(self.out / name / f"rank{r}.failed").exists() for r in range(2)]
+
     def folder(self, name: str) -> Path:
         """Scenario ``name``'s output folder; fails with the processes' output unless both finished it."""
         done = [(self.out / name / f"rank{r}.done").exists() for r in range(2)]

@@ -6,9 +6,11 @@ runs themselves; the tests that check a two-process run share one ``accelerate l
 fixture ``two_process_runs`` in ``tests/conftest.py`` launches the scenarios the collected tests need).
 
 ``two_process_runs.py OUT NAME [NAME...]`` runs each named scenario of :data:`SCENARIOS`, in the order
-given, into ``OUT/NAME``: each process's output goes to ``OUT/NAME/rank<i>.log`` and, once its part
-finished, ``OUT/NAME/rank<i>.done`` is written. A scenario that raises ends the launch (both processes
-exit with an error), so a scenario meant to fail goes last.
+given, into ``OUT/NAME``: each process's output goes to ``OUT/NAME/rank<i>.log``; once its part
+finished, ``OUT/NAME/rank<i>.done`` is written, or ``OUT/NAME/rank<i>.failed`` where it raised. A
+scenario of :data:`MEANT_TO_FAIL` that raises lets the next one start (the run under test stops both
+processes together, through collectives, so the group stays usable); any other that raises ends the
+launch (both processes exit with an error).
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ SCENARIOS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "segmentation": ("tests.training.ddp_check", (True,)),
     "data_fault_skip": ("tests.reliability.ddp_data_fault", ("skip", {3, 10, 17})),
     "data_fault_stop": ("tests.reliability.ddp_data_fault", ("stop", {17})),
+    "write_failure": ("tests.reliability.ddp_write_failure", ()),  # patches Accelerator.save_state: last
 }
 """Scenario name: the module whose ``main(out, *args)`` one process runs, and those ``args``."""
+
+MEANT_TO_FAIL = frozenset({"data_fault_stop", "write_failure"})
+"""Scenarios whose runs stop with an error on both processes, as the tests that read them check."""
 
 
 @contextlib.contextmanager
@@ -72,9 +78,12 @@ def main(out: str, names: list[str]) -> int:
         with output_to(folder / f"rank{rank}.log"):
             try:
                 importlib.import_module(module).main(str(folder), *args)
-            except BaseException:
+            except Exception:
                 traceback.print_exc()
-                return 1
+                (folder / f"rank{rank}.failed").touch()
+                if name not in MEANT_TO_FAIL:
+                    return 1
+                continue
         (folder / f"rank{rank}.done").touch()
     return 0
 

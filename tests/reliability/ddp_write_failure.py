@@ -1,6 +1,7 @@
 """Run under two processes: the second checkpoint cannot be written on rank 1 only (a full local disk).
 
-Launched by ``test_write_failures.py``; both ranks must stop with an error instead of rank 0 waiting
+Run in two processes by ``tests/two_process_runs.py`` (scenario ``write_failure``) for
+``test_write_failures.py``; both ranks must stop with an error instead of rank 0 waiting
 forever at the next barrier for a rank that has died.
 """
 

@@ -34,8 +34,8 @@ from mtl_hf.training.config import RunConfig
 from mtl_hf.training.faults import CheckpointWriteError
 from mtl_hf.training.metrics_log import read_metrics
 from mtl_hf.training.state import TrainerState
+from tests.conftest import TwoProcessRuns
 from tests.data.files import write_csv, write_png
-from tests.launch import launch_two_processes
 from tests.training.synthetic import base_config, make_data
 
 
@@ -193,15 +193,14 @@ def test_failed_cache_build_leaves_earlier_caches_intact_and_says_where(
     figures["cache builds failed part-way, earlier cache kept"] += 1
 
 
-def test_a_write_failing_on_one_process_stops_every_process(tmp_path: Path) -> None:
+@pytest.mark.two_processes("write_failure")  # tests/reliability/ddp_write_failure.py
+def test_a_write_failing_on_one_process_stops_every_process(two_process_runs: TwoProcessRuns) -> None:
     """Rank 1 cannot write its part of the second checkpoint: both ranks stop (no hang), each with an
     error saying where, and the first checkpoint stays complete."""
-    out = tmp_path / "ddp"
-    proc = launch_two_processes(
-        Path(__file__).with_name("ddp_write_failure.py"), str(out), timeout=300, check=False
-    )
-    assert proc.returncode != 0
-    assert "No space left on device" in proc.stderr  # rank 1's own error
-    assert "failed on another process (its error says why)" in proc.stderr  # rank 0 stopped too
+    out = two_process_runs.out / "write_failure"
+    assert two_process_runs.failed("write_failure") == [True, True]
+    rank0, rank1 = two_process_runs.logs("write_failure")
+    assert "No space left on device" in rank1  # rank 1's own error
+    assert "failed on another process (its error says why)" in rank0  # rank 0 stopped too
     assert list_checkpoints(out) == [checkpoint_dir(out, 1)]
     check_training_checkpoint(list_checkpoints(out)[0])
