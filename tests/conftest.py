@@ -131,7 +131,9 @@ def two_process_runs(
         extra_paths.append(str(request.getfixturevalue("segmentation_plugin").locate_file("")))
     out = tmp_path_factory.mktemp("two_processes")
     script = ROOT / "tests" / "two_process_runs.py"
-    proc = launch_two_processes(script, str(out), *names, extra_paths=extra_paths, timeout=900, check=False)
+    proc = launch_two_processes(
+        script, str(out), *names, extra_paths=extra_paths, timeout=1200, check=False
+    )  # a bound for a hang
     return TwoProcessRuns(out, proc)
 
 
