@@ -16,6 +16,15 @@
   the earlier views' gradients once the last view's losses are known. Gradient-based weighters need
   every task's graph at once and keep the joint schedule.
 
+Where the earlier views' gradients lie matters to the memory the step keeps resident: a backward pass
+frees its view's activations and allocates the gradients in between, so if those gradients stayed where
+the backward allocated them, they would split the freed activation memory into pieces that the next
+view's activations do not fit, and the C allocator would grow its heap instead of reusing it (on Linux
+with glibc, whose dynamic mmap threshold puts such blocks on the heap after the first step). So the
+sequential schedule reserves a gradient buffer per parameter before the first view's forward pass
+(below its activations) and, after each view but the last, moves the gradients there: one copy of the
+gradients per step, and the freed activation memory is whole again for the next view.
+
 Both back-propagate through ``context.backward`` (``accelerator.backward``: fp16 loss scaling and the
 division by the accumulation steps apply). Under DDP every view but the last runs in ``no_sync``, so the
 step's gradients are all-reduced once, in the last view's backward of the accumulation window's last
@@ -68,6 +77,8 @@ def backward_by_view(
     held = [p.grad for p in parameters]  # the window's earlier micro-batches, added back before the last view
     for p in parameters:
         p.grad = None
+    # Where the views before the last keep their gradients: taken before any activation is allocated.
+    places: list[torch.Tensor] | None = [torch.empty_like(p) for p in parameters] if len(groups) > 1 else None
     weighter.start_forward()
     mask = inputs.get("bool_masked_pos")
     losses: dict[str, torch.Tensor] = {}
@@ -92,10 +103,23 @@ def backward_by_view(
                     total = total * scale.to(total)
             if total is not None:
                 context.backward(total)
+        if places is not None:
+            _move_gradients(parameters, places)
+            if index == len(groups) - 2:
+                places = None  # the last view's gradients need no move; unused places are freed
     if not totals:
         raise ValueError("no task loss to weight: the batch carried labels for none of the tasks that ran")
     weighted = weighter.scaled(torch.stack(totals).sum(), weights, scale)
     return MicroBatchPass(weighted.loss, losses, weighted.weights, mask)
+
+
+@torch.no_grad()
+def _move_gradients(parameters: Sequence[torch.nn.Parameter], places: Sequence[torch.Tensor]) -> None:
+    """Copy each gradient that is not yet in its place there, and make the place the gradient: the
+    blocks the backward pass allocated for gradients are freed among its freed activations."""
+    for p, place in zip(parameters, places, strict=True):
+        if p.grad is not None and p.grad is not place:
+            p.grad = place.copy_(p.grad)
 
 
 @torch.no_grad()

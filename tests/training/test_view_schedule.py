@@ -89,3 +89,21 @@ def test_two_processes_with_accumulation_make_the_joint_gradients(two_processes)
         for a, b in zip(first, second, strict=True):
             for name in a:
                 torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-7, msg=f"{label} {name}")
+
+
+def test_moving_gradients_keeps_their_values_and_leaves_absent_ones_absent():
+    """The earlier views' gradients move into the buffers reserved before the first view (so that the
+    blocks the backward allocated are freed among its activations): same values, the buffer becomes the
+    gradient, a gradient already in its buffer is left as it is, and a parameter without one keeps none."""
+    from mtl_hf.training.view_schedule import _move_gradients
+
+    torch.manual_seed(0)
+    moved, placed, absent = (torch.nn.Parameter(torch.randn(3, 4)) for _ in range(3))
+    moved.grad = torch.randn(3, 4)
+    expected = moved.grad.clone()
+    places = [torch.empty_like(p) for p in (moved, placed, absent)]
+    placed.grad = places[1].copy_(torch.ones(3, 4))
+    _move_gradients([moved, placed, absent], places)
+    assert moved.grad is places[0] and torch.equal(moved.grad, expected)
+    assert placed.grad is places[1] and torch.equal(placed.grad, torch.ones(3, 4))
+    assert absent.grad is None
