@@ -16,14 +16,17 @@
   the earlier views' gradients once the last view's losses are known. Gradient-based weighters need
   every task's graph at once and keep the joint schedule.
 
-Where the earlier views' gradients lie matters to the memory the step keeps resident: a backward pass
-frees its view's activations and allocates the gradients in between, so if those gradients stayed where
-the backward allocated them, they would split the freed activation memory into pieces that the next
-view's activations do not fit, and the C allocator would grow its heap instead of reusing it (on Linux
-with glibc, whose dynamic mmap threshold puts such blocks on the heap after the first step). So the
-sequential schedule reserves a gradient buffer per parameter before the first view's forward pass
-(below its activations) and, after each view but the last, moves the gradients there: one copy of the
-gradients per step, and the freed activation memory is whole again for the next view.
+Where the views' gradients lie matters to the memory the step keeps resident: a backward pass frees
+its view's activations and, if it allocates the gradients, puts them in between, where they split the
+freed activation memory into pieces that the next view's activations do not fit, so the C allocator
+grows its heap instead of reusing it (on Linux with glibc, whose dynamic mmap threshold puts such
+blocks on the heap after the first step). So the sequential schedule gives every parameter a zero
+gradient before the first view's forward pass, which the backward passes accumulate into in place and
+never reallocate: a buffer per parameter, kept from step to step (allocated once, at the first step,
+so the heap's layout stays the same from one step to the next; a window's later micro-batches, whose
+earlier gradients lie in those buffers, get new zeros). A gradient that no view before the last wrote
+(its version counter unchanged) is dropped again before the last view, so a parameter that gets no
+gradient in the step ends with none, as in the joint schedule (AdamW then leaves it alone).
 
 Both back-propagate through ``context.backward`` (``accelerator.backward``: fp16 loss scaling and the
 division by the accumulation steps apply). Under DDP every view but the last runs in ``no_sync``, so the
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..weighting import BackwardContext, SeparableWeighter
 
@@ -77,8 +81,9 @@ def backward_by_view(
     held = [p.grad for p in parameters]  # the window's earlier micro-batches, added back before the last view
     for p in parameters:
         p.grad = None
-    # Where the views before the last keep their gradients: taken before any activation is allocated.
-    places: list[torch.Tensor] | None = [torch.empty_like(p) for p in parameters] if len(groups) > 1 else None
+    # The views' gradients, allocated before any activation is: the backward passes add into them.
+    # Kept buffers only when no earlier micro-batch's gradient is in them (the window's first).
+    zeros = _zero_gradients(parameters, reuse=all(g is None for g in held)) if len(groups) > 1 else None
     weighter.start_forward()
     mask = inputs.get("bool_masked_pos")
     losses: dict[str, torch.Tensor] = {}
@@ -97,29 +102,50 @@ def backward_by_view(
             if total is not None:
                 totals.append(total.detach())
             if last:
+                if zeros is not None:
+                    _drop_unwritten(parameters, zeros)
                 scale = weighter.terms_scale(losses, context)  # on every process, losses or not
                 _rescale_and_restore(parameters, held, scale)
                 if total is not None and scale is not None:
                     total = total * scale.to(total)
             if total is not None:
                 context.backward(total)
-        if places is not None:
-            _move_gradients(parameters, places)
-            if index == len(groups) - 2:
-                places = None  # the last view's gradients need no move; unused places are freed
     if not totals:
         raise ValueError("no task loss to weight: the batch carried labels for none of the tasks that ran")
     weighted = weighter.scaled(torch.stack(totals).sum(), weights, scale)
     return MicroBatchPass(weighted.loss, losses, weighted.weights, mask)
 
 
+_BUFFERS = WeakIdKeyDictionary()
+"""Each parameter's gradient buffer, kept from step to step (freed with the parameter)."""
+
+
 @torch.no_grad()
-def _move_gradients(parameters: Sequence[torch.nn.Parameter], places: Sequence[torch.Tensor]) -> None:
-    """Copy each gradient that is not yet in its place there, and make the place the gradient: the
-    blocks the backward pass allocated for gradients are freed among its freed activations."""
-    for p, place in zip(parameters, places, strict=True):
-        if p.grad is not None and p.grad is not place:
-            p.grad = place.copy_(p.grad)
+def _zero_gradients(parameters: Sequence[torch.nn.Parameter], reuse: bool) -> list[tuple[torch.Tensor, int]]:
+    """Give each parameter a zero gradient: its kept buffer, zeroed, if ``reuse`` (no gradient of an
+    earlier micro-batch lies in it), else a new one. Return each with its version counter as it is now."""
+    zeros = []
+    for p in parameters:
+        buffer = _BUFFERS.get(p) if reuse else None
+        if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype or buffer.device != p.device:
+            buffer = torch.zeros_like(p)
+            if reuse:
+                _BUFFERS[p] = buffer
+        else:
+            buffer.zero_()
+        p.grad = buffer
+        zeros.append((buffer, buffer._version))
+    return zeros
+
+
+@torch.no_grad()
+def _drop_unwritten(
+    parameters: Sequence[torch.nn.Parameter], zeros: Sequence[tuple[torch.Tensor, int]]
+) -> None:
+    """Set back to ``None`` each gradient that is still the untouched zero :func:`_zero_gradients` gave."""
+    for p, (zero, version) in zip(parameters, zeros, strict=True):
+        if p.grad is zero and zero._version == version:
+            p.grad = None
 
 
 @torch.no_grad()

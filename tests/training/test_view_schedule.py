@@ -16,6 +16,7 @@ from tests.training.view_schedule_steps import (
     OPTIMIZER_STEPS,
     compare_schedules,
     make_accelerator,
+    run,
 )
 
 
@@ -91,19 +92,36 @@ def test_two_processes_with_accumulation_make_the_joint_gradients(two_processes)
                 torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-7, msg=f"{label} {name}")
 
 
-def test_moving_gradients_keeps_their_values_and_leaves_absent_ones_absent():
-    """The earlier views' gradients move into the buffers reserved before the first view (so that the
-    blocks the backward allocated are freed among its activations): same values, the buffer becomes the
-    gradient, a gradient already in its buffer is left as it is, and a parameter without one keeps none."""
-    from mtl_hf.training.view_schedule import _move_gradients
+def test_a_head_that_gets_no_gradient_keeps_none_as_in_the_joint_schedule():
+    """The sequential schedule hands every parameter a zero gradient before the first view (so the
+    backward passes add into memory allocated below the activations); one that no view writes goes back
+    to ``None``, so the optimizer skips it as after the joint backward (AdamW would otherwise move it)."""
+    accelerator = make_accelerator()
+    joint, sequential = (
+        run(accelerator, LOSS_WEIGHTINGS["fixed"], schedule, tasks=("tumour", "mim"))
+        for schedule in ("joint", "sequential")
+    )
+    assert_same_steps(joint, sequential, "fixed, grade not trained")
+    for step in sequential["grads"]:
+        assert not [name for name in step if ".grade." in f".{name}."], sorted(step)
+        assert [name for name in step if ".tumour." in f".{name}."], sorted(step)
 
-    torch.manual_seed(0)
-    moved, placed, absent = (torch.nn.Parameter(torch.randn(3, 4)) for _ in range(3))
-    moved.grad = torch.randn(3, 4)
-    expected = moved.grad.clone()
-    places = [torch.empty_like(p) for p in (moved, placed, absent)]
-    placed.grad = places[1].copy_(torch.ones(3, 4))
-    _move_gradients([moved, placed, absent], places)
-    assert moved.grad is places[0] and torch.equal(moved.grad, expected)
-    assert placed.grad is places[1] and torch.equal(placed.grad, torch.ones(3, 4))
-    assert absent.grad is None
+
+def test_gradient_buffers_are_kept_from_step_to_step_but_not_over_a_windows_earlier_gradients():
+    from mtl_hf.training.view_schedule import _drop_unwritten, _zero_gradients
+
+    written, unwritten = torch.nn.Parameter(torch.ones(2, 3)), torch.nn.Parameter(torch.ones(4))
+    zeros = _zero_gradients([written, unwritten], reuse=True)
+    first = written.grad
+    written.grad.add_(torch.full((2, 3), 2.0))  # what a backward pass does with a defined gradient
+    _drop_unwritten([written, unwritten], zeros)
+    assert written.grad is first and torch.equal(first, torch.full((2, 3), 2.0))
+    assert unwritten.grad is None
+    # The next step: the same memory, zeroed.
+    _zero_gradients([written, unwritten], reuse=True)
+    assert written.grad is first and torch.equal(first, torch.zeros(2, 3))
+    # A window's later micro-batch: the earlier gradient stays where it is, the new one is new.
+    first.fill_(5.0)
+    _zero_gradients([written, unwritten], reuse=False)
+    assert written.grad is not first and torch.equal(written.grad, torch.zeros(2, 3))
+    assert torch.equal(first, torch.full((2, 3), 5.0))

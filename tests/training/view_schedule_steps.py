@@ -51,8 +51,13 @@ def make_accelerator() -> Accelerator:
     )
 
 
-def run(accelerator: Accelerator, weighting: dict[str, Any], schedule: str) -> dict[str, Any]:
-    """Train a fresh tiny model for ``OPTIMIZER_STEPS`` steps; what it did, step by step."""
+def run(
+    accelerator: Accelerator,
+    weighting: dict[str, Any],
+    schedule: str,
+    tasks: tuple[str, ...] = ("tumour", "grade", "mim"),
+) -> dict[str, Any]:
+    """Train a fresh tiny model for ``OPTIMIZER_STEPS`` steps on ``tasks``; what it did, step by step."""
     model = tiny_model(weighting)
     # DWA's weights move only after two epochs: give it a history, so its weights are not all 1.
     model.weighter.on_epoch_end(0, {"tumour": 0.9, "grade": 1.2, "mim": 0.5})
@@ -98,7 +103,7 @@ def run(accelerator: Accelerator, weighting: dict[str, Any], schedule: str) -> d
     results = []
     rank, world = accelerator.process_index, accelerator.num_processes
     for batch in batches(OPTIMIZER_STEPS * ACCUMULATION, MICRO_BATCH * world, seed=5):
-        result = step.micro_batch(shard(batch, rank, world), ["tumour", "grade", "mim"])
+        result = step.micro_batch(shard(batch, rank, world), list(tasks))
         if result is not None:
             results.append(
                 {"loss": result.loss, "task_losses": result.task_losses, "weights": result.weights}
