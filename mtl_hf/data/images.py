@@ -35,6 +35,7 @@ from .readers import (
     locate_manifest,
     open_picture,
     picture_array,
+    picture_file_bytes,
     read_dicom,
     read_manifest,
 )
@@ -221,13 +222,13 @@ def encoded_picture(
     converted pixels; and its ``(height, width)``.
 
     Raises:
-        DataError: no picture, damaged, or too large (:func:`~mtl_hf.data.readers.open_picture`).
+        DataError: no picture, damaged, or too large (:func:`~mtl_hf.data.readers.open_picture`,
+            :func:`~mtl_hf.data.readers.picture_file_bytes`).
     """
+    if data is None:
+        data = picture_file_bytes(where)
     with open_picture(where, data=data) as image:
         if image.mode in KEEP_MODES and not (grayscale and image.mode == "RGB"):
-            if data is None:
-                with open(where, "rb") as f:
-                    data = f.read()
             return data, (image.height, image.width)
         array = picture_array(image, grayscale)
     with decoding(where, "image"):

@@ -1,7 +1,9 @@
 """Helpers of the fuzz tests: example budgets, a per-example time limit, and the outcome tally.
 
-Budgets: CI runs a modest number of examples per property (:data:`CI_EXAMPLES`); the ``slow`` variants
-run :data:`SLOW_EXAMPLES`. Every example must end, within :data:`TIME_LIMIT` CPU seconds, either in a
+Budgets: CI runs a modest number of examples per property (:data:`CI_EXAMPLES`), the same ones every
+run (derandomized), so that a test's result does not change from one CI run to the next; the ``slow``
+variants run :data:`SLOW_EXAMPLES` new random ones each time, to find new failures. A failure found
+that way is kept as a named case of its module (e.g. ``HOSTILE`` in ``test_fuzz_images.py``). Every example must end, within :data:`TIME_LIMIT` CPU seconds, either in a
 value that passes the property's checks or in the exception type the project documents for bad input.
 """
 
@@ -23,7 +25,8 @@ TIME_LIMIT = 20.0
 """CPU seconds one example may use before it counts as a hang (wall time would depend on the machine's load)."""
 
 
-def budget(examples: int) -> settings:
+def budget(examples: int, explore: bool = False) -> settings:
+    """Hypothesis settings for ``examples`` examples: a fixed sequence, or new random ones if ``explore``."""
     return settings(
         max_examples=examples,
         deadline=None,  # wall-clock deadlines flake on a shared machine; hangs are caught by time_limit
@@ -32,7 +35,7 @@ def budget(examples: int) -> settings:
             HealthCheck.data_too_large,
             HealthCheck.function_scoped_fixture,
         ],
-        derandomize=False,
+        derandomize=not explore,
         database=None,
     )
 

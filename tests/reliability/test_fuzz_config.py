@@ -114,7 +114,7 @@ def test_random_config_trees_validate_or_are_refused(tree: Any) -> None:
 
 
 @pytest.mark.slow
-@budget(SLOW_EXAMPLES)
+@budget(SLOW_EXAMPLES, explore=True)
 @given(tree=mutated_configs())
 def test_random_config_trees_validate_or_are_refused_long(tree: Any) -> None:
     run_config_property(tree)
@@ -184,7 +184,7 @@ def test_random_yaml_and_overrides_load_or_are_refused(case: tuple[str, list[str
 
 
 @pytest.mark.slow
-@budget(SLOW_EXAMPLES)
+@budget(SLOW_EXAMPLES, explore=True)
 @given(case=yaml_and_overrides())
 def test_random_yaml_and_overrides_load_or_are_refused_long(case: tuple[str, list[str]]) -> None:
     yaml_property(case)

@@ -188,7 +188,7 @@ def test_damaged_nifti_files_read_or_refused(payload: tuple[bytes, bool], intege
 
 
 @pytest.mark.slow
-@budget(SLOW_EXAMPLES)
+@budget(SLOW_EXAMPLES, explore=True)
 @given(payload=damaged_nifti(), integer=st.booleans())
 def test_damaged_nifti_files_read_or_refused_long(payload: tuple[bytes, bool], integer: bool) -> None:
     nifti_property(payload, integer)
@@ -259,7 +259,7 @@ def test_damaged_brats_cases_load_with_true_labels_or_are_refused(
 
 
 @pytest.mark.slow
-@budget(SLOW_EXAMPLES // 2)
+@budget(SLOW_EXAMPLES // 2, explore=True)
 @given(flair=flairs(), seg=segmentations(), config=CONFIGS)
 def test_damaged_brats_cases_load_with_true_labels_or_are_refused_long(
     flair: tuple[bytes, bool], seg: tuple[bytes, bool], config: BratsConfig

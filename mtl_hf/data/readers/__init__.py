@@ -7,7 +7,8 @@ module             reads                                       refuses (as :clas
 :mod:`.nifti`      ``.nii``, ``.nii.gz`` volumes (RAS+)         not NIfTI, truncated, not 3-D, empty,
                                                                over :data:`MAX_VOLUME_BYTES`
 :mod:`.pictures`   PNG, JPEG, BMP, TIFF, GIF, WebP             damaged, truncated, over
-                                                               :data:`MAX_IMAGE_PIXELS`
+                                                               :data:`MAX_IMAGE_PIXELS` (or a file
+                                                               over :data:`MAX_PICTURE_FILE_BYTES`)
 :mod:`.dicom`      DICOM (pydicom), every frame                damaged, over :data:`MAX_IMAGE_PIXELS`
                                                                pixels or :data:`MAX_DICOM_BYTES`
                                                                inflated
@@ -31,13 +32,22 @@ __getattr__, __dir__ = lazy_exports(
             "MAX_CASE_BYTES",
             "MAX_DICOM_BYTES",
             "MAX_IMAGE_PIXELS",
+            "MAX_PICTURE_FILE_BYTES",
             "MAX_VOLUME_BYTES",
             "decoding",
             "refuse_over",
         ),
         ".manifest": ("listed_file", "locate_manifest", "read_manifest"),
         ".nifti": ("NiftiHeader", "canonical_geometry", "read_header", "read_volume"),
-        ".pictures": ("KEEP_MODES", "open_picture", "picture_array", "read_picture", "to_uint16"),
+        ".pictures": (
+            "KEEP_MODES",
+            "open_picture",
+            "picture_array",
+            "picture_file_bytes",
+            "picture_file_bytes",
+            "read_picture",
+            "to_uint16",
+        ),
     },
 )
 
@@ -47,19 +57,28 @@ if TYPE_CHECKING:
         MAX_CASE_BYTES,
         MAX_DICOM_BYTES,
         MAX_IMAGE_PIXELS,
+        MAX_PICTURE_FILE_BYTES,
         MAX_VOLUME_BYTES,
         decoding,
         refuse_over,
     )
     from .manifest import listed_file, locate_manifest, read_manifest
     from .nifti import NiftiHeader, canonical_geometry, read_header, read_volume
-    from .pictures import KEEP_MODES, open_picture, picture_array, read_picture, to_uint16
+    from .pictures import (
+        KEEP_MODES,
+        open_picture,
+        picture_array,
+        picture_file_bytes,
+        read_picture,
+        to_uint16,
+    )
 
 __all__ = [
     "KEEP_MODES",
     "MAX_CASE_BYTES",
     "MAX_DICOM_BYTES",
     "MAX_IMAGE_PIXELS",
+    "MAX_PICTURE_FILE_BYTES",
     "MAX_VOLUME_BYTES",
     "NiftiHeader",
     "canonical_geometry",
@@ -69,6 +88,7 @@ __all__ = [
     "locate_manifest",
     "open_picture",
     "picture_array",
+    "picture_file_bytes",
     "read_dicom",
     "read_header",
     "read_manifest",

@@ -29,6 +29,10 @@ MAX_IMAGE_PIXELS = 2**27
 """Largest 2-D image (PNG, JPEG, BMP, TIFF, ...) or DICOM pixel data read, in pixels over all frames
 (134 M: a 11585² image, or 436 frames of 640 × 480). Pillow's own decompression-bomb limit is larger."""
 
+MAX_PICTURE_FILE_BYTES = GiB
+"""Largest 2-D picture file whose bytes are read into memory to be cached (an uncompressed RGBA picture
+of :data:`MAX_IMAGE_PIXELS` pixels is 512 MiB)."""
+
 MAX_DICOM_BYTES = GiB
 """Largest DICOM file decoded, in bytes after inflating a deflated transfer syntax (a 1 MB deflated
 file can hold gigabytes of zeros)."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .limits import MAX_IMAGE_PIXELS, decoding, refuse_over
+from .limits import MAX_IMAGE_PIXELS, MAX_PICTURE_FILE_BYTES, decoding, refuse_over
 
 KEEP_MODES = ("L", "I;16", "RGB")
 """Modes whose decoded pixels are used as they are (no conversion)."""
@@ -84,6 +84,22 @@ def to_uint16(array: np.ndarray) -> np.ndarray:
     for i in range(rows.shape[0]):
         target[i] = np.round((rows[i].astype(np.float64) - lo) / (hi - lo) * 65535)
     return out
+
+
+def picture_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the picture file ``path``, its size checked against :data:`MAX_PICTURE_FILE_BYTES`
+    first. What is cached is decoded from these bytes, not from the file: Pillow can read a damaged
+    file from its path (memory-mapped) that it cannot read from memory, and the cache decodes from
+    memory.
+
+    Raises:
+        DataError: the file is over the limit, or cannot be read.
+    """
+    where = os.fspath(path)
+    with decoding(where, "image"):
+        refuse_over(where, "picture file", os.path.getsize(where), MAX_PICTURE_FILE_BYTES)
+        with open(where, "rb") as f:
+            return f.read()
 
 
 def check_pixels(path: str, what: str, pixels: int) -> None:
