@@ -40,9 +40,22 @@ def refuse_link(path: Path) -> None:
         )
 
 
+def check_output_folder(root: Path) -> None:
+    """Raise :class:`UnsafeOutputError` when ``root``, or a folder above it, is a file: the output
+    folder could not be made there (checked before any work, so that none is lost)."""
+    for level in (root, *root.parents):
+        if level.exists() and not level.is_dir():
+            raise UnsafeOutputError(level, "is a file, not a folder: choose another output folder")
+
+
 def output_subfolder(root: Path, *parts: str) -> Path:
-    """``root / parts...``, created, each level below ``root`` checked not to be a symbolic link."""
+    """``root / parts...``, created, each level below ``root`` checked not to be a symbolic link.
+
+    Raises:
+        UnsafeOutputError: ``root`` (or a level above it) is a file, or a level below it a symbolic link.
+    """
     folder = root
+    check_output_folder(root)
     root.mkdir(parents=True, exist_ok=True)
     for part in parts:
         folder = folder / part

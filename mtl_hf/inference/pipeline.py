@@ -30,6 +30,7 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .errors import PredictionError
 from .probabilities import classification_tasks, output_names, task_predictions
 from .readers import kind_of, read_dicom, read_image
 
@@ -62,7 +63,7 @@ class MTLImageClassificationPipeline(Pipeline):
             post["classification_task"] = classification_task
         if top_k is not None:
             if top_k < 1:
-                raise ValueError(f"top_k must be at least 1, got {top_k}")
+                raise PredictionError(f"top_k must be at least 1, got {top_k}")
             post["top_k"] = top_k
         return {}, forward, post
 

@@ -53,7 +53,7 @@ from .choices import AGGREGATIONS, Aggregation
 from .errors import PredictionError
 from .loading import load_model_and_processor
 from .masks import MaskWriter, mask_tasks, masks_at_size
-from .outputs import output_subfolder, write_text_replacing
+from .outputs import check_output_folder, output_subfolder, write_text_replacing
 from .patients import Source, pixel_values, plan_sources, read_source
 from .probabilities import prediction_spec, prediction_tasks, task_predictions
 from .readers import InputImage, Intensity
@@ -308,6 +308,8 @@ def predict(
     Raises:
         PredictionError: an unknown task, a task without predictions or masks (or a model with none), a
             batch size or ``top_k`` under 1; raised before any input is read or output written.
+        UnsafeOutputError: ``output_dir`` (or a folder above it) is a file, checked first; or an output
+            file in it is a symbolic link.
         NotAnMtlModelError, mtl_hf.security.UnsafeCheckpointError: the model cannot be loaded (see
             :func:`~mtl_hf.inference.loading.load_model_and_processor`).
     """
@@ -317,6 +319,8 @@ def predict(
         raise PredictionError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     if top_k < 1:
         raise PredictionError(f"top_k must be at least 1, got {top_k}")
+    if output_dir is not None:
+        check_output_folder(Path(output_dir))
     net, processor = load_model_and_processor(model, image_processor, **hub_kwargs)
     files, listing_errors = plan_sources(inputs, processor)
     chosen, segmenting = tasks_to_predict(net, tasks)

@@ -168,6 +168,24 @@ def test_a_planted_link_is_refused_and_its_target_untouched(
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(
+    three_task_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    good = write_good_inputs(tmp_path / "in")
+    taken = tmp_path / "taken.csv"
+    taken.write_text("precious\n")
+    for out in (taken, taken / "below"):
+        with pytest.raises(UnsafeOutputError, match=f"{taken}: is a file, not a folder"):
+            predict(three_task_model, good, output_dir=out, tasks=["tumour"], progress=False)
+    argv = ["predict", str(three_task_model), *map(str, good), "-o", str(taken), "--no-progress"]
+    assert cli_main(argv) == 1
+    assert (
+        f"mtl-hf predict: error: UnsafeOutputError: {taken}: is a file, not a folder"
+        in capsys.readouterr().err
+    )
+    assert taken.read_text() == "precious\n"
+
+
 def test_outputs_replace_older_files_whole(three_task_model: Path, tmp_path: Path) -> None:
     good = write_good_inputs(tmp_path / "in")
     out = tmp_path / "out"

@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel, pipeline
 
 import mtl_hf.inference  # noqa: F401  (registers the pipeline task)
-from mtl_hf.inference import PIPELINE_TASK, MTLImageClassificationPipeline
+from mtl_hf.inference import PIPELINE_TASK, MTLImageClassificationPipeline, PredictionError
 from tests.inference.conftest import save_model
 
 
@@ -61,8 +61,10 @@ def test_several_tasks_and_a_chosen_one(three_task_model: Path, images: list[Pat
     assert len(top1) == 1 and top1[0]["score"] == pytest.approx(
         torch.sigmoid(logits["findings"][0]).max().item()
     )
-    with pytest.raises(ValueError, match="gives no class probabilities"):
+    with pytest.raises(PredictionError, match="gives no class probabilities"):
         classify(str(images[1]), classification_task="mim")
+    with pytest.raises(PredictionError, match="top_k must be at least 1, got 0"):
+        classify(str(images[1]), top_k=0)
 
 
 def test_dicom_path(three_task_model: Path) -> None:
