@@ -110,7 +110,9 @@ def build_cache(
                 features=features,
                 cache_dir=str(cache_dir),
                 gen_kwargs={
-                    "items": items,
+                    # A tuple, not a list: ``from_generator`` calls the generator once per element of a
+                    # list argument, which would hand each call one item and leave no work to share.
+                    "items": tuple(items),
                     "options": options,
                     "root": str(Path(config.root)),
                     "skip_bad": config.skip_bad,
@@ -266,7 +268,7 @@ def compute_fingerprint(config: DataConfig, inputs: Sequence[str]) -> str:
 
 
 def generate_rows(
-    items: list[Any],
+    items: Sequence[Any],
     options: BratsConfig | ImagesConfig | VolumesConfig | HFDatasetConfig,
     root: str,
     skip_bad: bool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import zlib
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from mtl_hf.data import DataError, build_cache, decode_image, decode_mask, prepare_datasets
+from mtl_hf.data import cache as cache_module
+from mtl_hf.data.parallel import read_in_order
 
 from .files import brats_config, make_volumes, write_case
 
@@ -79,6 +82,48 @@ def test_num_proc_builds_the_same_rows(brats_root: Path, tmp_path: Path) -> None
     two, summary = build_cache(brats_config(brats_root), tmp_path / "b", num_proc=2)
     assert summary.files_read == 6 and not summary.cache_hit
     assert sorted(one["sample_id"]) == sorted(two["sample_id"])
+
+
+NOTES: Path | None = None
+"""Folder where :func:`read_noting_process` leaves one file per item read (set by the test below)."""
+REAL_READ_ITEM = cache_module.read_item
+
+
+def read_noting_process(*args: object) -> object:
+    """The cache's own item reader, which also notes the id of the process that ran it."""
+    assert NOTES is not None
+    result = REAL_READ_ITEM(*args)  # type: ignore[arg-type]
+    (NOTES / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+    return result
+
+
+def test_num_proc_reads_the_items_in_worker_processes(
+    brats_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    global NOTES
+    NOTES = tmp_path / "notes"
+    NOTES.mkdir()
+    monkeypatch.setattr(cache_module, "read_item", read_noting_process)
+    _, summary = build_cache(brats_config(brats_root), tmp_path / "cache", num_proc=2)
+    readers = [int(p.name.split("-")[0]) for p in NOTES.iterdir()]
+    assert summary.files_read == len(readers) == 6
+    assert os.getpid() not in readers  # every patient was read by a worker, none by this process
+    assert len(set(readers)) <= 2
+
+
+def test_read_in_order_keeps_the_order_and_returns_data_errors() -> None:
+    items = list(range(9))
+    results = list(read_in_order(pid_or_error, items, 3))
+    assert [r.path if isinstance(r, DataError) else r[0] for r in results] == [
+        "item 4" if i == 4 else i for i in items
+    ]
+    assert os.getpid() not in {r[1] for r in results if not isinstance(r, DataError)}
+
+
+def pid_or_error(item: int) -> tuple[int, int]:
+    if item == 4:
+        raise DataError(f"item {item}", "unreadable")
+    return item, os.getpid()
 
 
 def test_prepare_twice_reuses_cache_and_manifest(brats_root: Path, tmp_path: Path) -> None:
