@@ -215,9 +215,15 @@ def main() -> None:
     )
     print(f"| peer: float32, raw, 240 px (previous format) | {peer_mb:.2f} | {'yes' if peer_mb <= 10 else 'no'} "
           f"| {peer['rows'] / args.peer_patients:.0f} |")  # fmt: skip
+    if (n, 1) in runs and max(processes) > 1:
+        speedup = runs[n, 1]["seconds"] / runs[n, max(processes)]["seconds"]
+        print(f"\nwall time, num_proc 1 / num_proc {max(processes)}: {speedup:.2f}x")
+    rate = rates[max(processes)]  # a parallel build's own cost per core, its overheads included
+    print(
+        f"\n(extrapolated from the num_proc {max(processes)} build: {rate:.3f} CPU s per patient per modality)"
+    )
     print("\n| data set | patients | cache GB | build h on these cores | build min on 16 cores |")
     print("|---|---:|---:|---:|---:|")
-    rate = min(rates.values())
     for name, count in BRATS_PATIENTS.items():
         gb = mb * count * m / 1024
         print(
