@@ -6,8 +6,9 @@ cached at the model's size), the training transforms (decode, augment, normalise
 through ``mtl_hf.training.inputs.make_loader`` (seeded, one-thread workers, each batch fetched and
 transformed in one call) with the default ``training.num_workers`` and other counts. Measured:
 
-1. loader throughput alone, after the workers' start-up: images/s of wall time, and images per CPU
-   second of the processes that load (each worker, or the training process with 0 workers);
+1. loader throughput alone, after the workers' start-up (their first nine batches): images/s of wall
+   time, and images per CPU second of the processes that load (each worker, or the training process
+   with 0 workers);
 2. the MTL training step (classification + SimMIM, fused AdamW) on batches already in memory,
    interleaved with the same step fed by the loader (and with the step on a second preloaded batch,
    an A/A control for the drift between identical measurements), so the loader-fed step includes
@@ -79,17 +80,20 @@ def run_config(data_dir: Path, cache_dir: Path, size: str, brats: Path | None = 
     return from_dict(RunConfig, raw)
 
 
-def loader_throughput(loader: Any, batches: int) -> dict[str, float]:
-    """Over ``batches`` batches, the first one (the workers' start-up) excluded: images/s of wall time,
-    images per CPU second of the processes that load (the workers, or this one with none), and this
-    process's CPU milliseconds per batch (with workers: receiving the batches)."""
+def loader_throughput(loader: Any, batches: int, skip: int = 8) -> dict[str, float]:
+    """Over ``batches`` batches after the first ``1 + skip`` (the workers' start-up: their first
+    batch, then their first reads of the Arrow file and the copies of the pages they inherited and
+    write): images/s of wall time, images per CPU second of the processes that load (the workers, or
+    this one with none), and this process's CPU milliseconds per batch (with workers: receiving the
+    batches)."""
     import psutil
 
-    batches = min(batches, len(loader) - 2)  # the workers exit with the epoch's last batch
+    batches = min(batches, len(loader) - skip - 3)  # the workers exit with the epoch's last batch
     me = psutil.Process()
     before = {p.pid for p in me.children()}
     iterator = iter(loader)
-    next(iterator)
+    for _ in itertools.islice(iterator, 1 + skip):
+        pass
     workers = [p for p in me.children() if p.pid not in before]  # this loader's workers
 
     def cpu(processes: list[Any]) -> float:
@@ -154,7 +158,7 @@ def main() -> None:
     def loader(num_workers: int) -> Any:
         return make_loader(data.train, data, args.batch_size, shuffle=True, seed=0, num_workers=num_workers)
 
-    throughput = {w: loader_throughput(loader(w), 24) for w in workers}
+    throughput = {w: loader_throughput(loader(w), 96) for w in workers}
 
     def loader_per_cpu_second() -> float:
         threads = torch.get_num_threads()
