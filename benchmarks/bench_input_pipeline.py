@@ -184,7 +184,6 @@ def main() -> None:
     names = [*preloaded, *(f"loader, {w} workers" for w in workers)]
     times: dict[str, list[float]] = {name: [] for name in names}  # per round: mean of the later steps
     first: dict[str, list[float]] = {name: [] for name in names}  # per round: the first step
-
     faults: dict[str, list[int]] = {name: [] for name in names}  # per round: minor page faults, first step
 
     def timed_steps(name: str, feed: Any) -> None:

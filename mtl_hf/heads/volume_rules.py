@@ -5,8 +5,9 @@ Class probabilities: a volume (or cine loop) is positive when some slices are: t
 few slices of a brain volume, so the mean over all slices would dilute it. The default for them,
 ``topk_mean``, averages the ``k`` highest slice probabilities per output: as sensitive as ``max`` to a
 lesion spanning a few slices but less driven by one noisy slice. ``max`` and ``mean`` are available too
-(``predict``'s ``--aggregation``, :data:`~mtl_hf.inference.choices.AGGREGATIONS`). Real values (a regression's) follow their head's own rule instead:
-``mean`` over the slices by default, or ``sum`` (a per-slice area summed into a volume) or ``max``.
+(``predict``'s ``--aggregation``, :data:`~mtl_hf.inference.choices.AGGREGATIONS`). Real values (a
+regression's) follow their head's own rule instead: ``mean`` over the slices by default, or ``sum`` (a
+per-slice area summed into a volume) or ``max``.
 
 Every rule applies to each output column on its own; for a multi-class task the volume-level values are
 therefore per-class scores and need not sum to one.
